@@ -1,0 +1,103 @@
+"""The ASGI application: lifespan, dispatch, and the one place errors become responses.
+
+`create_app(settings)` returns a `Gateway`, a pure ASGI callable. Requests for the gateway's own
+routes (on the team host: health, test, admin; on any host: `/cdn-cgi/access/...`) go to a small
+Starlette app built from `views.py`; every other request is matched to a protected app and handed
+to the guard, the hot path (cookie -> session -> policy -> upstream), which never touches
+Starlette's request machinery.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from gateway.config import Settings
+from gateway.errors import GatewayError
+from gateway.guard import guard_request
+from gateway.proxy import UpstreamPool
+from gateway.routing import split_host
+from gateway.runtime import Runtime, error_response
+from gateway.store import Clock, Store, open_store
+from gateway.views import routes
+
+_GATEWAY_PREFIX = "/cdn-cgi/access/"
+_TEAM_ONLY_PATHS = ("/healthz", "/readyz", "/metrics", "/test-idp", "/api/", "/populations/")
+
+
+class Gateway:
+    """The ASGI entry point: gateway routes to Starlette, protected apps to the guard."""
+
+    def __init__(self, routes_app: Starlette):
+        self.routes_app = routes_app
+        self.runtime: Runtime | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        rt = self.runtime
+        if scope["type"] == "lifespan" or rt is None:
+            # Before the lifespan has built the runtime nothing is served: the routes app
+            # answers (its handlers fail closed without a runtime).
+            await self.routes_app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        host = ""
+        for key, value in scope["headers"]:
+            if key == b"host":
+                host = split_host(value.decode("latin-1"))
+                break
+        # The team host's own routes; health probes that name no app host (a load balancer
+        # probing an IP address) reach them too.
+        if path.startswith(_GATEWAY_PREFIX) or (
+            path.startswith(_TEAM_ONLY_PATHS)
+            and (host == rt.team_host or rt.directory.match(host, path) is None)
+        ):
+            await self.routes_app(scope, receive, send)
+            return
+        await guard_request(rt, host, scope, receive, send)
+
+
+def create_app(
+    settings: Settings, *, store: Store | None = None, clock: Clock = time.time
+) -> Gateway:
+    """The gateway for these settings. `store` overrides `settings.gateway.store` (tests)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        timeout = settings.gateway.idp_timeout
+        the_store = store if store is not None else open_store(settings.gateway.store, clock)
+        http = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            limits=httpx.Limits(max_connections=50, max_keepalive_connections=10),
+            follow_redirects=False,
+        )
+        upstreams = UpstreamPool(timeout=settings.gateway.upstream_timeout)
+        await upstreams.start()
+        rt = Runtime(settings, the_store, http, upstreams, clock)
+        app.state.runtime = gateway.runtime = rt
+        try:
+            yield
+        finally:
+            app.state.runtime = gateway.runtime = None
+            await upstreams.close()
+            await http.aclose()
+            if store is None:
+                await the_store.close()
+
+    async def on_gateway_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, GatewayError)  # noqa: S101 - registered for GatewayError only
+        return error_response(request.app.state.runtime, exc)
+
+    routes_app = Starlette(
+        routes=routes(),
+        lifespan=lifespan,
+        exception_handlers={GatewayError: on_gateway_error},
+    )
+    gateway = Gateway(routes_app)
+    return gateway

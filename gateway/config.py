@@ -1,0 +1,616 @@
+"""Configuration: TOML (or the same objects as JSON) into frozen, typed settings.
+
+`load_config(path)` reads the file, substitutes `"${VAR}"` secrets from the environment and
+validates everything at once: unknown keys, wrong types, bad values and missing variables are all
+collected with their key path (`apps[1].policies[0].include[2]: unknown rule 'grop'`) and raised
+together as one `ConfigError`. A typo never silently switches a check off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
+
+from gateway.errors import ConfigError
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Decision = Literal["allow", "deny", "bypass", "non_identity"]
+SameSite = Literal["none", "lax", "strict"]
+UpdateBehavior = Literal["automatic", "reauth", "no_action"]
+
+_ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+# --- policy rules (SPEC 3) -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EveryoneRule:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class EmailRule:
+    email: str  # stored lower-case; compared case-insensitively
+
+
+@dataclass(frozen=True, slots=True)
+class EmailDomainRule:
+    domain: str  # stored lower-case, without "@"
+
+
+@dataclass(frozen=True, slots=True)
+class OktaGroupRule:
+    name: str
+    identity_provider_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class GroupNameRule:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class OidcClaimRule:
+    claim_name: str
+    claim_value: str
+
+
+@dataclass(frozen=True, slots=True)
+class LoginMethodRule:
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuthMethodRule:
+    auth_method: str
+
+
+@dataclass(frozen=True, slots=True)
+class IpRule:
+    network: Network
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceTokenRule:
+    token_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AnyValidServiceTokenRule:
+    pass
+
+
+Rule = (
+    EveryoneRule
+    | EmailRule
+    | EmailDomainRule
+    | OktaGroupRule
+    | GroupNameRule
+    | OidcClaimRule
+    | LoginMethodRule
+    | AuthMethodRule
+    | IpRule
+    | ServiceTokenRule
+    | AnyValidServiceTokenRule
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    name: str
+    decision: Decision
+    include: tuple[Rule, ...]
+    require: tuple[Rule, ...] = ()
+    exclude: tuple[Rule, ...] = ()
+    session_duration: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class App:
+    id: str
+    name: str
+    domain: str
+    upstream: str
+    aud: str
+    session_duration: float
+    policies: tuple[Policy, ...] = ()
+    allowed_idps: tuple[str, ...] = ()
+    auto_redirect_to_identity: bool = True
+    same_site_cookie_attribute: SameSite = "lax"
+    http_only_cookie_attribute: bool = True
+    custom_deny_message: str = ""
+
+
+# --- identity providers ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class IdPConfig:
+    client_id: str
+    client_secret: str
+    okta_account: str = ""
+    authorization_server_id: str = ""
+    api_token: str = ""
+    claims: tuple[str, ...] = ()
+    email_claim_name: str = "email"
+    pkce_enabled: bool = False
+    # generic OIDC ("oidc" type)
+    issuer: str = ""
+    auth_url: str = ""
+    token_url: str = ""
+    certs_url: str = ""
+    userinfo_url: str = ""
+    scopes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ScimConfig:
+    enabled: bool = False
+    user_deprovision: bool = False
+    seat_deprovision: bool = False
+    identity_update_behavior: UpdateBehavior = "automatic"
+    secret: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityProvider:
+    id: str
+    name: str
+    type: Literal["okta", "oidc"]
+    config: IdPConfig
+    scim_config: ScimConfig = field(default_factory=ScimConfig)
+
+
+# --- the gateway ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    public_url: str
+    cookie_secret: tuple[str, ...]
+    store: str
+    admin_token: str = ""
+    session_duration: float = 86400.0
+    cookie_secure: bool = True
+    trusted_proxies: tuple[Network, ...] = ()
+    idp_timeout: float = 10.0
+    upstream_timeout: float = 60.0
+
+    @property
+    def team_host(self) -> str:
+        return (urlsplit(self.public_url).hostname or "").lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    gateway: GatewaySettings
+    identity_providers: tuple[IdentityProvider, ...] = ()
+    apps: tuple[App, ...] = ()
+
+    def idp(self, idp_id: str) -> IdentityProvider | None:
+        return next((idp for idp in self.identity_providers if idp.id == idp_id), None)
+
+
+def app_aud(app_id: str) -> str:
+    """The app's AUD tag: a stable 64-hex value derived from its id."""
+    return hashlib.sha256(f"gateway-app-aud:{app_id}".encode()).hexdigest()
+
+
+def parse_duration(text: str) -> float:
+    """Go-style durations as Cloudflare writes them: "24h", "30m", "1h30m", "90s"."""
+    text = text.strip()
+    pos, total = 0, 0.0
+    for match in _DURATION.finditer(text):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        pos = match.end()
+    if not text or pos != len(text):
+        raise ValueError(f"invalid duration {text!r} (use e.g. '24h', '30m', '1h30m')")
+    return total
+
+
+# --- loading --------------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+class _Reader:
+    """Reads one table, tracking its key path, the keys it used and every problem found."""
+
+    def __init__(self, data: Any, path: str, problems: list[str], env: Mapping[str, str]):
+        self.path = path
+        self.problems = problems
+        self.env = env
+        self.data: Mapping[str, Any] = data if isinstance(data, Mapping) else {}
+        if not isinstance(data, Mapping):
+            self.problem("", "must be a table")
+        self.known: set[str] = set()
+
+    def key_path(self, key: str) -> str:
+        if not key:
+            return self.path or "<root>"
+        return f"{self.path}.{key}" if self.path else key
+
+    def problem(self, key: str, message: str) -> None:
+        self.problems.append(f"{self.key_path(key)}: {message}")
+
+    def raw(self, key: str) -> Any:
+        self.known.add(key)
+        return self.data.get(key)
+
+    def has(self, key: str) -> bool:
+        return key in self.data
+
+    def _typed(self, key: str, kinds: type | tuple[type, ...], what: str, default: T) -> Any:
+        value = self.raw(key)
+        if value is None:
+            return default
+        if isinstance(value, bool) and bool not in (
+            kinds if isinstance(kinds, tuple) else (kinds,)
+        ):
+            self.problem(key, f"must be {what}")
+            return default
+        if not isinstance(value, kinds):
+            self.problem(key, f"must be {what}")
+            return default
+        return value
+
+    def string(self, key: str, default: str = "", *, required: bool = False) -> str:
+        if required and self.raw(key) in (None, ""):
+            self.problem(key, "is required")
+            return default
+        return self._secret(key, self._typed(key, str, "a string", default))
+
+    def _secret(self, key: str, value: str) -> str:
+        match = _ENV_REF.match(value)
+        if not match:
+            return value
+        name = match.group(1)
+        if name not in self.env:
+            self.problem(key, f"environment variable {name} is not set")
+            return ""
+        return self.env[name]
+
+    def boolean(self, key: str, default: bool) -> bool:
+        return bool(self._typed(key, bool, "true or false", default))
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        value = self.raw(key)
+        if value is None:
+            return ()
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.problem(key, "must be a list of strings")
+            return ()
+        return tuple(self._secret(key, v) for v in value)
+
+    def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.string(key, default)
+        if value not in choices:
+            allowed = ", ".join(repr(c) for c in choices)
+            self.problem(key, f"must be one of {allowed}, not {value!r}")
+            return default
+        return value
+
+    def duration(self, key: str, default: float | None) -> float | None:
+        value = self.raw(key)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            self.problem(key, "must be a duration such as '24h'")
+            return default
+        try:
+            seconds = parse_duration(value) if isinstance(value, str) else float(value)
+        except ValueError as exc:
+            self.problem(key, str(exc))
+            return default
+        if seconds <= 0:
+            self.problem(key, "must be positive")
+            return default
+        return seconds
+
+    def url(self, key: str, *, required: bool = False, exact: bool = False) -> str:
+        """An absolute http(s) URL; a trailing "/" is dropped unless `exact` (an issuer is
+        compared to the ID token's `iss` character for character)."""
+        value = self.string(key, required=required)
+        if value:
+            parts = urlsplit(value)
+            if parts.scheme not in ("https", "http") or not parts.hostname:
+                self.problem(key, "must be an absolute https or http URL")
+        return value if exact else value.rstrip("/")
+
+    def table(self, key: str) -> _Reader:
+        value = self.raw(key)
+        return _Reader({} if value is None else value, self.key_path(key), self.problems, self.env)
+
+    def tables(self, key: str) -> list[_Reader]:
+        value = self.raw(key)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.problem(key, "must be a list of tables")
+            return []
+        return [
+            _Reader(item, f"{self.key_path(key)}[{i}]", self.problems, self.env)
+            for i, item in enumerate(value)
+        ]
+
+    def finish(self) -> None:
+        """Report every key of this table that nothing read: a typo must not pass silently."""
+        for key in self.data:
+            if key not in self.known:
+                self.problem(key, "unknown key")
+
+
+def _network(reader: _Reader, key: str, text: str) -> Network | None:
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        reader.problem(key, f"invalid IP address or CIDR {text!r}")
+        return None
+
+
+_RULE_FIELDS: dict[str, tuple[str, ...]] = {
+    "everyone": (),
+    "email": ("email",),
+    "email_domain": ("domain",),
+    "okta": ("name", "identity_provider_id"),
+    "group_name": ("name",),
+    "oidc": ("claim_name", "claim_value"),
+    "login_method": ("id",),
+    "auth_method": ("auth_method",),
+    "ip": ("ip",),
+    "service_token": ("token_id",),
+    "any_valid_service_token": (),
+}
+_OPTIONAL_RULE_FIELDS = {("okta", "identity_provider_id")}
+
+
+def _rule(data: Any, path: str, problems: list[str], env: Mapping[str, str]) -> Rule | None:
+    if not isinstance(data, Mapping) or len(data) != 1:
+        problems.append(f"{path}: a rule is a table with exactly one rule name")
+        return None
+    ((kind, body),) = data.items()
+    if kind not in _RULE_FIELDS:
+        problems.append(f"{path}: unknown rule {kind!r}")
+        return None
+    reader = _Reader(body, f"{path}.{kind}", problems, env)
+    values = {
+        name: reader.string(name, required=(kind, name) not in _OPTIONAL_RULE_FIELDS)
+        for name in _RULE_FIELDS[kind]
+    }
+    reader.finish()
+    if any(not values[n] for n in _RULE_FIELDS[kind] if (kind, n) not in _OPTIONAL_RULE_FIELDS):
+        return None
+    builders: dict[str, Callable[[], Rule | None]] = {
+        "everyone": EveryoneRule,
+        "email": lambda: EmailRule(values["email"].lower()),
+        "email_domain": lambda: EmailDomainRule(values["domain"].lower().lstrip("@")),
+        "okta": lambda: OktaGroupRule(values["name"], values["identity_provider_id"]),
+        "group_name": lambda: GroupNameRule(values["name"]),
+        "oidc": lambda: OidcClaimRule(values["claim_name"], values["claim_value"]),
+        "login_method": lambda: LoginMethodRule(values["id"]),
+        "auth_method": lambda: AuthMethodRule(values["auth_method"]),
+        "ip": lambda: _ip_rule(reader, values["ip"]),
+        "service_token": lambda: ServiceTokenRule(values["token_id"]),
+        "any_valid_service_token": AnyValidServiceTokenRule,
+    }
+    return builders[kind]()
+
+
+def _ip_rule(reader: _Reader, text: str) -> IpRule | None:
+    network = _network(reader, "ip", text)
+    return IpRule(network) if network else None
+
+
+def _rules(reader: _Reader, key: str) -> tuple[Rule, ...]:
+    value = reader.raw(key)
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        reader.problem(key, "must be a list of rules")
+        return ()
+    rules = [
+        _rule(item, f"{reader.key_path(key)}[{i}]", reader.problems, reader.env)
+        for i, item in enumerate(value)
+    ]
+    return tuple(r for r in rules if r is not None)
+
+
+def _policy(reader: _Reader) -> Policy:
+    policy = Policy(
+        name=reader.string("name", required=True),
+        decision=reader.choice(  # type: ignore[arg-type]
+            "decision", ("allow", "deny", "bypass", "non_identity"), "deny"
+        ),
+        include=_rules(reader, "include"),
+        require=_rules(reader, "require"),
+        exclude=_rules(reader, "exclude"),
+        session_duration=reader.duration("session_duration", None),
+    )
+    if not reader.has("decision"):
+        # Never a silent default: a forgotten decision must not turn into "allow".
+        reader.problem("decision", "is required")
+    if reader.data.get("include") == [] or not reader.has("include"):
+        reader.problem("include", "needs at least one rule")
+    reader.finish()
+    return policy
+
+
+def _app(reader: _Reader, default_duration: float) -> App:
+    app_id = reader.string("id", required=True)
+    domain = reader.string("domain", required=True).lower().rstrip("/")
+    if domain and ("://" in domain or " " in domain):
+        reader.problem("domain", "must be host[/path] without a scheme")
+    app = App(
+        id=app_id,
+        name=reader.string("name", app_id),
+        domain=domain,
+        upstream=reader.url("upstream", required=True),
+        aud=app_aud(app_id),
+        session_duration=reader.duration("session_duration", default_duration) or default_duration,
+        policies=tuple(_policy(p) for p in reader.tables("policies")),
+        allowed_idps=reader.strings("allowed_idps"),
+        auto_redirect_to_identity=reader.boolean("auto_redirect_to_identity", True),
+        same_site_cookie_attribute=reader.choice(  # type: ignore[arg-type]
+            "same_site_cookie_attribute", ("none", "lax", "strict"), "lax"
+        ),
+        http_only_cookie_attribute=reader.boolean("http_only_cookie_attribute", True),
+        custom_deny_message=reader.string("custom_deny_message"),
+    )
+    reader.finish()
+    return app
+
+
+def _idp_config(reader: _Reader, idp_type: str) -> IdPConfig:
+    config = IdPConfig(
+        client_id=reader.string("client_id", required=True),
+        client_secret=reader.string("client_secret", required=True),
+        okta_account=reader.url("okta_account", required=idp_type == "okta"),
+        authorization_server_id=reader.string("authorization_server_id"),
+        api_token=reader.string("api_token"),
+        claims=reader.strings("claims"),
+        email_claim_name=reader.string("email_claim_name", "email") or "email",
+        pkce_enabled=reader.boolean("pkce_enabled", False),
+        issuer=reader.url("issuer", required=idp_type == "oidc", exact=True),
+        auth_url=reader.url("auth_url", required=idp_type == "oidc"),
+        token_url=reader.url("token_url", required=idp_type == "oidc"),
+        certs_url=reader.url("certs_url", required=idp_type == "oidc"),
+        userinfo_url=reader.url("userinfo_url"),
+        scopes=reader.strings("scopes"),
+    )
+    reader.finish()
+    return config
+
+
+def _scim_config(reader: _Reader) -> ScimConfig:
+    scim = ScimConfig(
+        enabled=reader.boolean("enabled", False),
+        user_deprovision=reader.boolean("user_deprovision", False),
+        seat_deprovision=reader.boolean("seat_deprovision", False),
+        identity_update_behavior=reader.choice(  # type: ignore[arg-type]
+            "identity_update_behavior", ("automatic", "reauth", "no_action"), "automatic"
+        ),
+        secret=reader.string("secret"),
+    )
+    if scim.seat_deprovision and not scim.user_deprovision:
+        reader.problem("seat_deprovision", "needs user_deprovision = true")
+    reader.finish()
+    return scim
+
+
+def _idp(reader: _Reader) -> IdentityProvider:
+    idp_type = reader.choice("type", ("okta", "oidc"), "okta")
+    idp = IdentityProvider(
+        id=reader.string("id", required=True),
+        name=reader.string("name", required=True),
+        type=idp_type,  # type: ignore[arg-type]
+        config=_idp_config(reader.table("config"), idp_type),
+        scim_config=_scim_config(reader.table("scim_config")),
+    )
+    reader.finish()
+    return idp
+
+
+def _gateway(reader: _Reader) -> GatewaySettings:
+    public_url = reader.url("public_url", required=True)
+    reported = len(reader.problems)
+    secrets = reader.raw("cookie_secret")
+    cookie_secret = (
+        reader.strings("cookie_secret")
+        if isinstance(secrets, list)
+        else (reader.string("cookie_secret", required=True),)
+    )
+    for secret in cookie_secret:
+        if secret and len(secret) < 32:
+            reader.problem("cookie_secret", "each key must be at least 32 characters")
+    if not any(cookie_secret):
+        cookie_secret = ()
+        # Only if reading it found nothing wrong yet: a missing variable or a wrong type is
+        # already reported, and "is required" on top would be the same problem twice.
+        if secrets is not None and len(reader.problems) == reported:
+            reader.problem("cookie_secret", "is required")
+    networks = tuple(
+        n
+        for n in (_network(reader, "trusted_proxies", t) for t in reader.strings("trusted_proxies"))
+        if n is not None
+    )
+    settings = GatewaySettings(
+        public_url=public_url,
+        cookie_secret=cookie_secret,
+        admin_token=reader.string("admin_token"),
+        store=reader.string("store", "memory") or "memory",
+        session_duration=reader.duration("session_duration", 86400.0) or 86400.0,
+        cookie_secure=reader.boolean("cookie_secure", True),
+        trusted_proxies=networks,
+        idp_timeout=reader.duration("idp_timeout", 10.0) or 10.0,
+        upstream_timeout=reader.duration("upstream_timeout", 60.0) or 60.0,
+    )
+    # "memory" exactly: open_store() treats anything else as a Redis URL, so a typo such as
+    # "memory_store" must be reported here, not fail at start-up.
+    if settings.store.startswith(("redis+sentinel://", "redis+cluster://")):
+        reader.problem("store", "Redis Sentinel and Cluster URLs are not supported yet")
+    elif settings.store != "memory" and not settings.store.startswith(
+        ("redis://", "rediss://", "unix://")
+    ):
+        reader.problem("store", f"unsupported store {settings.store!r}")
+    reader.finish()
+    return settings
+
+
+def _check_references(settings: Settings, problems: list[str]) -> None:
+    idp_ids = [idp.id for idp in settings.identity_providers]
+    for i, idp_id in enumerate(idp_ids):
+        if idp_id and idp_ids.index(idp_id) != i:
+            problems.append(f"identity_providers[{i}].id: duplicate id {idp_id!r}")
+    app_ids = [app.id for app in settings.apps]
+    domains = [app.domain for app in settings.apps]
+    for i, app in enumerate(settings.apps):
+        if app.id and app_ids.index(app.id) != i:
+            problems.append(f"apps[{i}].id: duplicate id {app.id!r}")
+        if app.domain and domains.index(app.domain) != i:
+            problems.append(f"apps[{i}].domain: duplicate domain {app.domain!r}")
+        for j, allowed in enumerate(app.allowed_idps):
+            if allowed not in idp_ids:
+                problems.append(f"apps[{i}].allowed_idps[{j}]: no identity provider {allowed!r}")
+
+
+def parse_settings(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Settings:
+    """Validate a parsed document; raise ConfigError listing every problem."""
+    problems: list[str] = []
+    root = _Reader(data, "", problems, os.environ if env is None else env)
+    gateway = _gateway(root.table("gateway"))
+    settings = Settings(
+        gateway=gateway,
+        identity_providers=tuple(_idp(r) for r in root.tables("identity_providers")),
+        apps=tuple(_app(r, gateway.session_duration) for r in root.tables("apps")),
+    )
+    root.finish()
+    _check_references(settings, problems)
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate a TOML config file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: invalid TOML: {exc}"]) from exc
+    return parse_settings(data, env)

@@ -1,0 +1,88 @@
+"""The one exception tree of the gateway.
+
+    GatewayError                 error, description, status
+    ├── ConfigError              problems: every "key.path: message" found at once
+    ├── StoreUnavailableError    the store (Redis) cannot be reached: fail closed, 503
+    ├── SignInError              a sign-in step failed; rendered as an HTML page with a reference id
+    │   ├── IdPError             Okta / the OIDC provider answered with an error or not at all
+    │   └── TokenValidationError the ID token failed a check
+    └── UpstreamError            the protected application refused (502) or was too slow (504)
+
+Handlers in one place (`app.py`) turn these into responses; nothing else catches them broadly.
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway raises on purpose."""
+
+    status: int = 500
+    error: str = "gateway_error"
+
+    def __init__(self, description: str, *, error: str | None = None, status: int | None = None):
+        super().__init__(description)
+        self.description = description
+        if error is not None:
+            self.error = error
+        if status is not None:
+            self.status = status
+
+
+class ConfigError(GatewayError):
+    """The configuration is invalid; `problems` holds every problem with its key path."""
+
+    error = "invalid_config"
+    status = 400
+
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+class StoreUnavailableError(GatewayError):
+    """The session store did not answer. Nobody gets in while this is so."""
+
+    error = "store_unavailable"
+    status = 503
+
+
+class SignInError(GatewayError):
+    """A sign-in failed. `hint` tells an operator what to check; shown on the error page."""
+
+    error = "sign_in_failed"
+    status = 400
+
+    def __init__(
+        self,
+        description: str,
+        *,
+        error: str | None = None,
+        status: int | None = None,
+        hint: str = "",
+        step: str = "",
+    ):
+        super().__init__(description, error=error, status=status)
+        self.hint = hint
+        self.step = step
+
+
+class IdPError(SignInError):
+    """The identity provider answered with an error, or too slowly, or not at all."""
+
+    error = "idp_error"
+    status = 502
+
+
+class TokenValidationError(SignInError):
+    """The ID token (or userinfo answer) failed validation."""
+
+    error = "invalid_token"
+    status = 400
+
+
+class UpstreamError(GatewayError):
+    """The protected application refused the connection (502) or timed out (504)."""
+
+    error = "upstream_error"
+    status = 502

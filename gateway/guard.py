@@ -1,0 +1,168 @@
+"""The hot path: every request to a protected app passes here.
+
+cookie -> session (one store GET) -> policy -> upstream. No template is rendered and no token is
+minted for an allowed request; pages are built only for the requests that are turned away.
+Anything unexpected on the way fails closed: no session means sign in, a store that does not
+answer means 503, never a pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from urllib.parse import quote
+
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.types import Receive, Scope, Send
+
+from gateway.clientinfo import client_info, header
+from gateway.config import App
+from gateway.errors import GatewayError
+from gateway.policy import RequestFacts, evaluate, evaluate_before_sign_in
+from gateway.proxy import forward
+from gateway.runtime import Runtime, error_response
+from gateway.sessions import Session
+
+log = logging.getLogger("gateway.guard")
+
+SESSION_COOKIE = "CF_Authorization"
+APP_BINDING_COOKIE = "CF_AppSession"
+LOGIN_BINDING_COOKIE = "CF_Session"
+BINDING_TTL = 600
+
+
+def read_cookie(scope: Scope, name: str) -> str | None:
+    """One cookie's value from the request, without parsing every cookie into objects."""
+    raw = header(scope, b"cookie")
+    if not raw or name not in raw:
+        return None
+    prefix = name + "="
+    for part in raw.split(";"):
+        part = part.strip()
+        if part.startswith(prefix):
+            return part[len(prefix) :].strip('"')
+    return None
+
+
+def binding_hash(binding: str) -> str:
+    """What the login URL carries of the app-host binding: its hash, never the value."""
+    return hashlib.sha256(binding.encode()).hexdigest()
+
+
+def wants_redirect(scope: Scope) -> bool:
+    """A browser navigation (Accept has text/html and not an XHR) is sent to sign in; others 401."""
+    if header(scope, b"x-requested-with") == "XMLHttpRequest":
+        return False
+    accept = header(scope, b"accept") or ""
+    return "text/html" in accept
+
+
+def login_url(rt: Runtime, app: App, host: str, path_qs: str, app_binding: str = "") -> str:
+    url = (
+        f"{rt.settings.gateway.public_url}/cdn-cgi/access/login/{host}"
+        f"?kid={app.aud}&redirect_url={quote(path_qs, safe='')}"
+    )
+    return url + (f"&meta={binding_hash(app_binding)}" if app_binding else "")
+
+
+def _path_qs(scope: Scope) -> str:
+    path: str = scope["path"]
+    query: bytes = scope.get("query_string", b"")
+    return path + ("?" + query.decode("latin-1") if query else "")
+
+
+def session_fits(rt: Runtime, session: Session, app: App, host: str) -> bool:
+    """A team-host app takes the global session; an app host takes that host's app session."""
+    if host == rt.team_host:
+        return session.kind == "global"
+    if session.kind != "app":
+        return False
+    if session.app_id == app.id:
+        return True
+    # Path-based apps sharing one host share its cookie; the matched app's policy still decides.
+    other = rt.app_by_id(session.app_id)
+    return other is not None and other.domain.partition("/")[0] == app.domain.partition("/")[0]
+
+
+def set_binding_cookie(rt: Runtime, response: Response, name: str, binding: str) -> None:
+    response.set_cookie(
+        name,
+        rt.bindings.sign(binding),
+        max_age=BINDING_TTL,
+        path="/",
+        secure=rt.settings.gateway.cookie_secure,
+        httponly=True,
+        samesite="lax",
+    )
+
+
+def unauthenticated(rt: Runtime, app: App, host: str, scope: Scope) -> Response:
+    """No usable session: browsers go to sign in, everything else gets 401."""
+    if not wants_redirect(scope):
+        return PlainTextResponse(
+            "Unauthorized: sign in to this application first.",
+            status_code=401,
+            headers={"Cache-Control": "no-store"},
+        )
+    binding = secrets.token_urlsafe(24)
+    response = RedirectResponse(login_url(rt, app, host, _path_qs(scope), binding), status_code=302)
+    response.headers["Cache-Control"] = "no-store"
+    set_binding_cookie(rt, response, APP_BINDING_COOKIE, binding)
+    return response
+
+
+def denied(rt: Runtime, app: App, email: str) -> Response:
+    return rt.pages.render(
+        "denied.html",
+        403,
+        title="Access denied",
+        app_name=app.name,
+        message=app.custom_deny_message,
+        email=email,
+    )
+
+
+async def guard_request(rt: Runtime, host: str, scope: Scope, receive: Receive, send: Send) -> None:
+    """Decide one request to a protected app and proxy it if allowed."""
+    if scope["type"] != "http":
+        response: Response = PlainTextResponse("Not supported", status_code=404)
+        await response(scope, receive, send)
+        return
+    app = rt.directory.match(host, scope["path"])
+    if app is None:
+        response = rt.pages.error(404, "No application is served at this address.")
+        await response(scope, receive, send)
+        return
+    info = client_info(scope, rt.settings.gateway.trusted_proxies)
+    facts = RequestFacts(client_ip=info.address)
+    try:
+        before = evaluate_before_sign_in(app, facts)
+        identity_headers: list[tuple[bytes, bytes]] = []
+        # A matching bypass / non_identity policy lets the request through with no identity.
+        if before is None:
+            session = await rt.sessions.load(read_cookie(scope, SESSION_COOKIE))
+            if session is None or not session_fits(rt, session, app, host):
+                await unauthenticated(rt, app, host, scope)(scope, receive, send)
+                return
+            decision = evaluate(app, session.identity, facts)
+            if not decision.allowed:
+                await denied(rt, app, session.identity.email)(scope, receive, send)
+                return
+            identity_headers.append(
+                (b"cf-access-authenticated-user-email", session.identity.email.encode())
+            )
+        await forward(
+            rt.upstreams,
+            scope,
+            receive,
+            send,
+            upstream=app.upstream,
+            client_ip=info.ip,
+            forwarded_for=info.forwarded_for,
+            proto=info.proto,
+            host=header(scope, b"host") or host,
+            identity_headers=identity_headers,
+        )
+    except GatewayError as exc:
+        await error_response(rt, exc)(scope, receive, send)

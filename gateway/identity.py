@@ -1,0 +1,82 @@
+"""The signed-in identity: what get-identity returns, what policies read, what sessions carry.
+
+Its JSON shape is the one in SPEC 4 ("Identity"), the same as Cloudflare Access's
+`get-identity`, so origin code written for Cloudflare works unchanged.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+# Namespace for user uuids: a user's uuid is stable per (IdP, Okta user id), never per email,
+# because an Okta login's email can change (OKTA.md: "key users on sub, not on email").
+_USER_NAMESPACE = uuid.UUID("6f1d6c8e-2f4b-4c59-9d0e-8a7b1c2d3e4f")
+
+
+def user_uuid_for(idp_id: str, sub: str) -> str:
+    """The stable user uuid of the person `sub` at identity provider `idp_id`."""
+    return str(uuid.uuid5(_USER_NAMESPACE, f"{idp_id}:{sub}"))
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    id: str  # the identity nonce: new at every sign-in
+    user_uuid: str
+    sub: str
+    name: str
+    email: str
+    groups: tuple[str, ...]
+    idp_id: str
+    idp_type: str
+    iat: int
+    ip: str = ""
+    amr: tuple[str, ...] = ()
+    oidc_fields: dict[str, Any] = field(default_factory=dict)
+    service_token_id: str = ""
+    service_token_status: bool = False
+    version: int = 1
+
+    def to_json(self) -> dict[str, Any]:
+        """The SPEC 4 identity document."""
+        return {
+            "id": self.id,
+            "user_uuid": self.user_uuid,
+            "name": self.name,
+            "email": self.email,
+            "groups": list(self.groups),
+            "idp": {"id": self.idp_id, "type": self.idp_type},
+            "oidc_fields": self.oidc_fields,
+            "amr": list(self.amr),
+            "iat": self.iat,
+            "ip": self.ip,
+            "service_token_id": self.service_token_id,
+            "service_token_status": self.service_token_status,
+            "version": self.version,
+        }
+
+    def to_record(self) -> dict[str, Any]:
+        """The identity as stored in a session record: the document plus the Okta `sub`."""
+        return {**self.to_json(), "sub": self.sub}
+
+    @classmethod
+    def from_record(cls, data: dict[str, Any]) -> Identity:
+        idp = data["idp"]
+        return cls(
+            id=data["id"],
+            user_uuid=data["user_uuid"],
+            sub=data.get("sub", ""),
+            name=data["name"],
+            email=data["email"],
+            groups=tuple(data["groups"]),
+            idp_id=idp["id"],
+            idp_type=idp["type"],
+            iat=data["iat"],
+            ip=data.get("ip", ""),
+            amr=tuple(data.get("amr", ())),
+            oidc_fields=data.get("oidc_fields", {}),
+            service_token_id=data.get("service_token_id", ""),
+            service_token_status=data.get("service_token_status", False),
+            version=data.get("version", 1),
+        )

@@ -1,0 +1,334 @@
+"""Upstream forwarding: the last step of the hot path (cookie -> session -> policy -> upstream).
+
+`forward` relays one plain-ASGI HTTP exchange to a protected application through the shared,
+keep-alive `UpstreamPool` (one aiohttp `ClientSession`). It owns header hygiene (SPEC section 4:
+hop-by-hop headers, client-sent `Cf-Access-*`, `X-Forwarded-*` and our session cookies never
+reach the upstream), streams bodies both ways without buffering them, and turns a refused or slow
+upstream into `UpstreamError` (502 / 504) while nothing has been sent to the client yet. It
+renders no pages and knows nothing of sessions or policy: the caller decides who gets through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterable
+from urllib.parse import quote
+
+import aiohttp
+from starlette.types import Receive, Scope, Send
+from yarl import URL
+
+from gateway.errors import UpstreamError
+
+logger = logging.getLogger(__name__)
+
+# RFC 9110 7.6.1 plus the legacy names RFC 2616 13.5.1 listed; ASGI names are lowercase.
+_HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+# SPEC 4: the gateway's own cookies are credentials for the gateway, not for the application.
+_GATEWAY_COOKIES = frozenset({b"CF_Authorization", b"CF_AppSession", b"CF_Session"})
+# aiohttp would otherwise add these on its own; the upstream must see what the client sent.
+_SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
+# Below the 5 s idle timeout of uvicorn, Node and most app servers, so the pool drops an idle
+# connection before the upstream does: a POST on a half-closed connection is not retried.
+_KEEPALIVE_TIMEOUT = 4.0
+# Characters left as they are when a server gives no raw_path and the decoded path is re-encoded.
+_PATH_SAFE = "/:@!$&'()*+,;="
+
+
+class UpstreamPool:
+    """One aiohttp.ClientSession for all upstreams, created in the app's lifespan.
+
+    `timeout` bounds each wait for the upstream to send something (headers or the next body
+    chunk), not the whole exchange, so long downloads and event streams are not cut off.
+    `connect_timeout` bounds getting a connection: a free pooled one or a new TCP connect.
+    """
+
+    def __init__(
+        self, *, timeout: float = 60.0, connect_timeout: float = 5.0, limit: int = 256
+    ) -> None:
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=connect_timeout, sock_read=timeout
+        )
+        self._limit = limit
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        """Create the session; aiohttp binds it to the running loop, hence not in __init__."""
+        if self._session is not None:
+            raise RuntimeError("UpstreamPool is already started")
+        connector = aiohttp.TCPConnector(
+            limit=self._limit, limit_per_host=0, keepalive_timeout=_KEEPALIVE_TIMEOUT
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=self._timeout,
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            skip_auto_headers=_SKIP_AUTO_HEADERS,
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("UpstreamPool.start() has not been awaited")
+        return self._session
+
+
+async def forward(
+    pool: UpstreamPool,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    *,
+    upstream: str,
+    client_ip: str,
+    forwarded_for: str,
+    proto: str,
+    host: str,
+    identity_headers: list[tuple[bytes, bytes]],
+) -> None:
+    """Relay the HTTP exchange in `scope` to `upstream` and stream the answer back.
+
+    Raises `UpstreamError` (502, or 504 with error "upstream_timeout") only while no response
+    has started; a failure after that ends the response early, so the server closes the client
+    connection and the client sees a truncated body rather than a complete-looking one.
+    Returns quietly when the client goes away.
+    """
+    session = pool._client()
+    headers, has_body = _request_headers(
+        scope["headers"],
+        forwarded_for=forwarded_for,
+        proto=proto,
+        host=host,
+        identity_headers=identity_headers,
+    )
+    url = URL(upstream + _request_target(scope), encoded=True)
+    downstream = _Downstream(receive)
+    if not has_body:
+        downstream.watch()
+    started = False
+    try:
+        async with session.request(
+            scope["method"],
+            url,
+            headers=headers,
+            data=downstream.body() if has_body else None,
+            allow_redirects=False,
+        ) as response:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status,
+                    "headers": _response_headers(response.raw_headers),
+                }
+            )
+            started = True
+            async for chunk in response.content.iter_any():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            downstream.close()
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+    except asyncio.CancelledError:
+        # Only swallow the cancellation _Downstream asked for, never a server shutdown's.
+        if downstream.gone and downstream.task.uncancel() == 0:
+            return
+        raise
+    except TimeoutError as exc:
+        if started:
+            _log_broken_response(scope, upstream, client_ip, exc)
+            return
+        raise UpstreamError(
+            "The application took too long to answer.", status=504, error="upstream_timeout"
+        ) from exc
+    except aiohttp.ClientError as exc:
+        if started:
+            _log_broken_response(scope, upstream, client_ip, exc)
+            return
+        raise UpstreamError("The application could not be reached.", status=502) from exc
+    finally:
+        downstream.close()
+
+
+class _ClientGoneError(Exception):
+    """The client disconnected while its request body was being relayed."""
+
+
+class _Downstream:
+    """The client side of one exchange: its request body, and noticing when it hangs up.
+
+    Uvicorn drops `send` calls after a disconnect instead of raising, so without listening for
+    `http.disconnect` an endless upstream stream would be relayed into the void forever. On a
+    disconnect the forwarding task is cancelled, which makes aiohttp close (not pool) the
+    upstream connection. ASGI allows one `receive` caller at a time: the body generator reads
+    first, and the watcher starts only once the body is over.
+    """
+
+    __slots__ = ("_closed", "_receive", "_watcher", "gone", "task")
+
+    def __init__(self, receive: Receive) -> None:
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("forward() must run inside an asyncio task")
+        self.task = task
+        self.gone = False
+        self._receive = receive
+        self._watcher: asyncio.Task[None] | None = None
+        self._closed = False
+
+    async def body(self) -> AsyncIterator[bytes]:
+        """The request body, message by message, for aiohttp to write as it goes."""
+        try:
+            while True:
+                message = await self._receive()
+                if message["type"] == "http.disconnect":
+                    self._hang_up()
+                    # Raised, not returned: a short body must not look complete to aiohttp,
+                    # or the connection could go back to the pool mid-body.
+                    raise _ClientGoneError
+                chunk: bytes = message.get("body", b"")
+                # An empty write would end a chunked upstream body early.
+                if chunk:
+                    yield chunk
+                if not message.get("more_body", False):
+                    return
+        finally:
+            self.watch()
+
+    def watch(self) -> None:
+        if self._watcher is None and not self._closed and not self.gone:
+            self._watcher = asyncio.create_task(self._wait_for_disconnect())
+
+    def close(self) -> None:
+        """Stop watching; after this a late disconnect no longer cancels anything."""
+        self._closed = True
+        if self._watcher is not None:
+            self._watcher.cancel()
+
+    async def _wait_for_disconnect(self) -> None:
+        # A body the upstream answered without reading is still arriving: skip it.
+        while (await self._receive())["type"] != "http.disconnect":
+            pass
+        self._hang_up()
+
+    def _hang_up(self) -> None:
+        if not self._closed and not self.gone:
+            self.gone = True
+            self.task.cancel()
+
+
+def _request_headers(
+    client_headers: Iterable[tuple[bytes, bytes]],
+    *,
+    forwarded_for: str,
+    proto: str,
+    host: str,
+    identity_headers: list[tuple[bytes, bytes]],
+) -> tuple[list[tuple[str, str]], bool]:
+    """The headers for the upstream, and whether the client request has a body."""
+    # Lowercased again although ASGI lowercases names: a mixed-case "Cf-Access-..." slipped in
+    # by some middleware must not dodge the stripping below.
+    pairs = [(name.lower(), value) for name, value in client_headers]
+    listed = _connection_options(pairs)
+    headers = [("Host", host)]
+    cookies: list[bytes] = []
+    content_length: bytes | None = None
+    chunked = False
+    for name, value in pairs:
+        if name == b"transfer-encoding":
+            chunked = True
+        elif name == b"content-length":
+            content_length = value
+        elif name == b"cookie":
+            cookies.append(value)
+        elif not (
+            name in _HOP_BY_HOP
+            or name in listed
+            or name == b"host"
+            or name == b"forwarded"
+            or name.startswith((b"cf-access-", b"x-forwarded-"))
+        ):
+            headers.append((name.decode("latin-1"), value.decode("latin-1")))
+    # RFC 9112 6.3: with Transfer-Encoding present, Content-Length is removed before forwarding;
+    # aiohttp then re-chunks the body itself.
+    if content_length is not None and not chunked:
+        headers.append(("Content-Length", content_length.decode("latin-1")))
+    if cookies:
+        kept = _strip_gateway_cookies(cookies)
+        if kept:
+            headers.append(("Cookie", kept))
+    headers.append(("X-Forwarded-For", forwarded_for))
+    headers.append(("X-Forwarded-Proto", proto))
+    headers.append(("X-Forwarded-Host", host))
+    headers.extend(
+        (name.decode("latin-1"), value.decode("latin-1")) for name, value in identity_headers
+    )
+    has_body = chunked or content_length not in (None, b"0")
+    return headers, has_body
+
+
+def _connection_options(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
+    """Header names listed in Connection: hop-by-hop for this message (RFC 9110 7.6.1)."""
+    return frozenset(
+        token.strip().lower()
+        for name, value in headers
+        if name == b"connection"
+        for token in value.split(b",")
+    )
+
+
+def _strip_gateway_cookies(values: list[bytes]) -> str:
+    """One Cookie value without the gateway's cookies (RFC 6265 5.4: a single Cookie header)."""
+    kept = [
+        pair.strip()
+        for value in values
+        for pair in value.split(b";")
+        if pair.strip() and pair.split(b"=", 1)[0].strip() not in _GATEWAY_COOKIES
+    ]
+    return b"; ".join(kept).decode("latin-1")
+
+
+def _request_target(scope: Scope) -> str:
+    """Path and query as the client sent them, so the upstream sees exactly the same bytes."""
+    raw_path: bytes | None = scope.get("raw_path")
+    path = raw_path.decode("latin-1") if raw_path else quote(scope["path"], safe=_PATH_SAFE)
+    # Appended to the upstream origin: without a leading "/", a target like "@evil.example"
+    # would become part of the authority and send the request to another host.
+    if not path.startswith("/"):
+        path = "/" + path
+    query: bytes = scope.get("query_string", b"")
+    return f"{path}?{query.decode('latin-1')}" if query else path
+
+
+def _response_headers(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    pairs = [(name.lower(), value) for name, value in raw]
+    listed = _connection_options(pairs)
+    return [
+        (name, value) for name, value in pairs if name not in _HOP_BY_HOP and name not in listed
+    ]
+
+
+def _log_broken_response(scope: Scope, upstream: str, client_ip: str, exc: Exception) -> None:
+    # No headers, cookies or query string: they carry credentials.
+    logger.warning(
+        "upstream %s broke off the response to %s %s for %s: %s",
+        upstream,
+        scope["method"],
+        scope["path"],
+        client_ip,
+        exc,
+    )

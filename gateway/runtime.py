@@ -1,0 +1,96 @@
+"""The per-process runtime: settings plus every long-lived resource built from them.
+
+Created in the app's lifespan (clients and pools are made once, never per request) and handed to
+the guard and the views.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass, field
+
+import httpx
+from starlette.responses import Response
+
+from gateway.config import App, IdentityProvider, Settings
+from gateway.errors import GatewayError
+from gateway.oidc import OIDCClient
+from gateway.pages import Pages
+from gateway.proxy import UpstreamPool
+from gateway.routing import AppDirectory
+from gateway.sessions import CookieSigner, SessionManager
+from gateway.store import Clock, Store
+
+log = logging.getLogger("gateway")
+
+CALLBACK_PATH = "/cdn-cgi/access/callback"
+
+
+@dataclass
+class Runtime:
+    """Everything a request handler needs, created once per process."""
+
+    settings: Settings
+    store: Store
+    http: httpx.AsyncClient
+    upstreams: UpstreamPool
+    clock: Clock
+    pages: Pages = field(default_factory=Pages)
+    directory: AppDirectory = field(init=False)
+    sessions: SessionManager = field(init=False)
+    bindings: CookieSigner = field(init=False)
+    oidc: dict[str, OIDCClient] = field(init=False)
+
+    def __post_init__(self) -> None:
+        keys = self.settings.gateway.cookie_secret
+        self.directory = AppDirectory(self.settings.apps)
+        self.sessions = SessionManager(
+            self.store, CookieSigner(keys, "gateway.session"), self.clock
+        )
+        self.bindings = CookieSigner(keys, "gateway.binding")
+        redirect_uri = self.settings.gateway.public_url + CALLBACK_PATH
+        self.oidc = {
+            idp.id: OIDCClient(idp, self.http, redirect_uri=redirect_uri, clock=self.clock)
+            for idp in self.settings.identity_providers
+        }
+
+    @property
+    def team_host(self) -> str:
+        return self.settings.gateway.team_host
+
+    def app_by_id(self, app_id: str) -> App | None:
+        return next((a for a in self.settings.apps if a.id == app_id), None)
+
+    def idps_for(self, app: App) -> list[IdentityProvider]:
+        """The IdPs a user may sign in to this app with (all of them unless restricted)."""
+        allowed = app.allowed_idps
+        return [i for i in self.settings.identity_providers if not allowed or i.id in allowed]
+
+    def is_known_host(self, host: str) -> bool:
+        """The team host or a host some app is served on (for `returnTo`)."""
+        return (
+            host == self.team_host
+            or self.directory.match(host, "/") is not None
+            or any(a.domain.partition("/")[0] == host for a in self.settings.apps)
+        )
+
+
+def reference_id() -> str:
+    """A short id that ties an error page to its log line."""
+    return secrets.token_hex(6)
+
+
+def error_response(rt: Runtime, exc: GatewayError) -> Response:
+    """The HTML page for a gateway error, logged with the same reference id."""
+    ref = reference_id()
+    step = getattr(exc, "step", "")
+    log.warning(
+        "request failed ref=%s error=%s status=%d step=%s: %s",
+        ref,
+        exc.error,
+        exc.status,
+        step,
+        exc.description,
+    )
+    return rt.pages.gateway_error(exc, ref)

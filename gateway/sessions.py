@@ -1,0 +1,153 @@
+"""Sessions: the signed `CF_Authorization` cookie <-> a session record in the store.
+
+The cookie holds only an opaque random session id, signed with itsdangerous (the first
+`cookie_secret` signs, all of them verify, so keys rotate without signing anyone out). The
+record lives in the store under `session:<id>` with a TTL equal to the session's duration, and
+every user has an index `user_sessions:<user uuid>` of their session ids so one call revokes them
+all. Revocation deletes the records, so it takes effect on the next request on every instance.
+
+A cookie that is tampered with, signed by an unknown key, malformed, expired or revoked is "no
+session", never an error. Reading a session is the hot path: one signature check, one store GET.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from itsdangerous import BadSignature, Signer
+
+from gateway.identity import Identity
+from gateway.store import Clock, Store
+
+SessionKind = Literal["global", "app"]
+
+_SESSION_KEY = "session:"
+_SIGNED_VALUE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+_USER_INDEX_KEY = "user_sessions:"
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    id: str
+    kind: SessionKind  # "global": the team-domain session; "app": one application's session
+    app_id: str  # "" for a global session
+    identity: Identity
+    created: float
+    expires: float
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(
+            {
+                "kind": self.kind,
+                "app_id": self.app_id,
+                "identity": self.identity.to_record(),
+                "created": self.created,
+                "expires": self.expires,
+            },
+            separators=(",", ":"),
+        ).encode()
+
+    @classmethod
+    def from_bytes(cls, session_id: str, raw: bytes) -> Session:
+        data: dict[str, Any] = json.loads(raw)
+        return cls(
+            id=session_id,
+            kind=data["kind"],
+            app_id=data["app_id"],
+            identity=Identity.from_record(data["identity"]),
+            created=data["created"],
+            expires=data["expires"],
+        )
+
+
+class CookieSigner:
+    """Signs and verifies opaque cookie values; the first key signs, every key verifies."""
+
+    def __init__(self, keys: tuple[str, ...], salt: str):
+        if not keys:
+            raise ValueError("at least one cookie key is needed")
+        # itsdangerous signs with the *last* key of the list; our contract is "first signs".
+        self._signer = Signer(list(reversed(keys)), salt=salt, digest_method=hashlib.sha256)
+
+    def sign(self, value: str) -> str:
+        return self._signer.sign(value).decode()
+
+    def unsign(self, signed: str) -> str | None:
+        """The value, or None for anything not signed by one of our keys."""
+        # itsdangerous decodes base64 leniently (stray characters are skipped); our values are
+        # url-safe tokens, so anything else is refused before it is looked at.
+        if not _SIGNED_VALUE.fullmatch(signed):
+            return None
+        try:
+            return self._signer.unsign(signed).decode()
+        except (BadSignature, UnicodeError):
+            return None
+
+
+class SessionManager:
+    """Creates, reads and revokes sessions in the store."""
+
+    def __init__(self, store: Store, signer: CookieSigner, clock: Clock = time.time):
+        self.store = store
+        self.signer = signer
+        self.clock = clock
+
+    async def create(
+        self, identity: Identity, *, kind: SessionKind, duration: float, app_id: str = ""
+    ) -> tuple[Session, str]:
+        """A new session and the signed cookie value that names it."""
+        now = self.clock()
+        session = Session(
+            id=secrets.token_urlsafe(32),
+            kind=kind,
+            app_id=app_id,
+            identity=identity,
+            created=now,
+            expires=now + duration,
+        )
+        await self.store.set(_SESSION_KEY + session.id, session.to_bytes(), ttl=duration)
+        await self.store.add_to_set(_USER_INDEX_KEY + identity.user_uuid, session.id, ttl=duration)
+        return session, self.signer.sign(session.id)
+
+    async def load(self, cookie_value: str | None) -> Session | None:
+        """The live session a cookie names, or None (bad signature, unknown, expired, revoked)."""
+        if not cookie_value:
+            return None
+        session_id = self.signer.unsign(cookie_value)
+        if session_id is None:
+            return None
+        raw = await self.store.get(_SESSION_KEY + session_id)
+        if raw is None:
+            return None
+        session = Session.from_bytes(session_id, raw)
+        # The store's TTL expires records; this guards a store whose clock lags ours.
+        return session if session.expires > self.clock() else None
+
+    async def revoke_user(self, user_uuid: str) -> int:
+        """Delete every session of a user; returns how many were live."""
+        index = _USER_INDEX_KEY + user_uuid
+        ids = await self.store.set_members(index)
+        revoked = await self.store.delete(*(_SESSION_KEY + i for i in ids)) if ids else 0
+        await self.store.delete(index)
+        return revoked
+
+    async def active_sessions(self, user_uuid: str) -> list[Session]:
+        """The user's live sessions (expired ids are pruned from the index)."""
+        index = _USER_INDEX_KEY + user_uuid
+        live: list[Session] = []
+        stale: list[str] = []
+        for session_id in sorted(await self.store.set_members(index)):
+            raw = await self.store.get(_SESSION_KEY + session_id)
+            if raw is None:
+                stale.append(session_id)
+            else:
+                live.append(Session.from_bytes(session_id, raw))
+        if stale:
+            await self.store.remove_from_set(index, *stale)
+        return live

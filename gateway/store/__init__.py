@@ -1,0 +1,61 @@
+"""The store: where sessions, sign-in state and (later) SCIM data and the registry live.
+
+One small key-value protocol with TTLs, implemented twice: `RedisStore` (production: shared by
+every gateway instance) and `MemoryStore` (`gateway demo` and single-process use). Both pass the
+same contract suite (`tests/test_store.py`). Every method of `RedisStore` turns a Redis failure
+into `StoreUnavailableError`, so callers fail closed with a 503 instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import builtins
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+Clock = Callable[[], float]
+
+
+class Store(Protocol):
+    """Byte values under string keys, optionally expiring after `ttl` seconds."""
+
+    async def get(self, key: str) -> bytes | None:
+        """The value, or None when absent or expired."""
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        """Store a value; `ttl` in seconds (None: no expiry). Replaces value and expiry."""
+
+    async def set_if_absent(self, key: str, value: bytes, ttl: float | None = None) -> bool:
+        """Store only if the key does not exist; True when stored."""
+
+    async def take(self, key: str) -> bytes | None:
+        """Get and delete atomically (single-use values): two callers never both get it."""
+
+    async def delete(self, *keys: str) -> int:
+        """Delete keys; returns how many existed."""
+
+    async def add_to_set(self, key: str, member: str, ttl: float) -> None:
+        """Add a member to a set; the set lives at least `ttl` more seconds (never shortened)."""
+
+    async def set_members(self, key: str) -> builtins.set[str]:
+        """Members of a set (empty when absent)."""
+
+    async def remove_from_set(self, key: str, *members: str) -> None:
+        """Remove members from a set."""
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailableError if the store cannot be reached."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+
+def open_store(url: str, clock: Clock = time.time) -> Store:
+    """The store for a `store` setting: "memory" or a redis:// (rediss://, unix://) URL."""
+    if url == "memory":
+        from gateway.store.memory import MemoryStore
+
+        return MemoryStore(clock=clock)
+    from gateway.store.redis import RedisStore
+
+    return RedisStore.from_url(url)

@@ -1,0 +1,148 @@
+"""`RedisStore`: the store in Redis (>= 6.2), shared by every gateway instance.
+
+One client with a bounded pool, made once at startup by `RedisStore.from_url`. Every method
+turns a Redis failure (refused, timed out, loading, read-only, out of memory, ...) into
+`StoreUnavailableError`, so callers fail closed. TTLs go to Redis in whole milliseconds.
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+from typing import cast
+
+from redis import exceptions as redis_errors
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from gateway.errors import StoreUnavailableError
+
+_TIMEOUT = 2.0  # seconds to connect, and for each command
+_MAX_CONNECTIONS = 50
+_POOL_TIMEOUT = 2.0  # seconds to wait for a free pooled connection
+_HEALTH_CHECK_INTERVAL = 30  # PING a connection idle this long before reusing it
+
+# Redis 6.2 has no `PEXPIRE ... GT`, so lengthen-only expiry is a script. PTTL answers -2 for a
+# missing key and -1 for one without expiry (which must stay without).
+_ADD_TO_SET = """
+local ttl = tonumber(ARGV[2])
+local current = redis.call('PTTL', KEYS[1])
+redis.call('SADD', KEYS[1], ARGV[1])
+if current == -2 or (current >= 0 and current < ttl) then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+end
+"""
+
+# OSError covers socket errors redis-py lets through, and the builtin TimeoutError.
+_ERRORS = (redis_errors.RedisError, OSError)
+
+
+class RedisStore:
+    """The `Store` protocol on a `redis.asyncio` client; it owns the client and its pool."""
+
+    def __init__(self, client: Redis) -> None:
+        self._client = client
+        self._add_to_set = client.register_script(_ADD_TO_SET)
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisStore:
+        """A store for a redis://, rediss:// or unix:// URL.
+
+        Query parameters in the URL (`?max_connections=100`) override the defaults here. There
+        are no client-side retries: redis-py's retry policy belongs to the pool, not to a
+        command, and a retried GETDEL, SET NX or DEL whose first attempt reached Redis would
+        give a wrong answer. The pool replaces connections the server closed (a Redis restart)
+        before it hands them out, so those cost no failed call.
+        """
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=_MAX_CONNECTIONS,
+            timeout=_POOL_TIMEOUT,
+            socket_connect_timeout=_TIMEOUT,
+            socket_timeout=_TIMEOUT,
+            health_check_interval=_HEALTH_CHECK_INTERVAL,
+            retry=Retry(NoBackoff(), retries=0),
+            # RESP2: over RESP3, redis-py 8 turns on maintenance notifications, and with them on
+            # its pool skips that check: every pooled connection then fails once after a restart.
+            protocol=2,
+        )
+        return cls(Redis.from_pool(pool))
+
+    async def get(self, key: str) -> bytes | None:
+        try:
+            return cast("bytes | None", await self._client.get(key))
+        except _ERRORS as exc:
+            raise _unavailable("GET", exc) from exc
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        try:
+            if ttl is None:
+                await self._client.set(key, value)
+            else:
+                await self._client.set(key, value, px=_milliseconds(ttl))
+        except _ERRORS as exc:
+            raise _unavailable("SET", exc) from exc
+
+    async def set_if_absent(self, key: str, value: bytes, ttl: float | None = None) -> bool:
+        px = None if ttl is None else _milliseconds(ttl)
+        try:
+            return bool(await self._client.set(key, value, nx=True, px=px))
+        except _ERRORS as exc:
+            raise _unavailable("SET NX", exc) from exc
+
+    async def take(self, key: str) -> bytes | None:
+        try:
+            return cast("bytes | None", await self._client.getdel(key))
+        except _ERRORS as exc:
+            raise _unavailable("GETDEL", exc) from exc
+
+    async def delete(self, *keys: str) -> int:
+        if not keys:
+            return 0
+        try:
+            return await self._client.delete(*keys)
+        except _ERRORS as exc:
+            raise _unavailable("DEL", exc) from exc
+
+    async def add_to_set(self, key: str, member: str, ttl: float) -> None:
+        try:
+            await self._add_to_set(keys=[key], args=[member, _milliseconds(ttl)])
+        except _ERRORS as exc:
+            raise _unavailable("EVALSHA add_to_set", exc) from exc
+
+    async def set_members(self, key: str) -> builtins.set[str]:
+        try:
+            members = cast("set[bytes]", await self._client.smembers(key))
+        except _ERRORS as exc:
+            raise _unavailable("SMEMBERS", exc) from exc
+        return {member.decode() for member in members}
+
+    async def remove_from_set(self, key: str, *members: str) -> None:
+        if not members:
+            return
+        try:
+            await self._client.srem(key, *members)
+        except _ERRORS as exc:
+            raise _unavailable("SREM", exc) from exc
+
+    async def ping(self) -> None:
+        try:
+            await self._client.ping()
+        except _ERRORS as exc:
+            raise _unavailable("PING", exc) from exc
+
+    async def close(self) -> None:
+        try:
+            await self._client.aclose(close_connection_pool=True)
+        except _ERRORS as exc:
+            raise _unavailable("close", exc) from exc
+
+
+def _milliseconds(ttl: float) -> int:
+    """A TTL in whole milliseconds, rounded up (the key lives at least `ttl`), at least 1."""
+    return max(1, math.ceil(ttl * 1000))
+
+
+def _unavailable(command: str, exc: BaseException) -> StoreUnavailableError:
+    return StoreUnavailableError(f"Redis {command} failed: {exc}")

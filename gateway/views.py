@@ -1,0 +1,376 @@
+"""Thin handlers for the gateway's own routes: login, callback, authorized, logout, identity.
+
+The flow logic lives in `signin.py`, `sessions.py` and `policy.py`; these functions read the
+request, call them, and set cookies and redirects. Every failure is a `GatewayError`, which the
+app turns into an HTML page with a reference id.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hmac
+import json
+import logging
+import secrets
+from urllib.parse import urlencode, urlsplit
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from gateway import signin
+from gateway.clientinfo import client_info
+from gateway.config import App
+from gateway.errors import GatewayError, SignInError, StoreUnavailableError
+from gateway.guard import (
+    APP_BINDING_COOKIE,
+    LOGIN_BINDING_COOKIE,
+    SESSION_COOKIE,
+    binding_hash,
+    denied,
+    set_binding_cookie,
+)
+from gateway.identity import Identity
+from gateway.oidc import TooManyGroupsError
+from gateway.policy import RequestFacts, evaluate
+from gateway.routing import split_host
+from gateway.runtime import Runtime
+from gateway.sessions import Session
+
+log = logging.getLogger("gateway.views")
+
+AUTHORIZED_TOKEN_TTL = 60.0  # SPEC 4: the one-time token lives at most 60 s
+_AUTHORIZED_KEY = "authorized:"
+
+
+def _rt(request: Request) -> Runtime:
+    rt: Runtime | None = getattr(request.app.state, "runtime", None)
+    if rt is None:
+        raise StoreUnavailableError("The gateway is starting or stopping.")
+    return rt
+
+
+def _host(request: Request) -> str:
+    return split_host(request.headers.get("host", ""))
+
+
+def safe_path(redirect_url: str | None) -> str:
+    """`redirect_url` if it is a path on this host, else "/" (no open redirects)."""
+    if not redirect_url or not redirect_url.startswith("/") or redirect_url.startswith("//"):
+        return "/"
+    if "\\" in redirect_url or any(ord(c) < 0x20 for c in redirect_url):
+        return "/"
+    parts = urlsplit(redirect_url)
+    return "/" if parts.scheme or parts.netloc else redirect_url
+
+
+def _no_store(response: Response) -> Response:
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def set_session_cookie(
+    rt: Runtime, response: Response, cookie_value: str, app: App | None, max_age: float
+) -> None:
+    response.set_cookie(
+        SESSION_COOKIE,
+        cookie_value,
+        max_age=int(max_age),
+        path="/",
+        secure=rt.settings.gateway.cookie_secure,
+        httponly=app.http_only_cookie_attribute if app else True,
+        samesite=app.same_site_cookie_attribute if app else "lax",
+    )
+
+
+def clear_session_cookie(rt: Runtime, response: Response) -> None:
+    response.delete_cookie(
+        SESSION_COOKIE, path="/", secure=rt.settings.gateway.cookie_secure, httponly=True
+    )
+
+
+async def _session(rt: Runtime, request: Request) -> Session | None:
+    return await rt.sessions.load(request.cookies.get(SESSION_COOKIE))
+
+
+def _facts(rt: Runtime, request: Request) -> RequestFacts:
+    return RequestFacts(
+        client_ip=client_info(request.scope, rt.settings.gateway.trusted_proxies).address
+    )
+
+
+def app_duration(rt: Runtime, app: App, identity: Identity, facts: RequestFacts) -> float:
+    """The app session's length: the deciding policy's, else the app's."""
+    decision = evaluate(app, identity, facts)
+    if decision.policy is not None and decision.policy.session_duration:
+        return decision.policy.session_duration
+    return app.session_duration
+
+
+# --- login ----------------------------------------------------------------------------------
+
+
+async def login(request: Request) -> Response:
+    """`/cdn-cgi/access/login/<app-host>?kid=<AUD>&redirect_url=<path>` on the team host."""
+    rt = _rt(request)
+    if _host(request) != rt.team_host:
+        raise GatewayError("Sign-in happens on the gateway's team domain.", status=404)
+    app_host = request.path_params["app_host"].lower()
+    app = rt.directory.find_by_aud(request.query_params.get("kid", ""))
+    redirect_url = safe_path(request.query_params.get("redirect_url"))
+    # The AUD names the app; the host and path it returns to must be that app's.
+    if app is None or rt.directory.match(app_host, urlsplit(redirect_url).path) is not app:
+        raise GatewayError("Unknown application.", error="unknown_app", status=404)
+    app_binding = request.query_params.get("meta", "")
+    session = await _session(rt, request)
+    if session is not None and session.kind == "global":
+        return await continue_to_app(rt, request, session, app, app_host, redirect_url, app_binding)
+    idps = rt.idps_for(app)
+    if not idps:
+        raise GatewayError("No identity provider is configured for this application.", status=503)
+    chosen = request.query_params.get("idp")
+    if chosen:
+        idp = next((i for i in idps if i.id == chosen), None)
+        if idp is None:
+            raise GatewayError("That identity provider is not allowed here.", status=400)
+    elif len(idps) == 1 and app.auto_redirect_to_identity:
+        idp = idps[0]
+    else:
+        base = {k: v for k, v in request.query_params.items() if k != "idp"}
+        choices = [
+            {"name": i.name, "url": f"{request.url.path}?{urlencode({**base, 'idp': i.id})}"}
+            for i in idps
+        ]
+        return rt.pages.render("picker.html", 200, title="Sign in", app_name=app.name, idps=choices)
+    binding = rt.bindings.unsign(
+        request.cookies.get(LOGIN_BINDING_COOKIE, "")
+    ) or secrets.token_urlsafe(24)
+    state = signin.LoginState(
+        binding=binding,
+        idp_id=idp.id,
+        nonce="",
+        code_verifier="",
+        purpose="login",
+        app_id=app.id,
+        app_host=app_host,
+        redirect_url=redirect_url,
+        app_binding=app_binding,
+    )
+    authorize_url = await signin.start(rt.store, rt.oidc[idp.id], state)
+    response = _no_store(RedirectResponse(authorize_url, status_code=302))
+    set_binding_cookie(rt, response, LOGIN_BINDING_COOKIE, binding)
+    return response
+
+
+async def continue_to_app(
+    rt: Runtime,
+    request: Request,
+    session: Session,
+    app: App,
+    app_host: str,
+    redirect_url: str,
+    app_binding: str,
+    cookie_value: str | None = None,
+) -> Response:
+    """With a global session: evaluate the app's policies and send the browser on.
+
+    On the team host (single-host deployment) the global session is the app session too; on an
+    app host a single-use token, bound to that browser's CF_AppSession, carries the sign-in over.
+    """
+    facts = _facts(rt, request)
+    decision = evaluate(app, session.identity, facts)
+    if app_host == rt.team_host:
+        response = (
+            _no_store(RedirectResponse(redirect_url, status_code=302))
+            if decision.allowed
+            else denied(rt, app, session.identity.email)
+        )
+        if cookie_value:
+            set_session_cookie(rt, response, cookie_value, app, session.expires - rt.clock())
+        return response
+    if not decision.allowed:
+        response = denied(rt, app, session.identity.email)
+    else:
+        token = secrets.token_urlsafe(32)
+        record = {
+            "session_id": session.id,
+            "app_id": app.id,
+            "app_binding": app_binding,
+            "host": app_host,
+        }
+        await rt.store.set(
+            _AUTHORIZED_KEY + token, json.dumps(record).encode(), ttl=AUTHORIZED_TOKEN_TTL
+        )
+        scheme = urlsplit(rt.settings.gateway.public_url).scheme
+        target = (
+            f"{scheme}://{app_host}{_port_suffix(request)}/cdn-cgi/access/authorized?"
+            + urlencode({"token": token, "redirect_url": redirect_url})
+        )
+        response = _no_store(RedirectResponse(target, status_code=302))
+    if cookie_value:
+        set_session_cookie(rt, response, cookie_value, None, session.expires - rt.clock())
+    return response
+
+
+def _port_suffix(request: Request) -> str:
+    """The port the team host is served on, reused for app hosts (local and test setups)."""
+    port = urlsplit(f"//{request.headers.get('host', '')}").port
+    return f":{port}" if port else ""
+
+
+# --- callback -------------------------------------------------------------------------------
+
+
+async def callback(request: Request) -> Response:
+    """The OIDC redirect URI: state check, code exchange, ID token, session, app decision."""
+    rt = _rt(request)
+    params = request.query_params
+    binding = rt.bindings.unsign(request.cookies.get(LOGIN_BINDING_COOKIE, ""))
+    state = await signin.take_state(rt.store, params.get("state"), binding)
+    idp = rt.settings.idp(state.idp_id)
+    if idp is None:
+        raise SignInError("The identity provider of this sign-in no longer exists.", step="state")
+    ip = client_info(request.scope, rt.settings.gateway.trusted_proxies).ip
+    try:
+        if params.get("error"):
+            raise signin.okta_redirect_error(params["error"], params.get("error_description", ""))
+        code = params.get("code")
+        if not code:
+            raise SignInError("The sign-in answer has no authorization code.", step="authorize")
+        signed_in = await signin.finish(
+            rt.oidc[idp.id], idp.id, idp.type, state, code, ip, rt.clock
+        )
+    except TooManyGroupsError:
+        if not (state.groups_scope and idp.type == "okta" and idp.config.api_token):
+            raise
+        # SPEC 4: restart once without the groups scope; the user already has an Okta session,
+        # so this round trip is silent, and the groups come from the Okta API instead.
+        log.info("groups claim over Okta's limit: restarting without it idp=%s", idp.id)
+        retry = dataclasses.replace(state, groups_scope=False)
+        url = await signin.start(rt.store, rt.oidc[idp.id], retry, prompt="none")
+        return _no_store(RedirectResponse(url, status_code=302))
+    identity = signed_in.identity
+    app = rt.app_by_id(state.app_id)
+    if app is None:
+        raise SignInError("The application of this sign-in no longer exists.", step="state")
+    facts = _facts(rt, request)
+    duration = rt.settings.gateway.session_duration
+    if state.app_host == rt.team_host:
+        # Single-host deployment: one cookie names a session that is both global and app.
+        duration = min(duration, app_duration(rt, app, identity, facts))
+    session, cookie_value = await rt.sessions.create(identity, kind="global", duration=duration)
+    log.info("sign-in ok idp=%s user=%s app=%s", idp.id, identity.user_uuid, app.id)
+    return await continue_to_app(
+        rt,
+        request,
+        session,
+        app,
+        state.app_host,
+        state.redirect_url,
+        state.app_binding,
+        cookie_value,
+    )
+
+
+# --- authorized (app host) ------------------------------------------------------------------
+
+
+async def authorized(request: Request) -> Response:
+    """`/cdn-cgi/access/authorized?token=...`: redeem the one-time token into an app session."""
+    rt = _rt(request)
+    host = _host(request)
+    token = request.query_params.get("token", "")
+    raw = await rt.store.take(_AUTHORIZED_KEY + token) if token else None
+    if raw is None:
+        raise SignInError("This sign-in link has expired or was already used.", step="authorized")
+    record = json.loads(raw)
+    app_binding = rt.bindings.unsign(request.cookies.get(APP_BINDING_COOKIE, "")) or ""
+    if (
+        record["host"] != host
+        or not app_binding
+        or not hmac.compare_digest(record["app_binding"], binding_hash(app_binding))
+    ):
+        raise SignInError(
+            "This sign-in was started in another browser (or its cookie was lost).",
+            step="authorized",
+            hint="cookies must be enabled for this application's domain",
+        )
+    app = rt.app_by_id(record["app_id"])
+    raw_session = await rt.store.get("session:" + record["session_id"])
+    if app is None or raw_session is None:
+        raise SignInError(
+            "Your sign-in ended before it reached the application.", step="authorized"
+        )
+    global_session = Session.from_bytes(record["session_id"], raw_session)
+    identity = global_session.identity
+    duration = app_duration(rt, app, identity, _facts(rt, request))
+    _, cookie_value = await rt.sessions.create(
+        identity, kind="app", duration=duration, app_id=app.id
+    )
+    response = _no_store(RedirectResponse(safe_path(request.query_params.get("redirect_url")), 302))
+    set_session_cookie(rt, response, cookie_value, app, duration)
+    response.delete_cookie(APP_BINDING_COOKIE, path="/")
+    return response
+
+
+# --- identity and logout --------------------------------------------------------------------
+
+
+async def get_identity(request: Request) -> Response:
+    rt = _rt(request)
+    session = await _session(rt, request)
+    if session is None:
+        return _no_store(JSONResponse({"err": "no session"}, status_code=401))
+    return _no_store(JSONResponse(session.identity.to_json()))
+
+
+async def logout(request: Request) -> Response:
+    """Revoke every session of the user, clear the cookie, then the signed-out page."""
+    rt = _rt(request)
+    session = await _session(rt, request)
+    if session is not None:
+        revoked = await rt.sessions.revoke_user(session.identity.user_uuid)
+        log.info("logout user=%s sessions_revoked=%d", session.identity.user_uuid, revoked)
+    return_to = request.query_params.get("returnTo", "")
+    target = urlsplit(return_to)
+    if (
+        return_to
+        and target.scheme in ("http", "https")
+        and target.hostname
+        and rt.is_known_host(target.hostname.lower())
+    ):
+        response: Response = RedirectResponse(return_to, status_code=302)
+    else:
+        response = rt.pages.render("signed_out.html", 200, title="Signed out")
+    clear_session_cookie(rt, response)
+    return _no_store(response)
+
+
+# --- health ---------------------------------------------------------------------------------
+
+
+async def healthz(request: Request) -> Response:
+    return PlainTextResponse("ok")
+
+
+async def readyz(request: Request) -> Response:
+    rt: Runtime | None = getattr(request.app.state, "runtime", None)
+    if rt is None:
+        return PlainTextResponse("not ready: starting", status_code=503)
+    try:
+        await rt.store.ping()
+    except StoreUnavailableError:
+        return PlainTextResponse("not ready: store unreachable", status_code=503)
+    return PlainTextResponse("ready")
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/cdn-cgi/access/login/{app_host}", login),
+        Route("/cdn-cgi/access/callback", callback),
+        Route("/cdn-cgi/access/authorized", authorized),
+        Route("/cdn-cgi/access/get-identity", get_identity),
+        Route("/cdn-cgi/access/logout", logout, methods=["GET", "POST"]),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+    ]

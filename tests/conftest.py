@@ -1,0 +1,52 @@
+"""Shared fixtures: a real Redis for the session, and each store flavour on a clean slate."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis
+from clock import FakeClock
+from redis_server import RedisServer
+
+from gateway.store import Store
+from gateway.store.memory import MemoryStore
+from gateway.store.redis import RedisStore
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server for the whole run; tests may `stop()` it but must `start()` it."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The session server's URL, with every database flushed first."""
+    with redis.Redis.from_url(redis_server.url) as client:
+        client.flushall()
+    return redis_server.url
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[Store]:
+    """A fresh store of each kind; the memory one runs on `clock`, Redis on real time."""
+    new: Store
+    if request.param == "memory":
+        new = MemoryStore(clock=clock)
+    else:
+        new = RedisStore.from_url(request.getfixturevalue("redis_url"))
+    try:
+        yield new
+    finally:
+        await new.close()

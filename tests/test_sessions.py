@@ -1,0 +1,132 @@
+"""Sessions on both stores: create, read, expiry, revoke-all, tampered and rotated cookies."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from clock import FakeClock
+
+from gateway.identity import Identity
+from gateway.sessions import CookieSigner, SessionManager
+from gateway.store import Store
+from gateway.store.memory import MemoryStore
+
+KEY_A = "a" * 32
+KEY_B = "b" * 32
+
+
+def identity(user: str = "alice", groups: tuple[str, ...] = ("Engineering",)) -> Identity:
+    return Identity(
+        id=f"nonce-{user}",
+        user_uuid=f"uuid-{user}",
+        sub=f"00u{user}",
+        name=user.title(),
+        email=f"{user}@example.com",
+        groups=groups,
+        idp_id="okta-1",
+        idp_type="okta",
+        iat=1_764_460_800,
+        amr=("pwd", "mfa"),
+        oidc_fields={"department": ["R&D", "Ops"]},
+    )
+
+
+@pytest.fixture
+def manager(store: Store, clock: FakeClock) -> SessionManager:
+    # The memory store runs on the fake clock; Redis expires on real time, so its manager does too.
+    use_clock = clock if isinstance(store, MemoryStore) else time.time
+    return SessionManager(store, CookieSigner((KEY_A,), "gateway.session"), use_clock)
+
+
+async def expire(store: Store, clock: FakeClock, seconds: float) -> None:
+    if isinstance(store, MemoryStore):
+        clock.advance(seconds)
+    else:
+        await asyncio.sleep(seconds)
+
+
+async def test_a_created_session_reads_back_with_its_identity(manager: SessionManager) -> None:
+    session, cookie = await manager.create(identity(), kind="global", duration=3600)
+    loaded = await manager.load(cookie)
+    assert loaded == session
+    assert loaded.identity.groups == ("Engineering",)
+    assert loaded.identity.oidc_fields == {"department": ["R&D", "Ops"]}
+
+
+async def test_the_cookie_holds_no_identity_only_an_opaque_id(manager: SessionManager) -> None:
+    _, cookie = await manager.create(identity(), kind="global", duration=3600)
+    assert "alice" not in cookie and "Engineering" not in cookie
+
+
+async def test_a_session_expires_after_its_duration(
+    manager: SessionManager, store: Store, clock: FakeClock
+) -> None:
+    _, cookie = await manager.create(identity(), kind="global", duration=0.2)
+    assert await manager.load(cookie) is not None
+    await expire(store, clock, 0.3)
+    assert await manager.load(cookie) is None
+
+
+async def test_revoke_user_ends_every_session_of_that_user_only(manager: SessionManager) -> None:
+    _, first = await manager.create(identity(), kind="global", duration=3600)
+    _, second = await manager.create(identity(), kind="app", duration=600, app_id="wiki")
+    _, bobs = await manager.create(identity("bob"), kind="global", duration=3600)
+    assert await manager.revoke_user("uuid-alice") == 2
+    assert await manager.load(first) is None
+    assert await manager.load(second) is None
+    assert await manager.load(bobs) is not None
+
+
+async def test_active_sessions_lists_live_ones_and_forgets_expired(
+    manager: SessionManager, store: Store, clock: FakeClock
+) -> None:
+    await manager.create(identity(), kind="global", duration=3600)
+    await manager.create(identity(), kind="app", duration=0.2, app_id="wiki")
+    assert len(await manager.active_sessions("uuid-alice")) == 2
+    await expire(store, clock, 0.3)
+    live = await manager.active_sessions("uuid-alice")
+    assert [s.kind for s in live] == ["global"]
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda c: c[:-1] + ("A" if c[-1] != "A" else "B"),  # signature changed
+        lambda c: "x" + c,  # id changed
+        lambda c: c.split(".")[0],  # signature removed
+        lambda c: "",
+        lambda c: "not-a-cookie",
+        lambda c: c + "\u00e9",
+    ],
+)
+async def test_a_tampered_cookie_is_no_session(manager: SessionManager, mangle: object) -> None:
+    _, cookie = await manager.create(identity(), kind="global", duration=3600)
+    assert callable(mangle)
+    assert await manager.load(mangle(cookie)) is None
+
+
+async def test_an_unknown_session_id_is_no_session(manager: SessionManager) -> None:
+    forged = manager.signer.sign("never-created")
+    assert await manager.load(forged) is None
+
+
+async def test_rotated_cookie_keys_first_signs_all_verify(store: Store, clock: FakeClock) -> None:
+    old = SessionManager(store, CookieSigner((KEY_A,), "gateway.session"), clock)
+    _, old_cookie = await old.create(identity(), kind="global", duration=3600)
+    rotated = SessionManager(store, CookieSigner((KEY_B, KEY_A), "gateway.session"), clock)
+    assert (await rotated.load(old_cookie)) is not None
+    _, new_cookie = await rotated.create(identity(), kind="global", duration=3600)
+    # The new cookie is signed by the first key: a gateway with only the new key accepts it,
+    # one with only the old key does not.
+    only_new = SessionManager(store, CookieSigner((KEY_B,), "gateway.session"), clock)
+    assert await only_new.load(new_cookie) is not None
+    assert await old.load(new_cookie) is None
+    # Dropping the old key signs out cookies made with it.
+    assert await only_new.load(old_cookie) is None
+
+
+def test_a_signer_needs_a_key() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        CookieSigner((), "gateway.session")

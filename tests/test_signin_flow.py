@@ -1,0 +1,405 @@
+"""End to end, in process: protected URL -> sign-in at (fake) Okta -> callback -> upstream.
+
+The gateway runs whole (lifespan, store, pools); Okta is `FakeOkta` on respx; the protected
+application is a real aiohttp server on a loopback port, so "the upstream was never reached" is
+a count of requests it really received.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+import pytest_asyncio
+import respx
+from fake_okta import FakeOkta
+from harness import TEAM, EchoUpstream, browser, running
+
+from gateway.app import Gateway, create_app
+from gateway.config import parse_settings
+from gateway.store import Store
+
+COOKIE_SECRET = "test-cookie-secret-0123456789abcdef"
+IDP_ID = "okta-test"
+WIKI = "https://wiki.example.com"
+
+
+def settings_doc(upstream: str, **idp_config: Any) -> dict[str, Any]:
+    engineering = {
+        "name": "Engineering",
+        "decision": "allow",
+        "include": [{"okta": {"name": "Engineering"}}],
+    }
+    return {
+        "gateway": {"public_url": TEAM, "cookie_secret": COOKIE_SECRET, "session_duration": "24h"},
+        "identity_providers": [
+            {
+                "id": IDP_ID,
+                "name": "Okta",
+                "type": "okta",
+                "config": {
+                    "client_id": "0oaclient",
+                    "client_secret": "s3cret",
+                    "okta_account": "https://dev-123.okta.com",
+                    **idp_config,
+                },
+            }
+        ],
+        "apps": [
+            {
+                "id": "team-app",
+                "name": "Team Docs",
+                "domain": "access.example.com",
+                "upstream": upstream,
+                "custom_deny_message": "Ask #it-help for access.",
+                "policies": [engineering],
+            },
+            {
+                "id": "wiki",
+                "name": "Wiki",
+                "domain": "wiki.example.com",
+                "upstream": upstream,
+                "session_duration": "1h",
+                "policies": [engineering],
+            },
+        ],
+    }
+
+
+@pytest_asyncio.fixture
+async def upstream() -> AsyncIterator[EchoUpstream]:
+    echo = EchoUpstream()
+    await echo.start()
+    yield echo
+    await echo.stop()
+
+
+@pytest.fixture
+def okta() -> AsyncIterator[FakeOkta]:
+    with respx.mock(assert_all_called=False) as router:
+        fake = FakeOkta(router)
+        fake.add_user("00ualice", "alice@example.com", "Alice Example", ["Engineering", "Everyone"])
+        fake.add_user("00ubob", "bob@example.com", "Bob Example", ["Sales", "Everyone"])
+        yield fake
+
+
+@pytest_asyncio.fixture
+async def gateway(store: Store, upstream: EchoUpstream, okta: FakeOkta) -> AsyncIterator[Gateway]:
+    settings = parse_settings(settings_doc(upstream.url))
+    async with running(create_app(settings, store=store)) as app:
+        yield app
+
+
+@pytest_asyncio.fixture
+async def client(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
+    async with browser(gateway) as c:
+        yield c
+
+
+async def start_sign_in(client: httpx.AsyncClient, url: str) -> str:
+    """GET a protected URL as a browser; return the Okta authorize URL it is sent to."""
+    to_login = await client.get(url)
+    assert to_login.status_code == 302, to_login.text
+    login = to_login.headers["location"]
+    assert login.startswith(f"{TEAM}/cdn-cgi/access/login/")
+    to_okta = await client.get(login)
+    assert to_okta.status_code == 302, to_okta.text
+    return to_okta.headers["location"]
+
+
+async def sign_in(
+    client: httpx.AsyncClient, okta: FakeOkta, sub: str, url: str = "/docs/page?x=1"
+) -> httpx.Response:
+    """The whole browser dance up to the callback's answer."""
+    authorize = await start_sign_in(client, url)
+    return await client.get(okta.authorize(authorize, sub))
+
+
+def session_cookie(response: httpx.Response) -> str | None:
+    for header in response.headers.get_list("set-cookie"):
+        name, _, rest = header.partition("=")
+        if name == "CF_Authorization" and not rest.startswith(('""', ";")):
+            return rest.split(";")[0]
+    return None
+
+
+# --- the happy path -------------------------------------------------------------------------
+
+
+async def test_sign_in_reaches_the_upstream_with_the_identity(
+    client: httpx.AsyncClient, okta: FakeOkta, upstream: EchoUpstream
+) -> None:
+    done = await sign_in(client, okta, "00ualice")
+    assert done.status_code == 302
+    assert done.headers["location"] == "/docs/page?x=1"
+    set_cookie = next(
+        h for h in done.headers.get_list("set-cookie") if h.startswith("CF_Authorization=")
+    )
+    assert "HttpOnly" in set_cookie and "Secure" in set_cookie and "Path=/" in set_cookie
+    assert "samesite=lax" in set_cookie.lower()
+
+    page = await client.get(
+        "/docs/page?x=1", headers={"Cf-Access-Authenticated-User-Email": "x@evil"}
+    )
+    assert page.status_code == 200
+    seen = page.json()
+    assert seen["path_qs"] == "/docs/page?x=1"
+    assert seen["headers"]["cf-access-authenticated-user-email"] == "alice@example.com"
+    assert "cf_authorization" not in seen["headers"].get("cookie", "").lower()
+    assert seen["headers"]["x-forwarded-proto"] == "https"
+    assert seen["headers"]["x-forwarded-for"] == "203.0.113.7"
+
+
+async def test_get_identity_returns_the_identity_document(
+    client: httpx.AsyncClient, okta: FakeOkta
+) -> None:
+    await sign_in(client, okta, "00ualice")
+    identity = (await client.get("/cdn-cgi/access/get-identity")).json()
+    assert identity["email"] == "alice@example.com"
+    assert identity["name"] == "Alice Example"
+    assert identity["groups"] == ["Engineering", "Everyone"]
+    assert identity["idp"] == {"id": IDP_ID, "type": "okta"}
+    assert identity["ip"] == "203.0.113.7"
+    assert set(identity) == {
+        "id",
+        "user_uuid",
+        "name",
+        "email",
+        "groups",
+        "idp",
+        "oidc_fields",
+        "amr",
+        "iat",
+        "ip",
+        "service_token_id",
+        "service_token_status",
+        "version",
+    }
+    assert abs(identity["iat"] - time.time()) < 60
+
+
+async def test_get_identity_without_a_session_is_401(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/cdn-cgi/access/get-identity")).status_code == 401
+
+
+async def test_logout_ends_the_session_and_the_old_cookie_stops_working(
+    client: httpx.AsyncClient, okta: FakeOkta, upstream: EchoUpstream, gateway: Gateway
+) -> None:
+    done = await sign_in(client, okta, "00ualice")
+    cookie = session_cookie(done)
+    assert cookie
+    out = await client.get("/cdn-cgi/access/logout")
+    assert out.status_code == 200
+    assert "signed out" in out.text
+    assert session_cookie(out) is None  # cleared
+    hits = len(upstream.requests)
+    async with browser(gateway) as replay:
+        replay.cookies.set("CF_Authorization", cookie, domain="access.example.com")
+        again = await replay.get("/docs")
+    assert again.status_code == 302
+    assert "/cdn-cgi/access/login/" in again.headers["location"]
+    assert len(upstream.requests) == hits
+
+
+async def test_logout_follows_return_to_only_to_known_hosts(
+    client: httpx.AsyncClient, okta: FakeOkta
+) -> None:
+    await sign_in(client, okta, "00ualice")
+    ok = await client.get("/cdn-cgi/access/logout", params={"returnTo": f"{WIKI}/bye"})
+    assert ok.status_code == 302 and ok.headers["location"] == f"{WIKI}/bye"
+    evil = await client.get("/cdn-cgi/access/logout", params={"returnTo": "https://evil.example/"})
+    assert evil.status_code == 200 and "location" not in evil.headers
+
+
+async def test_a_user_outside_the_policy_gets_the_403_page(
+    client: httpx.AsyncClient, okta: FakeOkta, upstream: EchoUpstream
+) -> None:
+    done = await sign_in(client, okta, "00ubob")
+    assert done.status_code == 403
+    assert "Team Docs" in done.text and "Ask #it-help for access." in done.text
+    again = await client.get("/docs")
+    assert again.status_code == 403
+    assert upstream.requests == []
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Accept": "text/html", "X-Requested-With": "XMLHttpRequest"},
+        {"Accept": "application/json"},
+        {"Accept": "*/*"},
+    ],
+)
+async def test_xhr_and_non_browsers_get_401_not_a_redirect(
+    client: httpx.AsyncClient, headers: dict[str, str], upstream: EchoUpstream
+) -> None:
+    response = await client.get("/docs", headers=headers)
+    assert response.status_code == 401
+    assert upstream.requests == []
+
+
+async def test_the_app_host_flow_issues_an_app_session_through_a_one_time_token(
+    gateway: Gateway, okta: FakeOkta, upstream: EchoUpstream
+) -> None:
+    async with browser(gateway, WIKI) as client:
+        authorize = await start_sign_in(client, "/page")
+        at_team = await client.get(okta.authorize(authorize, "00ualice"))
+        assert at_team.status_code == 302
+        authorized = at_team.headers["location"]
+        assert authorized.startswith(f"{WIKI}/cdn-cgi/access/authorized?")
+        done = await client.get(authorized)
+        assert done.status_code == 302 and done.headers["location"] == "/page"
+        page = await client.get("/page")
+        assert page.json()["headers"]["cf-access-authenticated-user-email"] == "alice@example.com"
+        # The one-time token is single-use.
+        assert (await client.get(authorized)).status_code == 400
+
+        # A second app visit with the global session answers silently (no Okta round trip).
+        token_calls = okta.routes["token"].call_count
+        client.cookies.delete("CF_Authorization", domain="wiki.example.com")
+        to_login = await client.get("/other")
+        silent = await client.get(to_login.headers["location"])
+        assert silent.headers["location"].startswith(f"{WIKI}/cdn-cgi/access/authorized?")
+        assert okta.routes["token"].call_count == token_calls
+
+
+async def test_a_one_time_token_from_another_browser_is_refused(
+    gateway: Gateway, okta: FakeOkta, upstream: EchoUpstream
+) -> None:
+    async with browser(gateway, WIKI) as victim, browser(gateway, WIKI) as attacker:
+        authorize = await start_sign_in(attacker, "/page")
+        at_team = await attacker.get(okta.authorize(authorize, "00ualice"))
+        authorized = at_team.headers["location"]
+        await victim.get("/page")  # the victim has a CF_AppSession of their own
+        stolen = await victim.get(authorized)
+        assert stolen.status_code == 400
+        assert session_cookie(stolen) is None
+
+
+# --- rejections: error page, no session cookie, upstream never reached ----------------------
+
+
+async def assert_rejected(response: httpx.Response, upstream: EchoUpstream, status: int) -> None:
+    assert response.status_code == status, response.text
+    assert "text/html" in response.headers["content-type"]
+    assert "reference" in response.text
+    assert "Traceback" not in response.text
+    assert session_cookie(response) is None
+    assert upstream.requests == []
+
+
+@pytest.mark.parametrize(
+    ("knob", "value"),
+    [
+        ("id_token_signer", "foreign_key"),
+        ("id_token_signer", "none"),
+        ("id_token_signer", "client_secret"),
+        ("id_token_claims", {"iss": "https://evil.okta.com"}),
+        ("id_token_claims", {"aud": "someone-else"}),
+        ("id_token_claims", {"exp": 1_000_000_000}),
+        ("id_token_claims", {"iat": 4_000_000_000}),
+        ("id_token_claims", {"nonce": "replayed-nonce"}),
+        ("id_token_claims", {"nonce": None}),
+    ],
+)
+async def test_a_bad_id_token_is_refused(
+    client: httpx.AsyncClient, okta: FakeOkta, upstream: EchoUpstream, knob: str, value: object
+) -> None:
+    setattr(okta, knob, value)
+    await assert_rejected(await sign_in(client, okta, "00ualice"), upstream, 400)
+
+
+@pytest.mark.parametrize(
+    ("answer", "status"),
+    [
+        (FakeOkta.oauth_error(400, "invalid_grant", "The authorization code is invalid."), 400),
+        (FakeOkta.oauth_error(401, "invalid_client", "Client authentication failed."), 502),
+        (FakeOkta.oauth_error(500, "server_error", "Internal error"), 502),
+        (httpx.ReadTimeout, 504),
+        (httpx.ConnectError, 503),
+    ],
+)
+async def test_token_endpoint_failures_are_error_pages(
+    client: httpx.AsyncClient,
+    okta: FakeOkta,
+    upstream: EchoUpstream,
+    answer: httpx.Response | type[httpx.TransportError],
+    status: int,
+) -> None:
+    okta.answer("token", answer)
+    await assert_rejected(await sign_in(client, okta, "00ualice"), upstream, status)
+
+
+async def test_access_denied_from_okta_is_a_403_page(
+    client: httpx.AsyncClient, okta: FakeOkta, upstream: EchoUpstream
+) -> None:
+    authorize = await start_sign_in(client, "/docs")
+    callback = okta.authorize_error(
+        authorize, "access_denied", "User is not assigned to the client application."
+    )
+    response = await client.get(callback)
+    await assert_rejected(response, upstream, 403)
+    assert "not assigned" in response.text
+
+
+async def test_a_replayed_state_is_refused(
+    client: httpx.AsyncClient, okta: FakeOkta, upstream: EchoUpstream, gateway: Gateway
+) -> None:
+    authorize = await start_sign_in(client, "/docs")
+    callback = okta.authorize(authorize, "00ualice")
+    first = await client.get(callback)
+    assert first.status_code == 302
+    async with browser(gateway) as other:
+        other.cookies = client.cookies  # even the same browser cookies cannot replay it
+        other.cookies.delete("CF_Authorization")
+        await assert_rejected(await other.get(callback), upstream, 400)
+
+
+async def test_a_state_from_another_browser_is_refused(
+    client: httpx.AsyncClient, okta: FakeOkta, upstream: EchoUpstream, gateway: Gateway
+) -> None:
+    authorize = await start_sign_in(client, "/docs")
+    callback = okta.authorize(authorize, "00ualice")
+    async with browser(gateway) as other:
+        await assert_rejected(await other.get(callback), upstream, 400)
+
+
+async def test_a_callback_without_state_is_refused(
+    client: httpx.AsyncClient, upstream: EchoUpstream
+) -> None:
+    await assert_rejected(await client.get("/cdn-cgi/access/callback?code=abc"), upstream, 400)
+
+
+async def test_the_authorize_request_carries_state_nonce_and_the_callback(
+    client: httpx.AsyncClient,
+) -> None:
+    authorize = await start_sign_in(client, "/docs")
+    query = parse_qs(urlsplit(authorize).query)
+    assert query["redirect_uri"] == [f"{TEAM}/cdn-cgi/access/callback"]
+    assert query["response_type"] == ["code"]
+    assert len(query["state"][0]) >= 22 and len(query["nonce"][0]) >= 22
+    assert "groups" in query["scope"][0].split()
+    set_cookies = client.cookies
+    assert set_cookies.get("CF_Session")
+
+
+async def test_open_redirects_are_refused(client: httpx.AsyncClient, okta: FakeOkta) -> None:
+    authorize = await start_sign_in(client, "/docs")
+    await client.get(okta.authorize(authorize, "00ualice"))
+    app_aud = parse_qs(urlsplit(await browser_login_url(client)).query)["kid"][0]
+    for evil in ("https://evil.example/", "//evil.example/", "/\\evil.example"):
+        r = await client.get(
+            f"/cdn-cgi/access/login/access.example.com?kid={app_aud}&redirect_url={evil}"
+        )
+        assert r.status_code == 302 and r.headers["location"] == "/"
+
+
+async def browser_login_url(client: httpx.AsyncClient) -> str:
+    async with httpx.AsyncClient(
+        transport=client._transport, base_url=TEAM, headers={"Accept": "text/html"}
+    ) as fresh:
+        return (await fresh.get("/x")).headers["location"]
