@@ -7,6 +7,7 @@ a count of requests it really received.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,6 +22,7 @@ from harness import TEAM, EchoUpstream, browser, running
 
 from gateway.app import Gateway, create_app
 from gateway.config import parse_settings
+from gateway.sessions import CookieSigner
 from gateway.store import Store
 
 COOKIE_SECRET = "test-cookie-secret-0123456789abcdef"
@@ -403,3 +405,85 @@ async def browser_login_url(client: httpx.AsyncClient) -> str:
         transport=client._transport, base_url=TEAM, headers={"Accept": "text/html"}
     ) as fresh:
         return (await fresh.get("/x")).headers["location"]
+
+
+async def test_azp_naming_another_client_is_refused(
+    client: httpx.AsyncClient, okta: FakeOkta, upstream: EchoUpstream
+) -> None:
+    okta.id_token_claims = {"aud": ["0oaclient", "0oaother"], "azp": "0oaother"}
+    await assert_rejected(await sign_in(client, okta, "00ualice"), upstream, 400)
+
+
+async def test_okta_rotating_its_key_is_followed_with_one_refetch(
+    client: httpx.AsyncClient, okta: FakeOkta, gateway: Gateway
+) -> None:
+    assert (await sign_in(client, okta, "00ualice")).status_code == 302
+    fetches = okta.routes["jwks"].call_count
+    okta.rotate_keys(keep_old=False)
+    async with browser(gateway) as later:
+        assert (await sign_in(later, okta, "00ualice")).status_code == 302
+    assert okta.routes["jwks"].call_count == fetches + 1
+
+
+async def test_a_discovery_issuer_mismatch_is_an_error_page(
+    client: httpx.AsyncClient, okta: FakeOkta, upstream: EchoUpstream
+) -> None:
+    okta.answer(
+        "discovery", httpx.Response(200, json={**okta.discovery_document(), "issuer": "https://x"})
+    )
+    to_login = await client.get("/docs")
+    response = await client.get(to_login.headers["location"])
+    assert response.status_code == 502
+    assert "Okta domain" in response.text or "authorization server" in response.text
+    await assert_rejected(response, upstream, 502)
+
+
+async def test_an_error_page_reference_matches_the_log_line(
+    client: httpx.AsyncClient, okta: FakeOkta, caplog: pytest.LogCaptureFixture
+) -> None:
+    okta.id_token_signer = "foreign_key"
+    with caplog.at_level("WARNING"):
+        page = await sign_in(client, okta, "00ualice")
+    reference = re.search(r'class="ref">([0-9a-f]+)<', page.text)
+    assert reference
+    assert any(f"ref={reference.group(1)}" in r.getMessage() for r in caplog.records)
+
+
+async def test_with_the_store_down_nobody_gets_in_and_sees_a_503_page(
+    upstream: EchoUpstream, okta: FakeOkta
+) -> None:
+    from harness import free_port
+
+    from gateway.store.redis import RedisStore
+
+    dead = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0")
+    settings = parse_settings(settings_doc(upstream.url))
+    async with running(create_app(settings, store=dead)) as app, browser(app) as client:
+        signed = CookieSigner((COOKIE_SECRET,), "gateway.session").sign("some-session-id")
+        client.cookies.set("CF_Authorization", signed, domain="access.example.com")
+        response = await client.get("/docs")
+        assert response.status_code == 503
+        assert "text/html" in response.headers["content-type"]
+        client.cookies.clear()
+        to_login = await client.get("/docs")
+        assert (await client.get(to_login.headers["location"])).status_code == 503
+        callback = await client.get(f"{TEAM}/cdn-cgi/access/callback?state=abc&code=x")
+        assert callback.status_code == 503
+    await dead.close()
+    assert upstream.requests == []
+
+
+@pytest.mark.parametrize("pkce", [True, False])
+async def test_pkce_verifier_is_sent_if_and_only_if_enabled(
+    store: Store, upstream: EchoUpstream, okta: FakeOkta, pkce: bool
+) -> None:
+    settings = parse_settings(settings_doc(upstream.url, pkce_enabled=pkce))
+    async with running(create_app(settings, store=store)) as app, browser(app) as client:
+        authorize = await start_sign_in(client, "/docs")
+        query = parse_qs(urlsplit(authorize).query)
+        assert ("code_challenge" in query) is pkce
+        if pkce:
+            assert query["code_challenge_method"] == ["S256"]
+        assert (await client.get(okta.authorize(authorize, "00ualice"))).status_code == 302
+    token_request = okta.routes["token"].calls.last.request
+    assert ("code_verifier" in parse_qs(token_request.content.decode())) is pkce
