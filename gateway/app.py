@@ -16,14 +16,14 @@ from collections.abc import AsyncIterator
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from gateway.config import Settings
 from gateway.errors import GatewayError
 from gateway.guard import guard_request
 from gateway.proxy import UpstreamPool
-from gateway.routing import split_host
+from gateway.routing import is_ambiguous_path, split_host
 from gateway.runtime import Runtime, error_response
 from gateway.store import Clock, Store, open_store
 from gateway.views import routes
@@ -52,6 +52,10 @@ class Gateway:
             if key == b"host":
                 host = split_host(value.decode("latin-1"))
                 break
+        if not host or is_ambiguous_path(path):
+            response = PlainTextResponse("Bad request: invalid host or path.", status_code=400)
+            await response(scope, receive, send)
+            return
         # The team host's own routes; health probes that name no app host (a load balancer
         # probing an IP address) reach them too.
         if path.startswith(_GATEWAY_PREFIX) or (

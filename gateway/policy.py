@@ -60,8 +60,8 @@ def rule_matches(
 ) -> bool:
     """Whether one rule matches; identity rules never match without an identity.
 
-    `anonymous` is set for bypass and non_identity policies, which are decided before any
-    sign-in: there `everyone` means every request, and other identity rules never match.
+    `anonymous` is set for bypass policies, which are decided before any sign-in: there
+    `everyone` means every request, and other identity rules never match.
     """
     match rule:
         case EveryoneRule() if anonymous:
@@ -109,9 +109,12 @@ def _claim_text(value: object) -> str:
 
 def policy_matches(policy: Policy, identity: Identity | None, facts: RequestFacts) -> bool:
     """include: at least one; require: all; exclude: none."""
-    anonymous = policy.decision in ("bypass", "non_identity")
-    if anonymous:
+    # bypass and non_identity are decided before any sign-in: no identity is seen. Only for
+    # bypass does `everyone` mean every request; non_identity is for service tokens, so an
+    # `everyone` there must not let anonymous callers in.
+    if policy.decision in ("bypass", "non_identity"):
         identity = None
+    anonymous = policy.decision == "bypass"
     return (
         any(rule_matches(r, identity, facts, anonymous=anonymous) for r in policy.include)
         and all(rule_matches(r, identity, facts, anonymous=anonymous) for r in policy.require)

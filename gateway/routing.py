@@ -17,12 +17,21 @@ from dataclasses import dataclass
 
 from gateway.config import App
 
+_LABEL = r"[a-z0-9_-]+"  # what a `*` may stand for in a host label: never ":", "%", "?", "@"
+_SEGMENT = r"[^/]+"
+# A Host header: DNS-style name (a trailing dot allowed) or a bracketed IPv6 literal, then an
+# optional port. Anything else is refused: a host that is routed one way must not reach the
+# upstream (or a redirect) spelled another way.
+_HOST = re.compile(
+    r"((?:[a-z0-9_-]+\.)*[a-z0-9_-]+)\.?(?::\d{1,5})?\Z|(\[[0-9a-f:.]+\])(?::\d{1,5})?\Z"
+)
 
-def _part_pattern(part: str) -> re.Pattern[str]:
+
+def _part_pattern(part: str, wildcard: str) -> re.Pattern[str]:
     literal, star, rest = part.partition("*")
     if not star:
         return re.compile(re.escape(part) + r"\Z")
-    return re.compile(re.escape(literal) + r"[^/]+" + re.escape(rest) + r"\Z")
+    return re.compile(re.escape(literal) + wildcard + re.escape(rest) + r"\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,9 +55,11 @@ class _Route:
 
 def _segments(path: str) -> list[str]:
     """The path's segments with "." and ".." resolved (RFC 3986 5.2.4), as the upstream will
-    read them: "/beta/../alpha" must be matched as "/alpha", not against the "/beta" app."""
+    read them: "/beta/../alpha" must be matched as "/alpha", not against the "/beta" app.
+    Path parameters are dropped ("/admin;x" is "/admin" to Tomcat and Spring)."""
     segments: list[str] = []
-    for segment in path.split("/"):
+    for raw in path.split("/"):
+        segment = raw.split(";", 1)[0]
         if segment == "..":
             if segments:
                 segments.pop()
@@ -68,8 +79,8 @@ def _route(app: App) -> _Route:
     literal_segments = sum("*" not in s for s in segments)
     return _Route(
         app=app,
-        host_parts=tuple(_part_pattern(label) for label in host_labels),
-        path_parts=tuple(_part_pattern(s) for s in segments),
+        host_parts=tuple(_part_pattern(label, _LABEL) for label in host_labels),
+        path_parts=tuple(_part_pattern(s, _SEGMENT) for s in segments),
         subpaths_only=subpaths_only,
         # Last, as a tie-break: "app-*.example.com" is more specific than "*.example.com".
         specificity=(
@@ -82,11 +93,21 @@ def _route(app: App) -> _Route:
 
 
 def split_host(host_header: str) -> str:
-    """The host name of a Host header value, lower-case, without a port."""
-    host = host_header.strip().lower()
-    if host.startswith("["):  # IPv6 literal: [::1]:8000
-        return host[: host.find("]") + 1]
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    """The host name of a Host header value, lower-case, without a port; "" if it is not a
+    valid host[:port] (the caller refuses the request)."""
+    match = _HOST.match(host_header.strip().lower())
+    if match is None:
+        return ""
+    return match.group(1) or match.group(2)
+
+
+def is_ambiguous_path(path: str) -> bool:
+    """A decoded path with "." or ".." segments or a backslash. Browsers never send these;
+    upstreams disagree on how to read them, so such a request could be judged against one app's
+    policy and served as another's path. Refused rather than guessed at."""
+    if "\\" in path:
+        return True
+    return any(segment in (".", "..") for segment in path.split("/"))
 
 
 class AppDirectory:

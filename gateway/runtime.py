@@ -86,7 +86,7 @@ def error_response(rt: Runtime, exc: GatewayError) -> Response:
     ref = reference_id()
     step = getattr(exc, "step", "")
     log.warning(
-        "request failed ref=%s error=%s status=%d step=%s: %s",
+        "request failed ref=%s error=%s status=%d step=%s: %r",
         ref,
         exc.error,
         exc.status,

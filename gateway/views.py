@@ -11,6 +11,7 @@ import dataclasses
 import hmac
 import json
 import logging
+import re
 import secrets
 from urllib.parse import urlencode, urlsplit
 
@@ -39,6 +40,8 @@ from gateway.sessions import Session
 
 log = logging.getLogger("gateway.views")
 
+_MAX_REDIRECT_URL = 2048  # kept in the store with each sign-in: bounded
+_BINDING_HASH = re.compile(r"[0-9a-f]{64}")
 AUTHORIZED_TOKEN_TTL = 60.0  # SPEC 4: the one-time token lives at most 60 s
 _AUTHORIZED_KEY = "authorized:"
 
@@ -58,6 +61,8 @@ def safe_path(redirect_url: str | None) -> str:
     """`redirect_url` if it is a path on this host, else "/" (no open redirects)."""
     if not redirect_url or not redirect_url.startswith("/") or redirect_url.startswith("//"):
         return "/"
+    if len(redirect_url) > _MAX_REDIRECT_URL:
+        return "/"
     if "\\" in redirect_url or any(ord(c) < 0x20 for c in redirect_url):
         return "/"
     parts = urlsplit(redirect_url)
@@ -72,6 +77,8 @@ def _no_store(response: Response) -> Response:
 def set_session_cookie(
     rt: Runtime, response: Response, cookie_value: str, app: App | None, max_age: float
 ) -> None:
+    """`app`'s cookie attributes on an app host; the team host's global session cookie (app
+    None) is always HttpOnly and SameSite=Lax, whatever an app on the team host asks for."""
     response.set_cookie(
         SESSION_COOKIE,
         cookie_value,
@@ -118,10 +125,15 @@ async def login(request: Request) -> Response:
     app_host = request.path_params["app_host"].lower()
     app = rt.directory.find_by_aud(request.query_params.get("kid", ""))
     redirect_url = safe_path(request.query_params.get("redirect_url"))
+    app_binding = request.query_params.get("meta", "")
+    # app_host and meta end up in a redirect and in the store: only well-formed values pass.
+    if split_host(app_host) != app_host or (
+        app_binding and not _BINDING_HASH.fullmatch(app_binding)
+    ):
+        raise GatewayError("Malformed sign-in link.", error="bad_request", status=400)
     # The AUD names the app; the host and path it returns to must be that app's.
     if app is None or rt.directory.match(app_host, urlsplit(redirect_url).path) is not app:
         raise GatewayError("Unknown application.", error="unknown_app", status=404)
-    app_binding = request.query_params.get("meta", "")
     session = await _session(rt, request)
     if session is not None and session.kind == "global":
         return await continue_to_app(rt, request, session, app, app_host, redirect_url, app_binding)
@@ -186,7 +198,7 @@ async def continue_to_app(
             else denied(rt, app, session.identity.email)
         )
         if cookie_value:
-            set_session_cookie(rt, response, cookie_value, app, session.expires - rt.clock())
+            set_session_cookie(rt, response, cookie_value, None, session.expires - rt.clock())
         return response
     if not decision.allowed:
         response = denied(rt, app, session.identity.email)

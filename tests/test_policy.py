@@ -379,9 +379,13 @@ def test_before_sign_in_only_bypass_and_non_identity_decide() -> None:
     assert evaluate_before_sign_in(CLOUDFLARE_EXAMPLE, ip("203.0.113.1")) is None
 
 
-@pytest.mark.parametrize("outcome", ["bypass", "non_identity"])
-def test_bypass_and_non_identity_are_let_through(outcome: str) -> None:
-    decision = evaluate(app(policy("Open", outcome, include=[EveryoneRule()])), None, NO_FACTS)
+@pytest.mark.parametrize(
+    ("outcome", "rule"),
+    [("bypass", EveryoneRule()), ("non_identity", ServiceTokenRule("tok-1"))],
+)
+def test_bypass_and_non_identity_are_let_through(outcome: str, rule: Rule) -> None:
+    facts = RequestFacts(service_token_id="tok-1")
+    decision = evaluate(app(policy("Open", outcome, include=[rule])), None, facts)
     assert (decision.outcome, decision.allowed) == (outcome, True)
 
 
@@ -409,12 +413,19 @@ def test_bypass_and_non_identity_do_not_see_identity_rules(decision: str, rule: 
     assert evaluate(app(gated), ALICE, NO_FACTS) == Decision("deny", None)
 
 
-@pytest.mark.parametrize("decision", ["bypass", "non_identity"])
-def test_everyone_in_bypass_and_non_identity_means_every_request(decision: str) -> None:
-    open_policy = policy("Public", decision, include=[EveryoneRule()])
-    expected = Decision(decision, open_policy)
+def test_everyone_in_bypass_means_every_request() -> None:
+    open_policy = policy("Public", "bypass", include=[EveryoneRule()])
+    expected = Decision("bypass", open_policy)
     assert evaluate(app(open_policy), None, NO_FACTS) == expected
     assert evaluate_before_sign_in(app(open_policy), ip("203.0.113.1")) == expected
+
+
+def test_everyone_in_non_identity_lets_no_anonymous_caller_in() -> None:
+    # non_identity is for service tokens: "everyone" (any signed-in identity) never matches
+    # there, so such a policy must not turn into "anyone on the internet".
+    careless = policy("Oops", "non_identity", include=[EveryoneRule()])
+    assert evaluate_before_sign_in(app(careless), ip("203.0.113.1")) is None
+    assert evaluate(app(careless), None, NO_FACTS).outcome == "deny"
 
 
 def test_bypass_with_everyone_still_honours_non_identity_excludes() -> None:

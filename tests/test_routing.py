@@ -7,7 +7,7 @@ import pytest
 from gateway.config import App, EveryoneRule, Policy, app_aud
 from gateway.identity import Identity
 from gateway.policy import RequestFacts, evaluate
-from gateway.routing import AppDirectory, split_host
+from gateway.routing import AppDirectory, is_ambiguous_path, split_host
 
 
 def app(domain: str, *policies: Policy) -> App:
@@ -40,8 +40,15 @@ def matched(domains: list[str], host: str, path: str) -> str | None:
         ("[::1]:8000", "[::1]"),
         ("[2001:DB8::1]", "[2001:db8::1]"),
         ("[2001:db8::1]:443", "[2001:db8::1]"),
-        ("2001:db8::1", "2001:db8::1"),
+        ("wiki.example.com.", "wiki.example.com"),
         ("", ""),
+        # not a host[:port]: refused ("") rather than routed one way and forwarded another
+        ("2001:db8::1", ""),
+        ("wiki.example.com:@evil.com", ""),
+        ("evil%2ecom?.apps.example.com", ""),
+        ("wiki.example.com/x", ""),
+        ("wiki.example.com:99999999", ""),
+        ("a b.example.com", ""),
     ],
 )
 def test_split_host_drops_the_port_and_lowercases(host_header: str, host: str) -> None:
@@ -212,3 +219,35 @@ def test_hosts_lists_literal_app_hosts_and_find_by_aud() -> None:
     assert directory.hosts() == {"wiki.example.com", "example.com"}
     assert directory.find_by_aud(app_aud("*.example.com")) is wild
     assert directory.find_by_aud("0" * 64) is None
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["evil%2ecom?.apps.example.com", "evil.com#.apps.example.com", "u@evil.com.apps.example.com"],
+)
+def test_a_host_wildcard_stands_for_a_dns_label_only(host: str) -> None:
+    directory = AppDirectory([app("*.apps.example.com")])
+    assert directory.match(host, "/") is None
+
+
+@pytest.mark.parametrize("path", ["/admin;jsessionid=x", "/ADMIN;x/users", "/admin;/users"])
+def test_path_parameters_do_not_dodge_a_path_app(path: str) -> None:
+    directory = AppDirectory([app("wiki.example.com"), app("wiki.example.com/admin")])
+    found = directory.match("wiki.example.com", path)
+    assert found is not None and found.domain == "wiki.example.com/admin"
+
+
+@pytest.mark.parametrize(
+    ("path", "ambiguous"),
+    [
+        ("/admin/../public", True),
+        ("/admin/./x", True),
+        ("/admin/..", True),
+        ("/a\\..\\b", True),
+        ("/public/x", False),
+        ("/files/a..b", False),
+        ("/", False),
+    ],
+)
+def test_dot_segments_and_backslashes_are_ambiguous(path: str, ambiguous: bool) -> None:
+    assert is_ambiguous_path(path) is ambiguous

@@ -487,3 +487,67 @@ async def test_pkce_verifier_is_sent_if_and_only_if_enabled(
         assert (await client.get(okta.authorize(authorize, "00ualice"))).status_code == 302
     token_request = okta.routes["token"].calls.last.request
     assert ("code_verifier" in parse_qs(token_request.content.decode())) is pkce
+
+
+# --- request-shape attacks (from the security review) ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    # (httpx itself resolves a literal "/../", so these are the encoded spellings a raw client
+    # can send; the decoded path is what the gateway judges.)
+    "path",
+    ["/docs/%2E%2E/admin", "/docs/%2e%2e/admin", "/docs/..%2Fadmin", "/a/%2e/b", "/a\\..\\b"],
+)
+async def test_ambiguous_paths_are_refused_before_any_policy(
+    client: httpx.AsyncClient, upstream: EchoUpstream, path: str
+) -> None:
+    response = await client.get(path)
+    assert response.status_code == 400
+    assert upstream.requests == []
+
+
+@pytest.mark.parametrize("host", ["wiki.example.com:@evil.com", "evil%2ecom?.example.com"])
+async def test_malformed_host_headers_are_refused(
+    client: httpx.AsyncClient, upstream: EchoUpstream, host: str
+) -> None:
+    response = await client.get("/", headers={"Host": host})
+    assert response.status_code == 400
+    assert upstream.requests == []
+
+
+async def test_a_login_link_with_a_forged_app_host_or_binding_is_refused(
+    client: httpx.AsyncClient,
+) -> None:
+    to_login = await client.get("/docs")
+    kid = parse_qs(urlsplit(to_login.headers["location"]).query)["kid"][0]
+    forged_host = await client.get(
+        f"/cdn-cgi/access/login/evil%252ecom%3F.access.example.com?kid={kid}&redirect_url=/"
+    )
+    assert forged_host.status_code in (400, 404)
+    assert "location" not in forged_host.headers
+    long_meta = await client.get(
+        f"/cdn-cgi/access/login/access.example.com?kid={kid}&redirect_url=/&meta={'a' * 5000}"
+    )
+    assert long_meta.status_code == 400
+
+
+async def test_an_overlong_redirect_url_falls_back_to_the_root(
+    client: httpx.AsyncClient, okta: FakeOkta
+) -> None:
+    to_login = await client.get("/docs")
+    kid = parse_qs(urlsplit(to_login.headers["location"]).query)["kid"][0]
+    login = f"/cdn-cgi/access/login/access.example.com?kid={kid}&redirect_url=/{'x' * 5000}"
+    authorize = (await client.get(login)).headers["location"]
+    done = await client.get(okta.authorize(authorize, "00ualice"))
+    assert done.headers["location"] == "/"
+
+
+async def test_the_team_session_cookie_is_always_httponly_and_lax(
+    store: Store, upstream: EchoUpstream, okta: FakeOkta
+) -> None:
+    doc = settings_doc(upstream.url)
+    doc["apps"][0].update(http_only_cookie_attribute=False, same_site_cookie_attribute="none")
+    async with running(create_app(parse_settings(doc), store=store)) as app, browser(app) as c:
+        done = await sign_in(c, okta, "00ualice")
+    cookie = next(h for h in done.headers.get_list("set-cookie") if "CF_Authorization=" in h)
+    assert "HttpOnly" in cookie and "samesite=lax" in cookie.lower()
