@@ -236,7 +236,14 @@ async def gateway(upstream: FakeUpstream) -> AsyncIterator[Gateway]:
                 future.set_result(result)
 
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", log_config=None, lifespan="off"
+        app,
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        log_config=None,
+        lifespan="off",
+        # A request stuck in `forward` fails its test; it must not also hang the teardown.
+        timeout_graceful_shutdown=2,
     )
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())

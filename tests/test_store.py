@@ -20,6 +20,7 @@ from gateway.errors import StoreUnavailableError
 from gateway.store import Store, open_store
 from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisStore
+from gateway.store.resp import RespError
 
 SHORT = 0.05  # seconds: a TTL that lapses quickly on real Redis
 EXPIRY_BOUND = 2.0  # seconds: how long a lapsed TTL may take to show
@@ -244,7 +245,7 @@ async def _assert_every_call_unavailable(store: Store) -> None:
             with pytest.raises(StoreUnavailableError) as caught:
                 await call()
             cause = caught.value.__cause__
-            assert isinstance(cause, redis_errors.RedisError | OSError), name
+            assert isinstance(cause, redis_errors.RedisError | OSError | RespError), name
 
 
 @asynccontextmanager

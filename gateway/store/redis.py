@@ -13,10 +13,12 @@ from typing import cast
 
 from redis import exceptions as redis_errors
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from gateway.errors import StoreUnavailableError
+from gateway.store.resp import Endpoint, PipelinedGet, RespError
 
 _TIMEOUT = 2.0  # seconds to connect, and for each command
 _MAX_CONNECTIONS = 50
@@ -34,6 +36,23 @@ if current == -2 or (current >= 0 and current < ttl) then
 end
 """
 
+
+def _pipelined_get(url: str) -> PipelinedGet | None:
+    """The lean GET for plain TCP and unix-socket URLs; TLS (rediss://) stays on redis-py."""
+    options = parse_url(url)
+    if "connection_class" in options and "path" not in options:
+        return None
+    endpoint = Endpoint(
+        host=options.get("host", "127.0.0.1"),
+        port=int(options.get("port", 6379)),
+        unix_path=options.get("path", ""),
+        db=int(options.get("db", 0)),
+        username=options.get("username") or "",
+        password=options.get("password") or "",
+    )
+    return PipelinedGet(endpoint, timeout=_TIMEOUT)
+
+
 # OSError covers socket errors redis-py lets through, and the builtin TimeoutError.
 _ERRORS = (redis_errors.RedisError, OSError)
 
@@ -41,8 +60,9 @@ _ERRORS = (redis_errors.RedisError, OSError)
 class RedisStore:
     """The `Store` protocol on a `redis.asyncio` client; it owns the client and its pool."""
 
-    def __init__(self, client: Redis) -> None:
+    def __init__(self, client: Redis, fast_get: PipelinedGet | None = None) -> None:
         self._client = client
+        self._fast_get = fast_get
         self._add_to_set = client.register_script(_ADD_TO_SET)
 
     @classmethod
@@ -67,9 +87,15 @@ class RedisStore:
             # its pool skips that check: every pooled connection then fails once after a restart.
             protocol=2,
         )
-        return cls(Redis.from_pool(pool))
+        return cls(Redis.from_pool(pool), _pipelined_get(url))
 
     async def get(self, key: str) -> bytes | None:
+        """One GET; on the hot path, so over the lean pipelined connections where it can."""
+        if self._fast_get is not None:
+            try:
+                return await self._fast_get.get(key)
+            except RespError as exc:
+                raise _unavailable("GET", exc) from exc
         try:
             return cast("bytes | None", await self._client.get(key))
         except _ERRORS as exc:
@@ -133,6 +159,8 @@ class RedisStore:
             raise _unavailable("PING", exc) from exc
 
     async def close(self) -> None:
+        if self._fast_get is not None:
+            self._fast_get.close()
         try:
             await self._client.aclose(close_connection_pool=True)
         except _ERRORS as exc:
