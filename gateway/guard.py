@@ -138,7 +138,7 @@ async def guard_request(rt: Runtime, host: str, scope: Scope, receive: Receive, 
     facts = RequestFacts(client_ip=info.address)
     try:
         before = evaluate_before_sign_in(app, facts)
-        identity_headers: list[tuple[bytes, bytes]] = []
+        identity_headers: list[tuple[bytes, bytes]] = []  # none for bypass / non_identity
         # A matching bypass / non_identity policy lets the request through with no identity.
         if before is None:
             session = await rt.sessions.load(read_cookie(scope, SESSION_COOKIE))
@@ -149,9 +149,11 @@ async def guard_request(rt: Runtime, host: str, scope: Scope, receive: Receive, 
             if not decision.allowed:
                 await denied(rt, app, session.identity.email)(scope, receive, send)
                 return
-            identity_headers.append(
-                (b"cf-access-authenticated-user-email", session.identity.email.encode())
-            )
+            token = rt.app_tokens.cached(session, app) or await rt.app_tokens.mint(session, app)
+            identity_headers = [
+                (b"cf-access-jwt-assertion", token.encode()),
+                (b"cf-access-authenticated-user-email", session.identity.email.encode()),
+            ]
         await forward(
             rt.upstreams,
             scope,

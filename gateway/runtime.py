@@ -21,6 +21,7 @@ from gateway.proxy import UpstreamPool
 from gateway.routing import AppDirectory
 from gateway.sessions import CookieSigner, SessionManager
 from gateway.store import Clock, Store
+from gateway.tokens import AppTokens, SigningKeys
 
 log = logging.getLogger("gateway")
 
@@ -41,6 +42,8 @@ class Runtime:
     sessions: SessionManager = field(init=False)
     bindings: CookieSigner = field(init=False)
     oidc: dict[str, OIDCClient] = field(init=False)
+    signing_keys: SigningKeys = field(init=False)
+    app_tokens: AppTokens = field(init=False)
 
     def __post_init__(self) -> None:
         keys = self.settings.gateway.cookie_secret
@@ -49,6 +52,10 @@ class Runtime:
             self.store, CookieSigner(keys, "gateway.session"), self.clock
         )
         self.bindings = CookieSigner(keys, "gateway.binding")
+        self.signing_keys = SigningKeys(self.store, self.clock)
+        self.app_tokens = AppTokens(
+            self.signing_keys, self.sessions, self.settings.gateway.public_url, self.clock
+        )
         redirect_uri = self.settings.gateway.public_url + CALLBACK_PATH
         self.oidc = {
             idp.id: OIDCClient(idp, self.http, redirect_uri=redirect_uri, clock=self.clock)

@@ -17,10 +17,11 @@ import json
 import re
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from itsdangerous import BadSignature, Signer
+from itsdangerous.encoding import base64_decode, base64_encode
 
 from gateway.identity import Identity
 from gateway.store import Clock, Store
@@ -40,6 +41,8 @@ class Session:
     identity: Identity
     created: float
     expires: float
+    # app id -> (app token, its expiry): minted once, reused until near expiry (tokens.py)
+    tokens: dict[str, tuple[str, float]] = field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
         return json.dumps(
@@ -49,6 +52,7 @@ class Session:
                 "identity": self.identity.to_record(),
                 "created": self.created,
                 "expires": self.expires,
+                "tokens": self.tokens,
             },
             separators=(",", ":"),
         ).encode()
@@ -63,6 +67,7 @@ class Session:
             identity=Identity.from_record(data["identity"]),
             created=data["created"],
             expires=data["expires"],
+            tokens={app: (t[0], t[1]) for app, t in data.get("tokens", {}).items()},
         )
 
 
@@ -83,6 +88,11 @@ class CookieSigner:
         # itsdangerous decodes base64 leniently (stray characters are skipped); our values are
         # url-safe tokens, so anything else is refused before it is looked at.
         if not _SIGNED_VALUE.fullmatch(signed):
+            return None
+        # ...and only the canonical spelling of a signature: the last base64 character carries
+        # spare bits, so several spellings decode to the same bytes.
+        signature = signed.rsplit(".", 1)[1]
+        if base64_encode(base64_decode(signature)).decode() != signature:
             return None
         try:
             return self._signer.unsign(signed).decode()
@@ -128,6 +138,14 @@ class SessionManager:
         session = Session.from_bytes(session_id, raw)
         # The store's TTL expires records; this guards a store whose clock lags ours.
         return session if session.expires > self.clock() else None
+
+    async def save(self, session: Session) -> bool:
+        """Write back a changed session; never brings back one that was revoked or expired
+        meanwhile (False then)."""
+        remaining = session.expires - self.clock()
+        if remaining <= 0:
+            return False
+        return await self.store.replace(_SESSION_KEY + session.id, session.to_bytes(), remaining)
 
     async def revoke_user(self, user_uuid: str) -> int:
         """Delete every session of a user; returns how many were live."""

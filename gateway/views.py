@@ -37,6 +37,7 @@ from gateway.policy import RequestFacts, evaluate
 from gateway.routing import split_host
 from gateway.runtime import Runtime
 from gateway.sessions import Session
+from gateway.tokens import certs_document
 
 log = logging.getLogger("gateway.views")
 
@@ -358,6 +359,13 @@ async def logout(request: Request) -> Response:
     return _no_store(response)
 
 
+async def certs(request: Request) -> Response:
+    """The app-token verification keys, current and previous (Cloudflare's shape)."""
+    rt = _rt(request)
+    document = certs_document(await rt.signing_keys.published())
+    return JSONResponse(document, headers={"Cache-Control": "public, max-age=300"})
+
+
 # --- health ---------------------------------------------------------------------------------
 
 
@@ -383,6 +391,7 @@ def routes() -> list[BaseRoute]:
         Route("/cdn-cgi/access/authorized", authorized),
         Route("/cdn-cgi/access/get-identity", get_identity),
         Route("/cdn-cgi/access/logout", logout, methods=["GET", "POST"]),
+        Route("/cdn-cgi/access/certs", certs),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
     ]

@@ -19,9 +19,11 @@ import pytest_asyncio
 import respx
 from fake_okta import FakeOkta
 from harness import TEAM, EchoUpstream, browser, running
+from joserfc import jwt
+from joserfc.jwk import KeySet
 
 from gateway.app import Gateway, create_app
-from gateway.config import parse_settings
+from gateway.config import app_aud, parse_settings
 from gateway.sessions import CookieSigner
 from gateway.store import Store
 
@@ -551,3 +553,28 @@ async def test_the_team_session_cookie_is_always_httponly_and_lax(
         done = await sign_in(c, okta, "00ualice")
     cookie = next(h for h in done.headers.get_list("set-cookie") if "CF_Authorization=" in h)
     assert "HttpOnly" in cookie and "samesite=lax" in cookie.lower()
+
+
+async def test_the_origin_verifies_the_app_token_with_only_the_certs_endpoint(
+    client: httpx.AsyncClient, okta: FakeOkta, upstream: EchoUpstream
+) -> None:
+    await sign_in(client, okta, "00ualice")
+    first = (await client.get("/a")).json()["headers"]["cf-access-jwt-assertion"]
+    second = (await client.get("/b")).json()["headers"]["cf-access-jwt-assertion"]
+    assert first == second  # minted once per session, not per request
+    certs = (await client.get("/cdn-cgi/access/certs")).json()
+    claims = jwt.decode(first, KeySet.import_key_set(certs), algorithms=["RS256"]).claims
+    identity = (await client.get("/cdn-cgi/access/get-identity")).json()
+    assert claims["aud"] == [app_aud("team-app")]
+    assert claims["iss"] == TEAM
+    assert claims["email"] == "alice@example.com"
+    assert claims["sub"] == identity["user_uuid"]
+    assert claims["identity_nonce"] == identity["id"]
+
+
+async def test_a_spoofed_app_token_never_reaches_the_upstream(
+    client: httpx.AsyncClient, okta: FakeOkta, upstream: EchoUpstream
+) -> None:
+    await sign_in(client, okta, "00ualice")
+    seen = (await client.get("/a", headers={"Cf-Access-Jwt-Assertion": "forged"})).json()
+    assert seen["headers"]["cf-access-jwt-assertion"] != "forged"
