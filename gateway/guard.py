@@ -16,7 +16,7 @@ from urllib.parse import quote
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from gateway.clientinfo import client_info, header
+from gateway.clientinfo import ClientInfo, client_info, header
 from gateway.config import App
 from gateway.errors import GatewayError
 from gateway.policy import RequestFacts, evaluate, evaluate_before_sign_in
@@ -97,14 +97,14 @@ def set_binding_cookie(rt: Runtime, response: Response, name: str, binding: str)
     )
 
 
+def _plain(status: int, text: str) -> Response:
+    return PlainTextResponse(text, status_code=status, headers={"Cache-Control": "no-store"})
+
+
 def unauthenticated(rt: Runtime, app: App, host: str, scope: Scope) -> Response:
     """No usable session: browsers go to sign in, everything else gets 401."""
     if not wants_redirect(scope):
-        return PlainTextResponse(
-            "Unauthorized: sign in to this application first.",
-            status_code=401,
-            headers={"Cache-Control": "no-store"},
-        )
+        return _plain(401, "Unauthorized: sign in to this application first.")
     binding = secrets.token_urlsafe(24)
     response = RedirectResponse(login_url(rt, app, host, _path_qs(scope), binding), status_code=302)
     response.headers["Cache-Control"] = "no-store"
@@ -123,11 +123,44 @@ def denied(rt: Runtime, app: App, email: str) -> Response:
     )
 
 
+async def decide(
+    rt: Runtime, app: App, host: str, scope: Scope, info: ClientInfo
+) -> Response | list[tuple[bytes, bytes]]:
+    """A refusal to send back, or the identity headers to forward the request with.
+
+    Order (SPEC 3): a presented service token is checked first (401 if it does not
+    authenticate); bypass and non_identity policies decide before any session is read; then
+    the session, the app's allow/deny policies, and the app token.
+    """
+    facts = RequestFacts(client_ip=info.address)
+    client_id = header(scope, b"cf-access-client-id")
+    if client_id is not None:
+        secret = header(scope, b"cf-access-client-secret") or ""
+        service_token = await rt.service_tokens.authenticate(client_id, secret)
+        if service_token is None:
+            return _plain(401, "Unauthorized: invalid service token.")
+        facts = RequestFacts(client_ip=info.address, service_token_id=service_token.id)
+    if evaluate_before_sign_in(app, facts) is not None:
+        return []  # bypass / non_identity: through, with no identity attached
+    if client_id is not None:
+        # A valid service token that no policy admits: no fallback to a browser sign-in.
+        return _plain(403, "Forbidden: this service token is not allowed here.")
+    session = await rt.sessions.load(read_cookie(scope, SESSION_COOKIE))
+    if session is None or not session_fits(rt, session, app, host):
+        return unauthenticated(rt, app, host, scope)
+    if not evaluate(app, session.identity, facts).allowed:
+        return denied(rt, app, session.identity.email)
+    app_token = rt.app_tokens.cached(session, app) or await rt.app_tokens.mint(session, app)
+    return [
+        (b"cf-access-jwt-assertion", app_token.encode()),
+        (b"cf-access-authenticated-user-email", session.identity.email.encode()),
+    ]
+
+
 async def guard_request(rt: Runtime, host: str, scope: Scope, receive: Receive, send: Send) -> None:
     """Decide one request to a protected app and proxy it if allowed."""
     if scope["type"] != "http":
-        response: Response = PlainTextResponse("Not supported", status_code=404)
-        await response(scope, receive, send)
+        await _plain(404, "Not supported")(scope, receive, send)
         return
     app = rt.directory.match(host, scope["path"])
     if app is None:
@@ -135,25 +168,11 @@ async def guard_request(rt: Runtime, host: str, scope: Scope, receive: Receive, 
         await response(scope, receive, send)
         return
     info = client_info(scope, rt.settings.gateway.trusted_proxies)
-    facts = RequestFacts(client_ip=info.address)
     try:
-        before = evaluate_before_sign_in(app, facts)
-        identity_headers: list[tuple[bytes, bytes]] = []  # none for bypass / non_identity
-        # A matching bypass / non_identity policy lets the request through with no identity.
-        if before is None:
-            session = await rt.sessions.load(read_cookie(scope, SESSION_COOKIE))
-            if session is None or not session_fits(rt, session, app, host):
-                await unauthenticated(rt, app, host, scope)(scope, receive, send)
-                return
-            decision = evaluate(app, session.identity, facts)
-            if not decision.allowed:
-                await denied(rt, app, session.identity.email)(scope, receive, send)
-                return
-            token = rt.app_tokens.cached(session, app) or await rt.app_tokens.mint(session, app)
-            identity_headers = [
-                (b"cf-access-jwt-assertion", token.encode()),
-                (b"cf-access-authenticated-user-email", session.identity.email.encode()),
-            ]
+        outcome = await decide(rt, app, host, scope, info)
+        if isinstance(outcome, Response):
+            await outcome(scope, receive, send)
+            return
         await forward(
             rt.upstreams,
             scope,
@@ -164,7 +183,7 @@ async def guard_request(rt: Runtime, host: str, scope: Scope, receive: Receive, 
             forwarded_for=info.forwarded_for,
             proto=info.proto,
             host=header(scope, b"host") or host,
-            identity_headers=identity_headers,
+            identity_headers=outcome,
         )
     except GatewayError as exc:
         await error_response(rt, exc)(scope, receive, send)

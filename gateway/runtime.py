@@ -19,6 +19,7 @@ from gateway.oidc import OIDCClient
 from gateway.pages import Pages
 from gateway.proxy import UpstreamPool
 from gateway.routing import AppDirectory
+from gateway.service_tokens import ServiceTokens
 from gateway.sessions import CookieSigner, SessionManager
 from gateway.store import Clock, Store
 from gateway.tokens import AppTokens, SigningKeys
@@ -44,6 +45,7 @@ class Runtime:
     oidc: dict[str, OIDCClient] = field(init=False)
     signing_keys: SigningKeys = field(init=False)
     app_tokens: AppTokens = field(init=False)
+    service_tokens: ServiceTokens = field(init=False)
 
     def __post_init__(self) -> None:
         keys = self.settings.gateway.cookie_secret
@@ -52,6 +54,7 @@ class Runtime:
             self.store, CookieSigner(keys, "gateway.session"), self.clock
         )
         self.bindings = CookieSigner(keys, "gateway.binding")
+        self.service_tokens = ServiceTokens(self.store, self.clock)
         self.signing_keys = SigningKeys(self.store, self.clock)
         self.app_tokens = AppTokens(
             self.signing_keys, self.sessions, self.settings.gateway.public_url, self.clock

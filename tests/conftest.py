@@ -5,12 +5,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 
+import httpx
 import pytest
+import pytest_asyncio
 import redis
+import respx
 import uvloop
 from clock import FakeClock
+from fake_okta import FakeOkta
+from harness import EchoUpstream, browser, running, settings_doc
 from redis_server import RedisServer
 
+from gateway.app import Gateway, create_app
+from gateway.config import parse_settings
 from gateway.store import Store
 from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisStore
@@ -59,3 +66,36 @@ async def store(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterat
         yield new
     finally:
         await new.close()
+
+
+# --- end to end: Okta, the protected app, the gateway, a browser ---------------------------
+
+
+@pytest_asyncio.fixture
+async def upstream() -> AsyncIterator[EchoUpstream]:
+    echo = EchoUpstream()
+    await echo.start()
+    yield echo
+    await echo.stop()
+
+
+@pytest.fixture
+def okta() -> AsyncIterator[FakeOkta]:
+    with respx.mock(assert_all_called=False) as router:
+        fake = FakeOkta(router)
+        fake.add_user("00ualice", "alice@example.com", "Alice Example", ["Engineering", "Everyone"])
+        fake.add_user("00ubob", "bob@example.com", "Bob Example", ["Sales", "Everyone"])
+        yield fake
+
+
+@pytest_asyncio.fixture
+async def gateway(store: Store, upstream: EchoUpstream, okta: FakeOkta) -> AsyncIterator[Gateway]:
+    settings = parse_settings(settings_doc(upstream.url))
+    async with running(create_app(settings, store=store)) as app:
+        yield app
+
+
+@pytest_asyncio.fixture
+async def client(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
+    async with browser(gateway) as c:
+        yield c

@@ -16,11 +16,13 @@ from typing import Any
 
 import httpx
 from aiohttp import web
+from fake_okta import FakeOkta
 from starlette.types import Message
 
 from gateway.app import Gateway
 
 TEAM = "https://access.example.com"
+WIKI = "https://wiki.example.com"
 
 
 def free_port() -> int:
@@ -87,3 +89,85 @@ class EchoUpstream:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+
+
+COOKIE_SECRET = "test-cookie-secret-0123456789abcdef"
+IDP_ID = "okta-test"
+
+
+def settings_doc(upstream: str, **idp_config: Any) -> dict[str, Any]:
+    engineering = {
+        "name": "Engineering",
+        "decision": "allow",
+        "include": [{"okta": {"name": "Engineering"}}],
+    }
+    return {
+        "gateway": {"public_url": TEAM, "cookie_secret": COOKIE_SECRET, "session_duration": "24h"},
+        "identity_providers": [
+            {
+                "id": IDP_ID,
+                "name": "Okta",
+                "type": "okta",
+                "config": {
+                    "client_id": "0oaclient",
+                    "client_secret": "s3cret",
+                    "okta_account": "https://dev-123.okta.com",
+                    **idp_config,
+                },
+            }
+        ],
+        "apps": [
+            {
+                "id": "team-app",
+                "name": "Team Docs",
+                "domain": "access.example.com",
+                "upstream": upstream,
+                "custom_deny_message": "Ask #it-help for access.",
+                "policies": [engineering],
+            },
+            {
+                "id": "wiki",
+                "name": "Wiki",
+                "domain": "wiki.example.com",
+                "upstream": upstream,
+                "session_duration": "1h",
+                "policies": [engineering],
+            },
+        ],
+    }
+
+
+async def start_sign_in(client: httpx.AsyncClient, url: str) -> str:
+    """GET a protected URL as a browser; return the Okta authorize URL it is sent to."""
+    to_login = await client.get(url)
+    assert to_login.status_code == 302, to_login.text
+    login = to_login.headers["location"]
+    assert login.startswith(f"{TEAM}/cdn-cgi/access/login/")
+    to_okta = await client.get(login)
+    assert to_okta.status_code == 302, to_okta.text
+    return to_okta.headers["location"]
+
+
+async def sign_in(
+    client: httpx.AsyncClient, okta: FakeOkta, sub: str, url: str = "/docs/page?x=1"
+) -> httpx.Response:
+    """The whole browser dance up to the callback's answer."""
+    authorize = await start_sign_in(client, url)
+    return await client.get(okta.authorize(authorize, sub))
+
+
+def session_cookie(response: httpx.Response) -> str | None:
+    for header in response.headers.get_list("set-cookie"):
+        name, _, rest = header.partition("=")
+        if name == "CF_Authorization" and not rest.startswith(('""', ";")):
+            return rest.split(";")[0]
+    return None
+
+
+async def assert_rejected(response: httpx.Response, upstream: EchoUpstream, status: int) -> None:
+    assert response.status_code == status, response.text
+    assert "text/html" in response.headers["content-type"]
+    assert "reference" in response.text
+    assert "Traceback" not in response.text
+    assert session_cookie(response) is None
+    assert upstream.requests == []

@@ -9,16 +9,25 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-import pytest_asyncio
-import respx
 from fake_okta import FakeOkta
-from harness import TEAM, EchoUpstream, browser, running
+from harness import (
+    COOKIE_SECRET,
+    IDP_ID,
+    TEAM,
+    WIKI,
+    EchoUpstream,
+    assert_rejected,
+    browser,
+    running,
+    session_cookie,
+    settings_doc,
+    sign_in,
+    start_sign_in,
+)
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
@@ -26,110 +35,6 @@ from gateway.app import Gateway, create_app
 from gateway.config import app_aud, parse_settings
 from gateway.sessions import CookieSigner
 from gateway.store import Store
-
-COOKIE_SECRET = "test-cookie-secret-0123456789abcdef"
-IDP_ID = "okta-test"
-WIKI = "https://wiki.example.com"
-
-
-def settings_doc(upstream: str, **idp_config: Any) -> dict[str, Any]:
-    engineering = {
-        "name": "Engineering",
-        "decision": "allow",
-        "include": [{"okta": {"name": "Engineering"}}],
-    }
-    return {
-        "gateway": {"public_url": TEAM, "cookie_secret": COOKIE_SECRET, "session_duration": "24h"},
-        "identity_providers": [
-            {
-                "id": IDP_ID,
-                "name": "Okta",
-                "type": "okta",
-                "config": {
-                    "client_id": "0oaclient",
-                    "client_secret": "s3cret",
-                    "okta_account": "https://dev-123.okta.com",
-                    **idp_config,
-                },
-            }
-        ],
-        "apps": [
-            {
-                "id": "team-app",
-                "name": "Team Docs",
-                "domain": "access.example.com",
-                "upstream": upstream,
-                "custom_deny_message": "Ask #it-help for access.",
-                "policies": [engineering],
-            },
-            {
-                "id": "wiki",
-                "name": "Wiki",
-                "domain": "wiki.example.com",
-                "upstream": upstream,
-                "session_duration": "1h",
-                "policies": [engineering],
-            },
-        ],
-    }
-
-
-@pytest_asyncio.fixture
-async def upstream() -> AsyncIterator[EchoUpstream]:
-    echo = EchoUpstream()
-    await echo.start()
-    yield echo
-    await echo.stop()
-
-
-@pytest.fixture
-def okta() -> AsyncIterator[FakeOkta]:
-    with respx.mock(assert_all_called=False) as router:
-        fake = FakeOkta(router)
-        fake.add_user("00ualice", "alice@example.com", "Alice Example", ["Engineering", "Everyone"])
-        fake.add_user("00ubob", "bob@example.com", "Bob Example", ["Sales", "Everyone"])
-        yield fake
-
-
-@pytest_asyncio.fixture
-async def gateway(store: Store, upstream: EchoUpstream, okta: FakeOkta) -> AsyncIterator[Gateway]:
-    settings = parse_settings(settings_doc(upstream.url))
-    async with running(create_app(settings, store=store)) as app:
-        yield app
-
-
-@pytest_asyncio.fixture
-async def client(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
-    async with browser(gateway) as c:
-        yield c
-
-
-async def start_sign_in(client: httpx.AsyncClient, url: str) -> str:
-    """GET a protected URL as a browser; return the Okta authorize URL it is sent to."""
-    to_login = await client.get(url)
-    assert to_login.status_code == 302, to_login.text
-    login = to_login.headers["location"]
-    assert login.startswith(f"{TEAM}/cdn-cgi/access/login/")
-    to_okta = await client.get(login)
-    assert to_okta.status_code == 302, to_okta.text
-    return to_okta.headers["location"]
-
-
-async def sign_in(
-    client: httpx.AsyncClient, okta: FakeOkta, sub: str, url: str = "/docs/page?x=1"
-) -> httpx.Response:
-    """The whole browser dance up to the callback's answer."""
-    authorize = await start_sign_in(client, url)
-    return await client.get(okta.authorize(authorize, sub))
-
-
-def session_cookie(response: httpx.Response) -> str | None:
-    for header in response.headers.get_list("set-cookie"):
-        name, _, rest = header.partition("=")
-        if name == "CF_Authorization" and not rest.startswith(('""', ";")):
-            return rest.split(";")[0]
-    return None
-
 
 # --- the happy path -------------------------------------------------------------------------
 
@@ -285,15 +190,6 @@ async def test_a_one_time_token_from_another_browser_is_refused(
 
 
 # --- rejections: error page, no session cookie, upstream never reached ----------------------
-
-
-async def assert_rejected(response: httpx.Response, upstream: EchoUpstream, status: int) -> None:
-    assert response.status_code == status, response.text
-    assert "text/html" in response.headers["content-type"]
-    assert "reference" in response.text
-    assert "Traceback" not in response.text
-    assert session_cookie(response) is None
-    assert upstream.requests == []
 
 
 @pytest.mark.parametrize(
