@@ -9,7 +9,9 @@ Starlette's request machinery.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 
@@ -19,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from gateway.catalog import watch
 from gateway.config import Settings
 from gateway.errors import GatewayError
 from gateway.guard import guard_request
@@ -27,6 +30,8 @@ from gateway.routing import is_ambiguous_path, split_host
 from gateway.runtime import Runtime, error_response
 from gateway.store import Clock, Store, open_store
 from gateway.views import routes
+
+log = logging.getLogger("gateway")
 
 _GATEWAY_PREFIX = "/cdn-cgi/access/"
 _TEAM_ONLY_PATHS = ("/healthz", "/readyz", "/metrics", "/test-idp", "/api/", "/populations/")
@@ -84,11 +89,19 @@ def create_app(
         upstreams = UpstreamPool(timeout=settings.gateway.upstream_timeout)
         await upstreams.start()
         rt = Runtime(settings, the_store, http, upstreams, clock)
+        try:
+            rt.apply(await rt.catalog.load())
+        except GatewayError as exc:  # Redis down at start: serve the file, catch up later
+            log.warning("catalog not loaded at start: %s", exc.description)
+        stop = asyncio.Event()
+        watcher = asyncio.create_task(watch(rt.catalog, rt.apply, stop))
         app.state.runtime = gateway.runtime = rt
         try:
             yield
         finally:
             app.state.runtime = gateway.runtime = None
+            stop.set()
+            await watcher
             await upstreams.close()
             await http.aclose()
             if store is None:

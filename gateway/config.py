@@ -603,6 +603,35 @@ def parse_settings(data: Mapping[str, Any], env: Mapping[str, str] | None = None
     return settings
 
 
+def parse_identity_provider(data: Mapping[str, Any]) -> IdentityProvider:
+    """One identity provider object (the admin API's JSON), with the file's rules and messages.
+
+    No `${VAR}` substitution: an API caller must not be able to read the gateway's environment.
+    """
+    problems: list[str] = []
+    idp = _idp(_Reader(data, "", problems, {}))
+    if problems:
+        raise ConfigError(problems)
+    return idp
+
+
+def parse_app(data: Mapping[str, Any], default_duration: float) -> App:
+    """One app object with its policies (the admin API's JSON), validated like the file."""
+    problems: list[str] = []
+    app = _app(_Reader(data, "", problems, {}), default_duration)
+    if problems:
+        raise ConfigError(problems)
+    return app
+
+
+def check_references(settings: Settings) -> None:
+    """Cross-object rules (unique ids and domains, allowed_idps that exist); ConfigError."""
+    problems: list[str] = []
+    _check_references(settings, problems)
+    if problems:
+        raise ConfigError(problems)
+
+
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate a TOML config file."""
     try:

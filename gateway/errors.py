@@ -6,7 +6,10 @@
     ├── SignInError              a sign-in step failed; rendered as an HTML page with a reference id
     │   ├── IdPError             Okta / the OIDC provider answered with an error or not at all
     │   └── TokenValidationError the ID token failed a check
-    └── UpstreamError            the protected application refused (502) or was too slow (504)
+    ├── UpstreamError            the protected application refused (502) or was too slow (504)
+    ├── NotFoundError            no such object (404)
+    ├── ConflictError            the object clashes with another (409)
+    └── ReadOnlyError            the object comes from the config file; the API cannot change it
 
 Handlers in one place (`app.py`) turn these into responses; nothing else catches them broadly.
 """
@@ -86,3 +89,20 @@ class UpstreamError(GatewayError):
 
     error = "upstream_error"
     status = 502
+
+
+class NotFoundError(GatewayError):
+    error = "not_found"
+    status = 404
+
+
+class ConflictError(GatewayError):
+    error = "conflict"
+    status = 409
+
+
+class ReadOnlyError(GatewayError):
+    """Objects defined in the config file are read-only through the API."""
+
+    error = "read_only"
+    status = 403

@@ -131,7 +131,7 @@ class OIDCClient:
         redirect_uri: str,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._idp = idp
+        self.idp = idp
         self._config = idp.config
         self._http = http
         self._redirect_uri = redirect_uri
@@ -219,7 +219,7 @@ class OIDCClient:
         scopes = doc.get("scopes_supported")
         self._groups_scope = not isinstance(scopes, list) or "groups" in scopes
         userinfo = doc.get("userinfo_endpoint")
-        logger.info("idp %s: discovery ok, issuer %s", self._idp.id, self._issuer)
+        logger.info("idp %s: discovery ok, issuer %s", self.idp.id, self._issuer)
         return ProviderMetadata(
             issuer=self._issuer,
             authorization_endpoint=str(endpoints["authorization_endpoint"]),
@@ -290,7 +290,7 @@ class OIDCClient:
             except TooManyGroupsError as exc:
                 if not self._groups_api:
                     raise self._log(exc) from None
-                logger.info("idp %s: userinfo: too many groups, using the Groups API", self._idp.id)
+                logger.info("idp %s: userinfo: too many groups, using the Groups API", self.idp.id)
                 userinfo_too_many_groups = True
 
         def lookup(name: str) -> Any:
@@ -319,7 +319,7 @@ class OIDCClient:
         }
         logger.info(
             "idp %s: sign-in ok for sub %s, %d groups from %s",
-            self._idp.id,
+            self.idp.id,
             sub,
             len(groups.names),
             groups.source,
@@ -571,7 +571,7 @@ class OIDCClient:
                 return self._keys, False
             if refetch:
                 self._last_refetch = now
-                logger.info("idp %s: unknown key id, fetching the key set again", self._idp.id)
+                logger.info("idp %s: unknown key id, fetching the key set again", self.idp.id)
             self._keys = await self._fetch_keys()
             self._keys_at = self._clock()
             return self._keys, True
@@ -706,7 +706,7 @@ class OIDCClient:
         # Descriptions never hold tokens, codes or secrets, so they are safe to log as they are.
         logger.warning(
             "idp %s: sign-in failed at %s: %s (%s, %d)",
-            self._idp.id,
+            self.idp.id,
             exc.step,
             exc.description,
             exc.error,

@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 _HOP_BY_HOP = frozenset(
     {
         b"connection",
+        b"proxy-connection",
         b"keep-alive",
         b"proxy-authenticate",
         b"proxy-authorization",
@@ -200,10 +201,7 @@ class _Downstream:
                     # Raised, not returned: a short body must not look complete to aiohttp,
                     # or the connection could go back to the pool mid-body.
                     raise _ClientGoneError
-                chunk: bytes = message.get("body", b"")
-                # An empty write would end a chunked upstream body early.
-                if chunk:
-                    yield chunk
+                yield message.get("body", b"")
                 if not message.get("more_body", False):
                     return
         finally:
@@ -229,6 +227,13 @@ class _Downstream:
         if not self._closed and not self.gone:
             self.gone = True
             self.task.cancel()
+
+
+# Headers in which a client could claim an address or identity that origins may trust (Cloudflare
+# origins trust CF-Connecting-IP). The gateway's own X-Forwarded-* replace them.
+_CLIENT_CLAIMS = frozenset(
+    {b"host", b"forwarded", b"x-real-ip", b"true-client-ip", b"cf-connecting-ip", b"x-client-ip"}
+)
 
 
 def _request_headers(
@@ -258,9 +263,11 @@ def _request_headers(
         elif not (
             name in _HOP_BY_HOP
             or name in listed
-            or name == b"host"
-            or name == b"forwarded"
+            or name in _CLIENT_CLAIMS
             or name.startswith((b"cf-access-", b"x-forwarded-"))
+            # CGI/WSGI servers read "_" as "-": Cf_Access_Authenticated_User_Email would arrive
+            # as the identity header. No legitimate client header needs an underscore.
+            or b"_" in name
         ):
             headers.append((name.decode("latin-1"), value.decode("latin-1")))
     # RFC 9112 6.3: with Transfer-Encoding present, Content-Length is removed before forwarding;

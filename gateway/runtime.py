@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import httpx
 from starlette.responses import Response
 
+from gateway.catalog import Catalog
 from gateway.config import App, IdentityProvider, Settings
 from gateway.errors import GatewayError
 from gateway.oidc import OIDCClient
@@ -43,13 +44,13 @@ class Runtime:
     sessions: SessionManager = field(init=False)
     bindings: CookieSigner = field(init=False)
     oidc: dict[str, OIDCClient] = field(init=False)
+    catalog: Catalog = field(init=False)
     signing_keys: SigningKeys = field(init=False)
     app_tokens: AppTokens = field(init=False)
     service_tokens: ServiceTokens = field(init=False)
 
     def __post_init__(self) -> None:
         keys = self.settings.gateway.cookie_secret
-        self.directory = AppDirectory(self.settings.apps)
         self.sessions = SessionManager(
             self.store, CookieSigner(keys, "gateway.session"), self.clock
         )
@@ -59,11 +60,27 @@ class Runtime:
         self.app_tokens = AppTokens(
             self.signing_keys, self.sessions, self.settings.gateway.public_url, self.clock
         )
-        redirect_uri = self.settings.gateway.public_url + CALLBACK_PATH
+        self.catalog = Catalog(self.store, self.settings)
+        self.oidc = {}
+        self.apply(self.settings)
+
+    def apply(self, settings: Settings) -> None:
+        """Serve these identity providers and apps from now on (the catalog changed).
+
+        An unchanged IdP keeps its OIDC client, with its discovery and JWKS caches; the app
+        directory is rebuilt and swapped in one assignment, so a request sees old or new.
+        """
+        redirect_uri = settings.gateway.public_url + CALLBACK_PATH
         self.oidc = {
-            idp.id: OIDCClient(idp, self.http, redirect_uri=redirect_uri, clock=self.clock)
-            for idp in self.settings.identity_providers
+            idp.id: (
+                self.oidc[idp.id]
+                if idp.id in self.oidc and self.oidc[idp.id].idp == idp
+                else OIDCClient(idp, self.http, redirect_uri=redirect_uri, clock=self.clock)
+            )
+            for idp in settings.identity_providers
         }
+        self.directory = AppDirectory(settings.apps)
+        self.settings = settings
 
     @property
     def team_host(self) -> str:

@@ -27,7 +27,7 @@ from aiohttp import web
 from starlette.types import Receive, Scope, Send
 
 from gateway.errors import UpstreamError
-from gateway.proxy import UpstreamPool, forward
+from gateway.proxy import UpstreamPool, _request_target, forward
 
 MB = 1024 * 1024
 CHUNK = bytes(range(256)) * 256  # 64 KiB
@@ -55,6 +55,7 @@ class FakeUpstream:
         app = web.Application()
         app.router.add_route("*", "/echo/{tail:.*}", self.echo)
         app.router.add_post("/upload", self.upload)
+        app.router.add_post("/reject", self.reject)
         app.router.add_get("/download", self.download)
         app.router.add_get("/created", self.created)
         app.router.add_get("/forever", self.forever)
@@ -93,6 +94,9 @@ class FakeUpstream:
                 "transfer_encoding": request.headers.get("Transfer-Encoding"),
             }
         )
+
+    async def reject(self, request: web.Request) -> web.Response:
+        return web.Response(status=413, text="too big")  # without reading the body
 
     async def download(self, request: web.Request) -> web.StreamResponse:
         size = int(request.query["size"])
@@ -291,6 +295,16 @@ async def test_raw_path_and_query_reach_the_upstream_unchanged(gateway: Gateway)
     assert seen["target"] == target.decode()
 
 
+def test_request_target_without_raw_path_is_reencoded() -> None:
+    scope = {"path": "/docs/a b/ü", "query_string": b"q=1"}
+    assert _request_target(scope) == "/docs/a%20b/%C3%BC?q=1"
+
+
+def test_request_target_cannot_change_the_upstream_host() -> None:
+    scope = {"path": "@evil.example/x", "raw_path": b"@evil.example/x", "query_string": b""}
+    assert _request_target(scope) == "/@evil.example/x"
+
+
 async def test_header_hygiene(gateway: Gateway) -> None:
     request = (
         b"GET /echo/hygiene HTTP/1.1\r\n"
@@ -298,6 +312,7 @@ async def test_header_hygiene(gateway: Gateway) -> None:
         b"Connection: close, X-Hop\r\n"
         b"X-Hop: listed-in-connection\r\n"
         b"Keep-Alive: timeout=5\r\n"
+        b"Proxy-Connection: keep-alive\r\n"
         b"TE: trailers\r\n"
         b"Trailer: X-Checksum\r\n"
         b"Upgrade: h2c\r\n"
@@ -310,6 +325,10 @@ async def test_header_hygiene(gateway: Gateway) -> None:
         b"X-Forwarded-Host: evil.example\r\n"
         b"X-Forwarded-Port: 1\r\n"
         b"Forwarded: for=198.51.100.66\r\n"
+        b"X-Real-IP: 198.51.100.66\r\n"
+        b"True-Client-IP: 198.51.100.66\r\n"
+        b"CF-Connecting-IP: 198.51.100.66\r\n"
+        b"Cf_Access_Authenticated_User_Email: mallory@evil.example\r\n"
         b"Cookie: CF_Authorization=session-id; other=1; CF_AppSession=binding\r\n"
         b"Cookie: CF_Session=team\r\n"
         b"Accept-Language: en\r\n"
@@ -484,3 +503,22 @@ async def test_client_hanging_up_mid_upload_closes_upstream(gateway: Gateway) ->
         # The upstream stops waiting for the other 10 MB only if the gateway hung up on it.
         await gateway.upstream.ended["upload"].wait()
         assert await gateway.outcome("/upload?tag=upload") == "returned"
+
+
+async def test_upstream_answering_before_reading_the_upload(
+    gateway: Gateway, browser: httpx.AsyncClient
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    try:
+        async with asyncio.timeout(5):
+            writer.write(
+                b"POST /reject HTTP/1.1\r\nHost: app.example.com\r\n"
+                b"Content-Length: 5242880\r\n\r\n" + CHUNK
+            )
+            assert (await reader.readline()).startswith(b"HTTP/1.1 413 ")
+            assert await gateway.outcome("/reject") == "returned"
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    # The half-sent upload must not have left a poisoned connection in the pool.
+    assert (await browser.get("/echo/after-reject")).json()["target"] == "/echo/after-reject"
