@@ -9,6 +9,7 @@ through the gateway, with the same connections and duration, and the script prin
 p50/p99 latency and the ratio.
 
     python bench/proxy_throughput.py [--duration 10] [--connections 32] [--workers 2]
+                                     [--upstream nginx|python]
 
 Needs `wrk` and `redis-server` (Debian: apt-get install wrk redis-server; nginx optional).
 """
@@ -53,11 +54,13 @@ def wait_for_port(port: int, timeout: float = 15.0) -> None:
     raise SystemExit(f"nothing listening on port {port} after {timeout} s")
 
 
-def start_upstream(tmp: Path, port: int) -> tuple[subprocess.Popen[bytes], str]:
+def start_upstream(tmp: Path, port: int, kind: str) -> tuple[subprocess.Popen[bytes], str]:
     nginx = shutil.which("nginx") or (
         "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
     )
-    if nginx:
+    if kind == "nginx" and nginx is None:
+        raise SystemExit("nginx not found (apt-get install nginx-light), or use --upstream python")
+    if kind == "nginx":
         conf = tmp / "nginx.conf"
         conf.write_text(
             textwrap.dedent(f"""
@@ -170,6 +173,12 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--upstream",
+        choices=("nginx", "python"),
+        default="nginx",
+        help="the tiny upstream: nginx's static answer, or a minimal asyncio HTTP server",
+    )
     args = parser.parse_args()
     for tool in ("wrk", "redis-server"):
         if not shutil.which(tool):
@@ -185,7 +194,7 @@ def main() -> None:
                     stdout=subprocess.DEVNULL,
                 )
             )
-            upstream, upstream_kind = start_upstream(tmp, upstream_port)
+            upstream, upstream_kind = start_upstream(tmp, upstream_port, args.upstream)
             procs.append(upstream)
             wait_for_port(redis_port)
             wait_for_port(upstream_port)

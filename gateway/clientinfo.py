@@ -7,6 +7,7 @@ trusted proxy. Otherwise the peer is the client, whatever the headers claim.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ class ClientInfo:
     proto: str  # "http" | "https"
 
 
+@functools.lru_cache(maxsize=4096)
 def _parse(text: str) -> IPAddress | None:
     try:
         address = ipaddress.ip_address(text.strip())

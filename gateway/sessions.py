@@ -4,7 +4,8 @@ The cookie holds only an opaque random session id, signed with itsdangerous (the
 `cookie_secret` signs, all of them verify, so keys rotate without signing anyone out). The
 record lives in the store under `session:<id>` with a TTL equal to the session's duration, and
 every user has an index `user_sessions:<user uuid>` of their session ids so one call revokes them
-all. Revocation deletes the records, so it takes effect on the next request on every instance.
+all; every app likewise has `app_sessions:<app id>` of its app sessions. Revocation deletes the
+records, so it takes effect on the next request on every instance.
 
 A cookie that is tampered with, signed by an unknown key, malformed, expired or revoked is "no
 session", never an error. Reading a session is the hot path: one signature check, one store GET.
@@ -29,8 +30,10 @@ from gateway.store import Clock, Store
 SessionKind = Literal["global", "app"]
 
 _SESSION_KEY = "session:"
+_DECODED_CACHE_SIZE = 4096
 _SIGNED_VALUE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 _USER_INDEX_KEY = "user_sessions:"
+_APP_INDEX_KEY = "app_sessions:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +110,7 @@ class SessionManager:
         self.store = store
         self.signer = signer
         self.clock = clock
+        self._recent: dict[tuple[str, bytes], Session] = {}
 
     async def create(
         self, identity: Identity, *, kind: SessionKind, duration: float, app_id: str = ""
@@ -123,6 +127,8 @@ class SessionManager:
         )
         await self.store.set(_SESSION_KEY + session.id, session.to_bytes(), ttl=duration)
         await self.store.add_to_set(_USER_INDEX_KEY + identity.user_uuid, session.id, ttl=duration)
+        if app_id:
+            await self.store.add_to_set(_APP_INDEX_KEY + app_id, session.id, ttl=duration)
         return session, self.signer.sign(session.id)
 
     async def load(self, cookie_value: str | None) -> Session | None:
@@ -135,9 +141,21 @@ class SessionManager:
         raw = await self.store.get(_SESSION_KEY + session_id)
         if raw is None:
             return None
-        session = Session.from_bytes(session_id, raw)
+        session = self._decoded(session_id, raw)
         # The store's TTL expires records; this guards a store whose clock lags ours.
         return session if session.expires > self.clock() else None
+
+    def _decoded(self, session_id: str, raw: bytes) -> Session:
+        """Decode a record, reusing the decoding of identical bytes (hot path: the same session
+        is read on every request). Keyed by id and the exact bytes, so a changed or revoked
+        record is never served from here: the store is still asked every time."""
+        key = (session_id, raw)
+        session = self._recent.get(key)
+        if session is None:
+            if len(self._recent) >= _DECODED_CACHE_SIZE:
+                self._recent.clear()
+            session = self._recent[key] = Session.from_bytes(session_id, raw)
+        return session
 
     async def save(self, session: Session) -> bool:
         """Write back a changed session; never brings back one that was revoked or expired
@@ -150,6 +168,15 @@ class SessionManager:
     async def revoke_user(self, user_uuid: str) -> int:
         """Delete every session of a user; returns how many were live."""
         index = _USER_INDEX_KEY + user_uuid
+        ids = await self.store.set_members(index)
+        revoked = await self.store.delete(*(_SESSION_KEY + i for i in ids)) if ids else 0
+        await self.store.delete(index)
+        return revoked
+
+    async def revoke_app(self, app_id: str) -> int:
+        """Delete every app session of one app (admin `revoke_tokens`); returns how many were
+        live. Their ids stay in the users' indexes until those are next read or revoked."""
+        index = _APP_INDEX_KEY + app_id
         ids = await self.store.set_members(index)
         revoked = await self.store.delete(*(_SESSION_KEY + i for i in ids)) if ids else 0
         await self.store.delete(index)
