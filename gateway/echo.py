@@ -28,7 +28,7 @@ body { font: 15px/1.5 system-ui, sans-serif; margin: 2rem auto; max-width: 60rem
        color: #1d1d21; }
 table { border-collapse: collapse; width: 100%; }
 th, td { text-align: left; vertical-align: top; padding: .25rem .5rem;
-         border-bottom: 1px solid #ddd; word-break: break-all; }
+         border-bottom: 1px solid #ddd; overflow-wrap: anywhere; }
 th { width: 16rem; font-weight: 600; }
 pre { background: #f4f5f7; padding: 1rem; overflow-x: auto; }
 .warn { background: #fff4ce; border: 1px solid #e0c36b; padding: .5rem .75rem; }
