@@ -5,6 +5,9 @@ routes (on the team host: health, test, admin; on any host: `/cdn-cgi/access/...
 Starlette app built from `views.py`; every other request is matched to a protected app and handed
 to the guard, the hot path (cookie -> session -> policy -> upstream), which never touches
 Starlette's request machinery.
+
+Every request, whichever way it goes, gets a request id, is counted in the metrics and leaves
+one JSON line in the log (`logs.py`), written when its response is done.
 """
 
 from __future__ import annotations
@@ -21,10 +24,13 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from gateway.admin.envelope import invalid_path
 from gateway.catalog import watch
 from gateway.config import Settings
 from gateway.errors import GatewayError
 from gateway.guard import guard_request
+from gateway.logs import REQUEST_ID, RequestRecord, log_request
+from gateway.metrics import InstrumentedClient, Metrics
 from gateway.proxy import UpstreamPool
 from gateway.routing import is_ambiguous_path, split_host
 from gateway.runtime import Runtime, error_response
@@ -35,6 +41,7 @@ log = logging.getLogger("gateway")
 
 _GATEWAY_PREFIX = "/cdn-cgi/access/"
 _TEAM_ONLY_PATHS = ("/healthz", "/readyz", "/metrics", "/test-idp", "/api/", "/populations/")
+_SCIM_PREFIX = "/populations/"
 
 
 class Gateway:
@@ -51,44 +58,67 @@ class Gateway:
             # answers (its handlers fail closed without a runtime).
             await self.routes_app(scope, receive, send)
             return
+        started = time.perf_counter()
         path: str = scope["path"]
         host = ""
         for key, value in scope["headers"]:
             if key == b"host":
                 host = split_host(value.decode("latin-1"))
                 break
-        if not host or is_ambiguous_path(path):
-            response = PlainTextResponse("Bad request: invalid host or path.", status_code=400)
-            await response(scope, receive, send)
-            return
-        # The team host's own routes; health probes that name no app host (a load balancer
-        # probing an IP address) reach them too.
-        if path.startswith(_GATEWAY_PREFIX) or (
-            path.startswith(_TEAM_ONLY_PATHS)
-            and (host == rt.team_host or rt.directory.match(host, path) is None)
-        ):
-            await self.routes_app(scope, receive, send)
-            return
-        await guard_request(rt, host, scope, receive, send)
+        record = RequestRecord(scope, rt.settings.gateway.trusted_proxies)
+        context = REQUEST_ID.set(record.request_id)
+        send = record.watch(send)
+        try:
+            if not host or is_ambiguous_path(path):
+                record.decision = "bad_request"
+                response = (
+                    invalid_path()  # the admin API answers in its JSON envelope, even here
+                    if path.startswith("/api/")
+                    else PlainTextResponse("Bad request: invalid host or path.", status_code=400)
+                )
+                await response(scope, receive, send)
+            # The team host's own routes; health probes that name no app host (a load balancer
+            # probing an IP address) reach them too.
+            elif path.startswith(_GATEWAY_PREFIX) or (
+                path.startswith(_TEAM_ONLY_PATHS)
+                and (host == rt.team_host or rt.directory.match(host, path) is None)
+            ):
+                await self.routes_app(scope, receive, send)
+            else:
+                await guard_request(rt, host, scope, receive, send, record)
+        except BaseException:
+            record.status = record.status or 500  # what the server answers for us
+            raise
+        finally:
+            seconds = time.perf_counter() - started
+            rt.metrics.request_done(
+                record.app, record.decision, record.status, seconds, record.forwarded
+            )
+            if record.decision == "gateway" and path.startswith(_SCIM_PREFIX):
+                rt.metrics.scim_request(record.status)
+            log_request(record, scope, host, seconds)
+            REQUEST_ID.reset(context)
 
 
 def create_app(
     settings: Settings, *, store: Store | None = None, clock: Clock = time.time
 ) -> Gateway:
     """The gateway for these settings. `store` overrides `settings.gateway.store` (tests)."""
+    metrics = Metrics(clock)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         timeout = settings.gateway.idp_timeout
         the_store = store if store is not None else open_store(settings.gateway.store, clock)
-        http = httpx.AsyncClient(
+        http = InstrumentedClient(
+            metrics,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
             limits=httpx.Limits(max_connections=50, max_keepalive_connections=10),
             follow_redirects=False,
         )
         upstreams = UpstreamPool(timeout=settings.gateway.upstream_timeout)
         await upstreams.start()
-        rt = Runtime(settings, the_store, http, upstreams, clock)
+        rt = Runtime(settings, the_store, http, upstreams, clock, metrics=metrics)
         try:
             rt.apply(await rt.catalog.load())
         except GatewayError as exc:  # Redis down at start: serve the file, catch up later
@@ -106,6 +136,7 @@ def create_app(
             await http.aclose()
             if store is None:
                 await the_store.close()
+            log.info("stopped: upstream pool, IdP client and store closed")
 
     async def on_gateway_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, GatewayError)  # noqa: S101 - registered for GatewayError only

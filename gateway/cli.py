@@ -1,9 +1,10 @@
-"""The `gateway` command: serve, check-config, demo.
+"""The `gateway` command: serve, check-config, demo, scim-secret.
 
 `serve` runs the gateway under uvicorn (uvloop + httptools). `check-config` prints every
 problem of a config file with its key path. `demo` runs everything on localhost with no Okta
 tenant and no Redis: the gateway, the development IdP (`devidp.py`, reachable only from here),
-the echo upstream and the memory store.
+the echo upstream and the memory store. `scim-secret` makes a new SCIM secret for an identity
+provider, stores its hash in the configured store and prints it once.
 """
 
 from __future__ import annotations
@@ -11,19 +12,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import logging.config
 import os
 import secrets
+import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
 from typing import Any
 
 import uvicorn
 
 from gateway.app import Gateway, create_app
 from gateway.config import load_config, parse_settings
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, GatewayError
+from gateway.logs import logging_config
 
 CONFIG_ENV = "GATEWAY_CONFIG"
+SHUTDOWN_TIMEOUT = 20  # seconds in-flight requests get to finish after SIGTERM
 
 
 def app_from_env() -> Gateway:
@@ -38,6 +44,10 @@ def _serve(args: argparse.Namespace) -> int:
         _print_problems(exc)
         return 1
     os.environ[CONFIG_ENV] = os.path.abspath(args.config)
+    # On SIGTERM uvicorn stops accepting, lets in-flight requests finish (for at most
+    # SHUTDOWN_TIMEOUT), runs the lifespan shutdown (store and clients closed), then raises the
+    # signal again with the handler it found: this one, so a clean stop exits with status 0.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.run(
         "gateway.cli:app_from_env",
         factory=True,
@@ -45,7 +55,8 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         log_level=args.log_level,
-        timeout_graceful_shutdown=20,
+        log_config=logging_config(args.log_level),  # JSON lines, applied in every worker
+        timeout_graceful_shutdown=SHUTDOWN_TIMEOUT,
         loop="uvloop",
         http="httptools",
         proxy_headers=False,  # X-Forwarded-* are judged by trusted_proxies, not by uvicorn
@@ -54,6 +65,10 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=False,
     )
     return 0
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
 
 
 def _print_problems(exc: ConfigError) -> None:
@@ -145,6 +160,7 @@ async def _run_demo(port: int) -> None:
                 host="127.0.0.1",
                 port=p,
                 log_level="warning",
+                log_config=None,  # keep the JSON logging set up by `main`
                 access_log=False,
                 proxy_headers=False,
                 server_header=False,
@@ -186,6 +202,41 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _new_scim_secret(config: str, idp_id: str) -> str:
+    """A new SCIM secret for the IdP, its hash stored in the config's store (SPEC 1)."""
+    from gateway.catalog import Catalog
+    from gateway.scim.secret import ScimSecrets
+    from gateway.store import open_store
+
+    settings = load_config(config)
+    if settings.gateway.store == "memory":
+        raise GatewayError("The store is `memory`: a secret kept there ends with this command.")
+    store = open_store(settings.gateway.store)
+    try:
+        # The IdP may come from the file or from the admin API (the catalog in the store).
+        idp = (await Catalog(store, settings).load()).idp(idp_id)
+        if idp is None:
+            raise GatewayError(f"No identity provider {idp_id!r}.")
+        if not idp.scim_config.enabled:
+            print(f"note: SCIM is not enabled for {idp_id!r} yet", file=sys.stderr)
+        return await ScimSecrets(store).regenerate(idp)
+    finally:
+        await store.close()
+
+
+def _scim_secret(args: argparse.Namespace) -> int:
+    try:
+        secret = asyncio.run(_new_scim_secret(args.config, args.idp_id))
+    except ConfigError as exc:
+        _print_problems(exc)
+        return 1
+    except GatewayError as exc:
+        print(exc.description, file=sys.stderr)
+        return 1
+    print(secret)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gateway", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -205,11 +256,24 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="everything on localhost, no Okta, no Redis")
     demo.add_argument("--port", type=int, default=8000)
     demo.set_defaults(handler=_demo)
+
+    scim = commands.add_parser(
+        "scim-secret", help="generate a new SCIM secret for an identity provider (shown once)"
+    )
+    scim.add_argument("--config", required=True)
+    scim.add_argument("idp_id")
+    scim.set_defaults(handler=_scim_secret)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if args.command in ("serve", "demo"):
+        # JSON lines on stdout (logs.py); `serve` hands the same config to uvicorn's workers.
+        logging.config.dictConfig(logging_config(getattr(args, "log_level", "info")))
+    else:  # one-shot commands print their result on stdout; their logs go to stderr
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+        )
     code: int = args.handler(args)
     return code

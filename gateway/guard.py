@@ -18,7 +18,8 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.clientinfo import ClientInfo, client_info, header
 from gateway.config import App
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, UpstreamError
+from gateway.logs import RequestRecord
 from gateway.policy import RequestFacts, evaluate, evaluate_before_sign_in
 from gateway.proxy import forward
 from gateway.runtime import Runtime, error_response
@@ -124,13 +125,19 @@ def denied(rt: Runtime, app: App, email: str) -> Response:
 
 
 async def decide(
-    rt: Runtime, app: App, host: str, scope: Scope, info: ClientInfo
+    rt: Runtime,
+    app: App,
+    host: str,
+    scope: Scope,
+    info: ClientInfo,
+    record: RequestRecord | None = None,
 ) -> Response | list[tuple[bytes, bytes]]:
     """A refusal to send back, or the identity headers to forward the request with.
 
     Order (SPEC 3): a presented service token is checked first (401 if it does not
     authenticate); bypass and non_identity policies decide before any session is read; then
-    the session, the app's allow/deny policies, and the app token.
+    the session, the app's allow/deny policies, and the app token. The user of the session, if
+    any, is noted on `record` for the request's log line.
     """
     facts = RequestFacts(client_ip=info.address)
     client_id = header(scope, b"cf-access-client-id")
@@ -148,6 +155,8 @@ async def decide(
     session = await rt.sessions.load(read_cookie(scope, SESSION_COOKIE))
     if session is None or not session_fits(rt, session, app, host):
         return unauthenticated(rt, app, host, scope)
+    if record is not None:
+        record.user = session.identity.user_uuid
     if not evaluate(app, session.identity, facts).allowed:
         return denied(rt, app, session.identity.email)
     app_token = rt.app_tokens.cached(session, app) or await rt.app_tokens.mint(session, app)
@@ -157,22 +166,39 @@ async def decide(
     ]
 
 
-async def guard_request(rt: Runtime, host: str, scope: Scope, receive: Receive, send: Send) -> None:
-    """Decide one request to a protected app and proxy it if allowed."""
+# How a refusal from `decide` is reported: the request's log line and metrics "decision".
+_REFUSALS = {302: "unauthenticated", 401: "unauthenticated", 403: "deny"}
+
+
+async def guard_request(
+    rt: Runtime, host: str, scope: Scope, receive: Receive, send: Send, record: RequestRecord
+) -> None:
+    """Decide one request to a protected app and proxy it if allowed; what happened goes on
+    `record` (app, decision, user) for the request's log line and metrics."""
     if scope["type"] != "http":
+        record.decision = "unsupported"
         await _plain(404, "Not supported")(scope, receive, send)
         return
     app = rt.directory.match(host, scope["path"])
     if app is None:
+        record.decision = "no_app"
         response = rt.pages.error(404, "No application is served at this address.")
         await response(scope, receive, send)
         return
+    record.app = app.id
     info = client_info(scope, rt.settings.gateway.trusted_proxies)
     try:
-        outcome = await decide(rt, app, host, scope, info)
+        outcome = await decide(rt, app, host, scope, info, record)
         if isinstance(outcome, Response):
+            record.decision = _REFUSALS.get(outcome.status_code, "deny")
             await outcome(scope, receive, send)
             return
+        # bypass and non_identity policies let the request through with no identity headers
+        record.decision = "allow" if outcome else "bypass"
+        record.forwarded = True
+        outcome.append((b"x-request-id", record.request_id.encode()))
+        if record.id_sent:  # the client's own X-Request-Id: replaced, never sent along too
+            scope = {**scope, "headers": [h for h in scope["headers"] if h[0] != b"x-request-id"]}
         await forward(
             rt.upstreams,
             scope,
@@ -186,4 +212,8 @@ async def guard_request(rt: Runtime, host: str, scope: Scope, receive: Receive, 
             identity_headers=outcome,
         )
     except GatewayError as exc:
+        if record.forwarded and isinstance(exc, UpstreamError):
+            rt.metrics.upstream_error(app.id, exc.error)
+        elif not record.forwarded:
+            record.decision = "error"  # e.g. the store did not answer: nobody gets in
         await error_response(rt, exc)(scope, receive, send)

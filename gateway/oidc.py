@@ -21,7 +21,7 @@ import math
 import re
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote, quote_plus, urlencode
@@ -97,9 +97,11 @@ class SignInResult:
 class TooManyGroupsError(IdPError):
     """Okta refused the groups claim: the user is in more than 100 groups matching its filter.
 
-    Raised at /token always (there is no ID token to go on; with an API token set, the handler
-    restarts the authorization without the `groups` scope), and at /userinfo when no API token is
-    set. Never read as "no groups": an exclude rule on a group must not silently stop applying.
+    Raised on the redirect (signin.okta_redirect_error) and at /token always: there is no ID
+    token to go on, so with an API token set the handler restarts the authorization once without
+    the `groups` scope. At /userinfo only when there is no API token, or when userinfo was needed
+    for more than the groups. Never read as "no groups": an exclude rule on a group must not
+    silently stop applying.
     """
 
     error = "server_error"
@@ -130,12 +132,14 @@ class OIDCClient:
         *,
         redirect_uri: str,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.idp = idp
         self._config = idp.config
         self._http = http
         self._redirect_uri = redirect_uri
         self._clock = clock
+        self._sleep = sleep  # waits out the Groups API's rate limit (tests inject a fake)
         self._is_okta = idp.type == "okta"
         self._who = "Okta" if self._is_okta else "the identity provider"
         self._who_start = self._who[:1].upper() + self._who[1:]
@@ -219,7 +223,12 @@ class OIDCClient:
         scopes = doc.get("scopes_supported")
         self._groups_scope = not isinstance(scopes, list) or "groups" in scopes
         userinfo = doc.get("userinfo_endpoint")
-        logger.info("idp %s: discovery ok, issuer %s", self.idp.id, self._issuer)
+        logger.info(
+            "idp %s: discovery ok, issuer %s",
+            self.idp.id,
+            self._issuer,
+            extra={"step": "discovery", "idp": self.idp.id},
+        )
         return ProviderMetadata(
             issuer=self._issuer,
             authorization_endpoint=str(endpoints["authorization_endpoint"]),
@@ -282,16 +291,23 @@ class OIDCClient:
 
         wanted = (self._config.email_claim_name, "groups", *self._config.claims)
         userinfo: dict[str, Any] = {}
-        userinfo_too_many_groups = False
         missing = any(claims.get(name) is None for name in wanted)
         if missing and meta.userinfo_endpoint and tokens.access_token:
             try:
                 userinfo = await self._userinfo(meta, tokens.access_token, sub)
             except TooManyGroupsError as exc:
-                if not self._groups_api:
+                # The Groups API can stand in for the groups, but not for another claim that
+                # only userinfo would have sent (the email, a kept custom claim): dropping that
+                # silently could switch a policy rule off. Then the handler restarts without
+                # the groups scope instead, as for the error at /token.
+                others = any(claims.get(name) is None for name in wanted if name != "groups")
+                if not self._groups_api or others:
                     raise self._log(exc) from None
-                logger.info("idp %s: userinfo: too many groups, using the Groups API", self.idp.id)
-                userinfo_too_many_groups = True
+                logger.info(
+                    "idp %s: userinfo: too many groups, using the Groups API",
+                    self.idp.id,
+                    extra={"step": "userinfo", "idp": self.idp.id},
+                )
 
         def lookup(name: str) -> Any:
             # The ID token wins; userinfo (same sub, checked) fills in what it lacks.
@@ -310,7 +326,7 @@ class OIDCClient:
                     "(or fix email_claim_name)",
                 )
             )
-        groups = await self._groups(claims, userinfo, sub, userinfo_too_many_groups)
+        groups = await self._groups(claims, userinfo, sub)
         amr = self._string_list(claims.get("amr"), "amr", "id_token") or ()
         oidc_fields = {
             name: value
@@ -323,6 +339,13 @@ class OIDCClient:
             sub,
             len(groups.names),
             groups.source,
+            extra={
+                "step": "identity",
+                "idp": self.idp.id,
+                "groups": len(groups.names),
+                "groups_source": groups.source,
+                "groups_api_pages": groups.api_pages,
+            },
         )
         return SignInResult(
             sub=sub,
@@ -434,7 +457,6 @@ class OIDCClient:
         claims: Mapping[str, Any],
         userinfo: Mapping[str, Any],
         sub: str,
-        userinfo_too_many_groups: bool,
     ) -> _Groups:
         from_claim = self._string_list(claims.get("groups"), "groups", "id_token")
         if from_claim is not None:
@@ -450,6 +472,7 @@ class OIDCClient:
                 self._config.api_token,
                 sub,
                 clock=self._clock,
+                sleep=self._sleep,
             )
             return _Groups(tuple(names), "api", pages)
         return _Groups((), "none", note=self._no_groups_note())
@@ -571,7 +594,11 @@ class OIDCClient:
                 return self._keys, False
             if refetch:
                 self._last_refetch = now
-                logger.info("idp %s: unknown key id, fetching the key set again", self.idp.id)
+                logger.info(
+                    "idp %s: unknown key id, fetching the key set again",
+                    self.idp.id,
+                    extra={"step": "jwks", "idp": self.idp.id},
+                )
             self._keys = await self._fetch_keys()
             self._keys_at = self._clock()
             return self._keys, True
@@ -711,6 +738,7 @@ class OIDCClient:
             exc.description,
             exc.error,
             exc.status,
+            extra={"step": exc.step, "idp": self.idp.id, "error": exc.error, "status": exc.status},
         )
         return exc
 
@@ -749,7 +777,24 @@ def _invalid(description: str, *, hint: str = "") -> TokenValidationError:
     return TokenValidationError(description, step="id_token", hint=hint)
 
 
-def too_many_groups_error(step: str) -> TooManyGroupsError:
+def too_many_groups_error(step: str, *, restarted: bool = False) -> TooManyGroupsError:
+    """Okta's refusal of a groups claim over 100 groups, with both fixes (SPEC 4).
+
+    `restarted`: Okta refused again after the one restart without the `groups` scope, so the
+    claim does not depend on that scope and the API token alone cannot get around it.
+    """
+    if restarted:
+        return TooManyGroupsError(
+            "Okta refused the groups claim again when the gateway signed in without the groups "
+            "scope: the user is in more than 100 groups that match the groups claim filter, and "
+            "Okta sends that claim whatever the scopes",
+            step=step,
+            hint="Okta puts at most 100 groups in a claim. api_token is set, but the groups "
+            "claim does not depend on the 'groups' scope (a Groups claim on a custom "
+            "authorization server included in any scope). Either narrow the groups claim filter "
+            "in Okta so it matches fewer groups, or include the claim only in a 'groups' scope "
+            "so the gateway can leave it out and read every group from the Okta API",
+        )
     return TooManyGroupsError(
         "Okta refused to send the groups claim: the user is in more than 100 groups that match "
         "the app's groups claim filter",

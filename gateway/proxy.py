@@ -1,25 +1,27 @@
 """Upstream forwarding: the last step of the hot path (cookie -> session -> policy -> upstream).
 
 `forward` relays one plain-ASGI HTTP exchange to a protected application through the shared,
-keep-alive `UpstreamPool` (one aiohttp `ClientSession`). It owns header hygiene (SPEC section 4:
-hop-by-hop headers, client-sent `Cf-Access-*`, `X-Forwarded-*` and our session cookies never
-reach the upstream), streams bodies both ways without buffering them, and turns a refused or slow
-upstream into `UpstreamError` (502 / 504) while nothing has been sent to the client yet. It
-renders no pages and knows nothing of sessions or policy: the caller decides who gets through.
+keep-alive `UpstreamPool` (gateway.upstream, our own HTTP/1.1 client). It owns header hygiene
+(SPEC section 4: hop-by-hop headers, client-sent `Cf-Access-*`, `X-Forwarded-*` and our session
+cookies never reach the upstream), streams bodies both ways without buffering them, and turns a
+refused or slow upstream into `UpstreamError` (502 / 504) while nothing has been sent to the
+client yet. It renders no pages and knows nothing of sessions or policy: the caller decides who
+gets through.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from urllib.parse import quote
 
-import aiohttp
 from starlette.types import Receive, Scope, Send
-from yarl import URL
 
 from gateway.errors import UpstreamError
+from gateway.upstream import UpstreamBrokenError, UpstreamConnection, UpstreamPool
+
+__all__ = ["UpstreamPool", "forward"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,56 +41,10 @@ _HOP_BY_HOP = frozenset(
 )
 # SPEC 4: the gateway's own cookies are credentials for the gateway, not for the application.
 _GATEWAY_COOKIES = frozenset({b"CF_Authorization", b"CF_AppSession", b"CF_Session"})
-# aiohttp would otherwise add these on its own; the upstream must see what the client sent.
-_SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
-# Below the 5 s idle timeout of uvicorn, Node and most app servers, so the pool drops an idle
-# connection before the upstream does: a POST on a half-closed connection is not retried.
-_KEEPALIVE_TIMEOUT = 4.0
+# RFC 9110 8.6: methods that define no meaning for a request body; others get a length.
+_BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 # Characters left as they are when a server gives no raw_path and the decoded path is re-encoded.
 _PATH_SAFE = "/:@!$&'()*+,;="
-
-
-class UpstreamPool:
-    """One aiohttp.ClientSession for all upstreams, created in the app's lifespan.
-
-    `timeout` bounds each wait for the upstream to send something (headers or the next body
-    chunk), not the whole exchange, so long downloads and event streams are not cut off.
-    `connect_timeout` bounds getting a connection: a free pooled one or a new TCP connect.
-    """
-
-    def __init__(
-        self, *, timeout: float = 60.0, connect_timeout: float = 5.0, limit: int = 256
-    ) -> None:
-        self._timeout = aiohttp.ClientTimeout(
-            total=None, connect=connect_timeout, sock_read=timeout
-        )
-        self._limit = limit
-        self._session: aiohttp.ClientSession | None = None
-
-    async def start(self) -> None:
-        """Create the session; aiohttp binds it to the running loop, hence not in __init__."""
-        if self._session is not None:
-            raise RuntimeError("UpstreamPool is already started")
-        connector = aiohttp.TCPConnector(
-            limit=self._limit, limit_per_host=0, keepalive_timeout=_KEEPALIVE_TIMEOUT
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=self._timeout,
-            auto_decompress=False,
-            cookie_jar=aiohttp.DummyCookieJar(),
-            skip_auto_headers=_SKIP_AUTO_HEADERS,
-        )
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            raise RuntimeError("UpstreamPool.start() has not been awaited")
-        return self._session
 
 
 async def forward(
@@ -111,39 +67,44 @@ async def forward(
     connection and the client sees a truncated body rather than a complete-looking one.
     Returns quietly when the client goes away.
     """
-    session = pool._client()
-    headers, has_body = _request_headers(
+    method: str = scope["method"]
+    headers, has_body, chunked = _request_headers(
         scope["headers"],
+        method=method,
         forwarded_for=forwarded_for,
         proto=proto,
         host=host,
         identity_headers=identity_headers,
     )
-    url = URL(upstream + _request_target(scope), encoded=True)
     downstream = _Downstream(receive)
     if not has_body:
         downstream.watch()
-    started = False
+    response: UpstreamConnection | None = None
+    started = finished = False
     try:
-        async with session.request(
-            scope["method"],
-            url,
-            headers=headers,
-            data=downstream.body() if has_body else None,
-            allow_redirects=False,
-        ) as response:
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": response.status,
-                    "headers": _response_headers(response.raw_headers),
-                }
-            )
-            started = True
-            async for chunk in response.content.iter_any():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            downstream.close()
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        response = await pool.request(
+            upstream,
+            method,
+            _request_target(scope),
+            headers,
+            downstream.read if has_body else None,
+            chunked=chunked,
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status,
+                "headers": _response_headers(response.headers, response.status),
+            }
+        )
+        started = True
+        chunk = await response.read()
+        while not response.complete:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            chunk = await response.read()
+        downstream.close()
+        await send({"type": "http.response.body", "body": chunk, "more_body": False})
+        finished = True
     except asyncio.CancelledError:
         # Only swallow the cancellation _Downstream asked for, never a server shutdown's.
         if downstream.gone and downstream.task.uncancel() == 0:
@@ -156,13 +117,16 @@ async def forward(
         raise UpstreamError(
             "The application took too long to answer.", status=504, error="upstream_timeout"
         ) from exc
-    except aiohttp.ClientError as exc:
+    except UpstreamBrokenError as exc:
         if started:
             _log_broken_response(scope, upstream, client_ip, exc)
             return
         raise UpstreamError("The application could not be reached.", status=502) from exc
     finally:
         downstream.close()
+        if response is not None:
+            # Pooled only after a complete relay: a client gone mid-stream leaves it unread.
+            response.release(reuse=finished)
 
 
 class _ClientGoneError(Exception):
@@ -174,9 +138,9 @@ class _Downstream:
 
     Uvicorn drops `send` calls after a disconnect instead of raising, so without listening for
     `http.disconnect` an endless upstream stream would be relayed into the void forever. On a
-    disconnect the forwarding task is cancelled, which makes aiohttp close (not pool) the
-    upstream connection. ASGI allows one `receive` caller at a time: the body generator reads
-    first, and the watcher starts only once the body is over.
+    disconnect the forwarding task is cancelled, and `forward` closes (does not pool) the
+    upstream connection. ASGI allows one `receive` caller at a time: the upstream client reads
+    the body first, and the watcher starts only once the body is over.
     """
 
     __slots__ = ("_closed", "_receive", "_watcher", "gone", "task")
@@ -191,21 +155,18 @@ class _Downstream:
         self._watcher: asyncio.Task[None] | None = None
         self._closed = False
 
-    async def body(self) -> AsyncIterator[bytes]:
-        """The request body, message by message, for aiohttp to write as it goes."""
-        try:
-            while True:
-                message = await self._receive()
-                if message["type"] == "http.disconnect":
-                    self._hang_up()
-                    # Raised, not returned: a short body must not look complete to aiohttp,
-                    # or the connection could go back to the pool mid-body.
-                    raise _ClientGoneError
-                yield message.get("body", b"")
-                if not message.get("more_body", False):
-                    return
-        finally:
+    async def read(self) -> tuple[bytes, bool]:
+        """The next piece of the request body and whether more follows."""
+        message = await self._receive()
+        if message["type"] == "http.disconnect":
+            self._hang_up()
+            # Raised, not returned: a short body must not look complete, or the connection
+            # could go back to the pool mid-body.
+            raise _ClientGoneError
+        more: bool = message.get("more_body", False)
+        if not more:
             self.watch()
+        return message.get("body", b""), more
 
     def watch(self) -> None:
         if self._watcher is None and not self._closed and not self.gone:
@@ -239,17 +200,18 @@ _CLIENT_CLAIMS = frozenset(
 def _request_headers(
     client_headers: Iterable[tuple[bytes, bytes]],
     *,
+    method: str,
     forwarded_for: str,
     proto: str,
     host: str,
     identity_headers: list[tuple[bytes, bytes]],
-) -> tuple[list[tuple[str, str]], bool]:
-    """The headers for the upstream, and whether the client request has a body."""
+) -> tuple[list[tuple[bytes, bytes]], bool, bool]:
+    """The headers for the upstream, whether the request has a body, and if it is chunked."""
     # Lowercased again although ASGI lowercases names: a mixed-case "Cf-Access-..." slipped in
     # by some middleware must not dodge the stripping below.
     pairs = [(name.lower(), value) for name, value in client_headers]
     listed = _connection_options(pairs)
-    headers = [("Host", host)]
+    headers = [(b"Host", host.encode("latin-1"))]
     cookies: list[bytes] = []
     content_length: bytes | None = None
     chunked = False
@@ -268,24 +230,29 @@ def _request_headers(
             # CGI/WSGI servers read "_" as "-": Cf_Access_Authenticated_User_Email would arrive
             # as the identity header. No legitimate client header needs an underscore.
             or b"_" in name
+            # Uvicorn already said 100 Continue to the client when the body was first read;
+            # the upstream gets the body right away, which RFC 9110 10.1.1 allows.
+            or (name == b"expect" and value.lower() == b"100-continue")
         ):
-            headers.append((name.decode("latin-1"), value.decode("latin-1")))
-    # RFC 9112 6.3: with Transfer-Encoding present, Content-Length is removed before forwarding;
-    # aiohttp then re-chunks the body itself.
-    if content_length is not None and not chunked:
-        headers.append(("Content-Length", content_length.decode("latin-1")))
+            headers.append((name, value))
+    # RFC 9112 6.3: with Transfer-Encoding present, Content-Length is removed before forwarding
+    # and the body is re-chunked on the way (the client's chunk sizes are hop-by-hop too).
+    if chunked:
+        headers.append((b"Transfer-Encoding", b"chunked"))
+    elif content_length is not None:
+        headers.append((b"Content-Length", content_length))
+    elif method not in _BODYLESS_METHODS:
+        headers.append((b"Content-Length", b"0"))
     if cookies:
         kept = _strip_gateway_cookies(cookies)
         if kept:
-            headers.append(("Cookie", kept))
-    headers.append(("X-Forwarded-For", forwarded_for))
-    headers.append(("X-Forwarded-Proto", proto))
-    headers.append(("X-Forwarded-Host", host))
-    headers.extend(
-        (name.decode("latin-1"), value.decode("latin-1")) for name, value in identity_headers
-    )
+            headers.append((b"Cookie", kept))
+    headers.append((b"X-Forwarded-For", forwarded_for.encode("latin-1")))
+    headers.append((b"X-Forwarded-Proto", proto.encode("latin-1")))
+    headers.append((b"X-Forwarded-Host", host.encode("latin-1")))
+    headers.extend(identity_headers)
     has_body = chunked or content_length not in (None, b"0")
-    return headers, has_body
+    return headers, has_body, chunked
 
 
 def _connection_options(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
@@ -298,7 +265,7 @@ def _connection_options(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
     )
 
 
-def _strip_gateway_cookies(values: list[bytes]) -> str:
+def _strip_gateway_cookies(values: list[bytes]) -> bytes:
     """One Cookie value without the gateway's cookies (RFC 6265 5.4: a single Cookie header)."""
     kept = [
         pair.strip()
@@ -306,7 +273,7 @@ def _strip_gateway_cookies(values: list[bytes]) -> str:
         for pair in value.split(b";")
         if pair.strip() and pair.split(b"=", 1)[0].strip() not in _GATEWAY_COOKIES
     ]
-    return b"; ".join(kept).decode("latin-1")
+    return b"; ".join(kept)
 
 
 def _request_target(scope: Scope) -> str:
@@ -321,9 +288,13 @@ def _request_target(scope: Scope) -> str:
     return f"{path}?{query.decode('latin-1')}" if query else path
 
 
-def _response_headers(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+def _response_headers(raw: Iterable[tuple[bytes, bytes]], status: int) -> list[tuple[bytes, bytes]]:
     pairs = [(name.lower(), value) for name, value in raw]
     listed = _connection_options(pairs)
+    if status == 204 or status == 304:
+        # RFC 9110 8.6: no body follows, whatever length a 304 (the representation's) or a
+        # sloppy 204 states; uvicorn would count the missing body as a short response.
+        listed |= {b"content-length"}
     return [
         (name, value) for name, value in pairs if name not in _HOP_BY_HOP and name not in listed
     ]

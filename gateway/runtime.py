@@ -16,10 +16,14 @@ from starlette.responses import Response
 from gateway.catalog import Catalog
 from gateway.config import App, IdentityProvider, Settings
 from gateway.errors import GatewayError
+from gateway.metrics import Metrics
 from gateway.oidc import OIDCClient
 from gateway.pages import Pages
+from gateway.provisioning_log import ProvisioningLog
 from gateway.proxy import UpstreamPool
+from gateway.registry import Registry
 from gateway.routing import AppDirectory
+from gateway.scim.secret import ScimSecrets
 from gateway.service_tokens import ServiceTokens
 from gateway.sessions import CookieSigner, SessionManager
 from gateway.store import Clock, Store
@@ -40,6 +44,7 @@ class Runtime:
     upstreams: UpstreamPool
     clock: Clock
     pages: Pages = field(default_factory=Pages)
+    metrics: Metrics = field(default_factory=Metrics)
     directory: AppDirectory = field(init=False)
     sessions: SessionManager = field(init=False)
     bindings: CookieSigner = field(init=False)
@@ -48,6 +53,9 @@ class Runtime:
     signing_keys: SigningKeys = field(init=False)
     app_tokens: AppTokens = field(init=False)
     service_tokens: ServiceTokens = field(init=False)
+    registry: Registry = field(init=False)
+    provisioning_log: ProvisioningLog = field(init=False)
+    scim_secrets: ScimSecrets = field(init=False)
 
     def __post_init__(self) -> None:
         keys = self.settings.gateway.cookie_secret
@@ -56,6 +64,9 @@ class Runtime:
         )
         self.bindings = CookieSigner(keys, "gateway.binding")
         self.service_tokens = ServiceTokens(self.store, self.clock)
+        self.registry = Registry(self.store, self.clock)
+        self.provisioning_log = ProvisioningLog(self.store, self.clock)
+        self.scim_secrets = ScimSecrets(self.store)
         self.signing_keys = SigningKeys(self.store, self.clock)
         self.app_tokens = AppTokens(
             self.signing_keys, self.sessions, self.settings.gateway.public_url, self.clock
@@ -119,5 +130,6 @@ def error_response(rt: Runtime, exc: GatewayError) -> Response:
         exc.status,
         step,
         exc.description,
+        extra={"ref": ref, "error": exc.error, "status": exc.status, "step": step},
     )
     return rt.pages.gateway_error(exc, ref)

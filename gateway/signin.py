@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import secrets
 import time
 from dataclasses import asdict, dataclass
@@ -20,6 +21,8 @@ from gateway.errors import IdPError, SignInError
 from gateway.identity import Identity, user_uuid_for
 from gateway.oidc import TOO_MANY_GROUPS, OIDCClient, SignInResult, too_many_groups_error
 from gateway.store import Clock, Store
+
+log = logging.getLogger("gateway.signin")
 
 LOGIN_STATE_TTL = 600.0  # SPEC 4: state and nonce expire in 10 minutes
 _STATE_KEY = "login_state:"
@@ -57,6 +60,16 @@ async def start(
     )
     record = {**asdict(state), "nonce": request.nonce, "code_verifier": request.code_verifier}
     await store.set(_STATE_KEY + request.state, json.dumps(record).encode(), ttl=LOGIN_STATE_TTL)
+    log.info(
+        "sign-in: to the identity provider",
+        extra={
+            "step": "authorize",
+            "idp": state.idp_id,
+            "app": state.app_id,
+            "purpose": state.purpose,
+            "groups_scope": state.groups_scope,
+        },
+    )
     return request.url
 
 

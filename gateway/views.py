@@ -1,4 +1,5 @@
-"""Thin handlers for the gateway's own routes: login, callback, authorized, logout, identity.
+"""Thin handlers for the gateway's own routes: login, callback, authorized, logout, identity,
+and the IdP test page (its rendering lives in `testpage.py`).
 
 The flow logic lives in `signin.py`, `sessions.py` and `policy.py`; these functions read the
 request, call them, and set cookies and redirects. Every failure is a `GatewayError`, which the
@@ -13,16 +14,18 @@ import json
 import logging
 import re
 import secrets
+import time
+from collections.abc import Mapping
 from urllib.parse import urlencode, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from gateway import signin
+from gateway import admin, forward_auth, signin, testpage
 from gateway.clientinfo import client_info
-from gateway.config import App
-from gateway.errors import GatewayError, SignInError, StoreUnavailableError
+from gateway.config import App, IdentityProvider
+from gateway.errors import GatewayError, NotFoundError, SignInError, StoreUnavailableError
 from gateway.guard import (
     APP_BINDING_COOKIE,
     LOGIN_BINDING_COOKIE,
@@ -32,10 +35,12 @@ from gateway.guard import (
     set_binding_cookie,
 )
 from gateway.identity import Identity
-from gateway.oidc import TooManyGroupsError
+from gateway.metrics import CONTENT_TYPE_LATEST, bearer_matches
+from gateway.oidc import TooManyGroupsError, too_many_groups_error
 from gateway.policy import RequestFacts, evaluate
 from gateway.routing import split_host
 from gateway.runtime import Runtime
+from gateway.scim.routes import routes as scim_routes
 from gateway.sessions import Session
 from gateway.tokens import certs_document
 
@@ -192,6 +197,11 @@ async def continue_to_app(
     """
     facts = _facts(rt, request)
     decision = evaluate(app, session.identity, facts)
+    log.info(
+        "sign-in: app decision %s",
+        decision.outcome,
+        extra={"step": "decision", "app": app.id, "user_uuid": session.identity.user_uuid},
+    )
     if app_host == rt.team_host:
         response = (
             _no_store(RedirectResponse(redirect_url, status_code=302))
@@ -235,34 +245,40 @@ def _port_suffix(request: Request) -> str:
 
 
 async def callback(request: Request) -> Response:
-    """The OIDC redirect URI: state check, code exchange, ID token, session, app decision."""
+    """The OIDC redirect URI: state check, code exchange, ID token, session, app decision.
+
+    A sign-in started by the IdP test page (`purpose == "test"`) runs the same steps, then
+    renders what it learned, or where it failed, instead of creating a session.
+    """
     rt = _rt(request)
     params = request.query_params
     binding = rt.bindings.unsign(request.cookies.get(LOGIN_BINDING_COOKIE, ""))
-    state = await signin.take_state(rt.store, params.get("state"), binding)
+    try:
+        state = await signin.take_state(rt.store, params.get("state"), binding)
+    except SignInError as exc:
+        rt.metrics.sign_in("", "failure", exc.step)  # which IdP is in the state it lacks
+        raise
     idp = rt.settings.idp(state.idp_id)
     if idp is None:
         raise SignInError("The identity provider of this sign-in no longer exists.", step="state")
     ip = client_info(request.scope, rt.settings.gateway.trusted_proxies).ip
+    started = time.perf_counter()
     try:
-        if params.get("error"):
-            raise signin.okta_redirect_error(params["error"], params.get("error_description", ""))
-        code = params.get("code")
-        if not code:
-            raise SignInError("The sign-in answer has no authorization code.", step="authorize")
-        signed_in = await signin.finish(
-            rt.oidc[idp.id], idp.id, idp.type, state, code, ip, rt.clock
-        )
-    except TooManyGroupsError:
-        if not (state.groups_scope and idp.type == "okta" and idp.config.api_token):
+        outcome = await _finish(rt, idp, state, params, ip)
+    except SignInError as exc:
+        rt.metrics.sign_in(idp.id, "failure", exc.step, time.perf_counter() - started)
+        if state.purpose != "test":
             raise
-        # SPEC 4: restart once without the groups scope; the user already has an Okta session,
-        # so this round trip is silent, and the groups come from the Okta API instead.
-        log.info("groups claim over Okta's limit: restarting without it idp=%s", idp.id)
-        retry = dataclasses.replace(state, groups_scope=False)
-        url = await signin.start(rt.store, rt.oidc[idp.id], retry, prompt="none")
-        return _no_store(RedirectResponse(url, status_code=302))
-    identity = signed_in.identity
+        return testpage.render_failure(rt, idp, exc)
+    seconds = time.perf_counter() - started
+    if isinstance(outcome, str):  # the restart without the groups scope
+        rt.metrics.sign_in(idp.id, "restarted", "", seconds)
+        return _no_store(RedirectResponse(outcome, status_code=302))
+    rt.metrics.sign_in(idp.id, "success", "", seconds)
+    if state.purpose == "test":
+        # The IdP test stops here, before any session or cookie exists (SPEC 4 "Test page").
+        return testpage.render_success(rt, idp, outcome)
+    identity = outcome.identity
     app = rt.app_by_id(state.app_id)
     if app is None:
         raise SignInError("The application of this sign-in no longer exists.", step="state")
@@ -271,8 +287,17 @@ async def callback(request: Request) -> Response:
     if state.app_host == rt.team_host:
         # Single-host deployment: one cookie names a session that is both global and app.
         duration = min(duration, app_duration(rt, app, identity, facts))
+    # The registry first: SCIM deprovisioning finds the sessions through it (fails closed).
+    await rt.registry.record_sign_in(identity)
     session, cookie_value = await rt.sessions.create(identity, kind="global", duration=duration)
-    log.info("sign-in ok idp=%s user=%s app=%s", idp.id, identity.user_uuid, app.id)
+    rt.metrics.session_created("global", identity.user_uuid, "", session.expires)
+    log.info(
+        "sign-in ok idp=%s user=%s app=%s",
+        idp.id,
+        identity.user_uuid,
+        app.id,
+        extra={"step": "session", "idp": idp.id, "user_uuid": identity.user_uuid, "app": app.id},
+    )
     return await continue_to_app(
         rt,
         request,
@@ -283,6 +308,51 @@ async def callback(request: Request) -> Response:
         state.app_binding,
         cookie_value,
     )
+
+
+async def _finish(
+    rt: Runtime,
+    idp: IdentityProvider,
+    state: signin.LoginState,
+    params: Mapping[str, str],
+    ip: str,
+) -> signin.SignedIn | str:
+    """The sign-in from Okta's answer on the redirect; or, when Okta refused a groups claim over
+    100 groups and an API token is set, the authorize URL of the one restart without the
+    `groups` scope (SPEC 4). The user already has an Okta session, so that round trip is silent
+    and the groups then come from the Okta API."""
+    try:
+        if params.get("error"):
+            raise signin.okta_redirect_error(params["error"], params.get("error_description", ""))
+        code = params.get("code")
+        if not code:
+            raise SignInError("The sign-in answer has no authorization code.", step="authorize")
+        return await signin.finish(rt.oidc[idp.id], idp.id, idp.type, state, code, ip, rt.clock)
+    except TooManyGroupsError as exc:
+        if not (idp.type == "okta" and idp.config.api_token):
+            raise
+        if not state.groups_scope:
+            # Refused again without the groups scope: restarting once more would loop.
+            raise too_many_groups_error(exc.step, restarted=True) from exc
+        log.info(
+            "groups claim over Okta's limit: restarting without it idp=%s",
+            idp.id,
+            extra={"step": "restart", "idp": idp.id},
+        )
+        retry = dataclasses.replace(state, groups_scope=False)
+        return await signin.start(rt.store, rt.oidc[idp.id], retry, prompt="none")
+
+
+# --- the IdP test page ----------------------------------------------------------------------
+
+
+async def test_idp(request: Request) -> Response:
+    """`/test-idp?idp=<id>` on the team host: the IdP "Test" button (testpage.py)."""
+    rt = _rt(request)
+    if _host(request) != rt.team_host:
+        raise NotFoundError("Not found.")
+    binding_cookie = request.cookies.get(LOGIN_BINDING_COOKIE, "")
+    return await testpage.begin(rt, request.query_params.get("idp", ""), binding_cookie)
 
 
 # --- authorized (app host) ------------------------------------------------------------------
@@ -317,8 +387,13 @@ async def authorized(request: Request) -> Response:
     global_session = Session.from_bytes(record["session_id"], raw_session)
     identity = global_session.identity
     duration = app_duration(rt, app, identity, _facts(rt, request))
-    _, cookie_value = await rt.sessions.create(
+    app_session, cookie_value = await rt.sessions.create(
         identity, kind="app", duration=duration, app_id=app.id
+    )
+    rt.metrics.session_created("app", identity.user_uuid, app.id, app_session.expires)
+    log.info(
+        "sign-in: app session created",
+        extra={"step": "authorized", "app": app.id, "user_uuid": identity.user_uuid},
     )
     response = _no_store(RedirectResponse(safe_path(request.query_params.get("redirect_url")), 302))
     set_session_cookie(rt, response, cookie_value, app, duration)
@@ -342,8 +417,15 @@ async def logout(request: Request) -> Response:
     rt = _rt(request)
     session = await _session(rt, request)
     if session is not None:
-        revoked = await rt.sessions.revoke_user(session.identity.user_uuid)
-        log.info("logout user=%s sessions_revoked=%d", session.identity.user_uuid, revoked)
+        user_uuid = session.identity.user_uuid
+        revoked = await rt.sessions.revoke_user(user_uuid)
+        rt.metrics.sessions_revoked(revoked, user_uuid=user_uuid)
+        log.info(
+            "logout user=%s sessions_revoked=%d",
+            user_uuid,
+            revoked,
+            extra={"step": "logout", "user_uuid": user_uuid, "sessions_revoked": revoked},
+        )
     return_to = request.query_params.get("returnTo", "")
     target = urlsplit(return_to)
     if (
@@ -370,10 +452,14 @@ async def certs(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
+    """Liveness: the process answers."""
     return PlainTextResponse("ok")
 
 
 async def readyz(request: Request) -> Response:
+    """Readiness: the config is loaded (the lifespan built the runtime from it) and the store
+    answers; 503 otherwise, so a load balancer stops sending sign-ins to an instance that
+    would fail them closed."""
     rt: Runtime | None = getattr(request.app.state, "runtime", None)
     if rt is None:
         return PlainTextResponse("not ready: starting", status_code=503)
@@ -384,6 +470,29 @@ async def readyz(request: Request) -> Response:
     return PlainTextResponse("ready")
 
 
+async def metrics(request: Request) -> Response:
+    """`/metrics`: the Prometheus text format, for `Authorization: Bearer <admin token>`.
+
+    With no admin token configured there is nothing to authenticate with: 404, as for the admin
+    API. A missing or wrong token is a plain 401 (scrapers read the status, not a page).
+    """
+    rt = _rt(request)
+    token = rt.settings.gateway.admin_token
+    if not token:
+        return PlainTextResponse("Not found.", status_code=404)
+    if not bearer_matches(request.headers.get("authorization", ""), token):
+        return PlainTextResponse(
+            "Unauthorized: send 'Authorization: Bearer <admin token>'.",
+            status_code=401,
+            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+        )
+    return Response(
+        rt.metrics.render(),
+        media_type=CONTENT_TYPE_LATEST,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
 def routes() -> list[BaseRoute]:
     return [
         Route("/cdn-cgi/access/login/{app_host}", login),
@@ -392,6 +501,11 @@ def routes() -> list[BaseRoute]:
         Route("/cdn-cgi/access/get-identity", get_identity),
         Route("/cdn-cgi/access/logout", logout, methods=["GET", "POST"]),
         Route("/cdn-cgi/access/certs", certs),
+        Route("/test-idp", test_idp),
+        Route("/cdn-cgi/access/authz", forward_auth.authz, methods=forward_auth.METHODS),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        Route("/metrics", metrics),
+        *admin.routes(),
+        *scim_routes(),
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import httpx
@@ -12,8 +13,9 @@ import redis
 import respx
 import uvloop
 from clock import FakeClock
-from fake_okta import FakeOkta
-from harness import EchoUpstream, browser, running, settings_doc
+from fake_okta import API_TOKEN, CLIENT_SECRET, FakeOkta
+from harness import COOKIE_SECRET, EchoUpstream, browser, running, settings_doc
+from log_check import LogCheck, Secrets, watch_httpx
 from redis_server import RedisServer
 
 from gateway.app import Gateway, create_app
@@ -28,6 +30,39 @@ def pytest_asyncio_loop_factories(
 ) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
     """Tests run on uvloop, the loop `gateway serve` runs on (its transports differ)."""
     return {"uvloop": uvloop.new_event_loop}
+
+
+# --- logs: no secret, token, code or cookie value in any log line of the run (log_check.py) -
+
+
+@pytest.fixture(scope="session", autouse=True)
+def log_check() -> Iterator[tuple[LogCheck, Secrets]]:
+    """Every log record of the run, at INFO and up, kept for `no_secret_in_logs`."""
+    secrets = Secrets([COOKIE_SECRET, CLIENT_SECRET, API_TOKEN])
+    handler = LogCheck()
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    patch = pytest.MonkeyPatch()
+    for owner, name, wrapper in watch_httpx(secrets):
+        patch.setattr(owner, name, wrapper)
+    try:
+        yield handler, secrets
+    finally:
+        patch.undo()
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
+@pytest.fixture(autouse=True)
+def no_secret_in_logs(log_check: tuple[LogCheck, Secrets]) -> Iterator[None]:
+    """Fails the test in whose time (its fixtures included) a secret reached the log."""
+    yield
+    handler, secrets = log_check
+    leaks = handler.leaks(secrets)
+    if leaks:
+        pytest.fail("secret values in the log:\n" + "\n".join(leaks[:10]), pytrace=False)
 
 
 @pytest.fixture(scope="session")

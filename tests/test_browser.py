@@ -13,17 +13,14 @@ skipped with the reason, never failed.
 
 from __future__ import annotations
 
-import re
+import base64
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from demo_process import running_demo
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "browser"
 WAIT = 20  # seconds for a page to arrive; the demo answers in milliseconds
@@ -50,9 +47,7 @@ def find_browser() -> tuple[str, str]:
     chromium = next((p for p in map(shutil.which, BROWSER_NAMES) if p), None)
     driver = shutil.which("chromedriver")
     missing = [
-        name
-        for name, path in (("chromium", chromium), ("chromedriver", driver))
-        if path is None
+        name for name, path in (("chromium", chromium), ("chromedriver", driver)) if path is None
     ]
     if missing:
         pytest.skip(
@@ -61,27 +56,6 @@ def find_browser() -> tuple[str, str]:
         )
     assert chromium is not None and driver is not None
     return chromium, driver
-
-
-# --- the demo, as a subprocess (the minimum of tests/test_demo.py's fixture) -----------------
-
-
-def three_free_ports() -> int:
-    """A port P with P, P+1 and P+2 free (the demo's gateway, IdP and upstream)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = int(s.getsockname()[1])
-        if base + 2 > 65535:
-            continue
-        try:
-            for port in (base + 1, base + 2):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no three consecutive free ports")
 
 
 @pytest.fixture(scope="module")
@@ -94,33 +68,8 @@ def binaries() -> tuple[str, str]:
 @pytest.fixture(scope="module")
 def demo(binaries: tuple[str, str]) -> Iterator[tuple[int, dict[str, str]]]:
     """`python -m gateway demo --port P`: the port and the passwords it printed, by email."""
-    port = three_free_ports()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "demo", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    passwords: dict[str, str] = {}
-    output: list[str] = []
-    try:
-        deadline = time.monotonic() + 30
-        assert proc.stdout is not None
-        while len(passwords) < 2 and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            output.append(line)
-            found = re.search(r"(\S+@example\.com)\s+password: (\S+)", line)
-            if found:
-                passwords[found.group(1)] = found.group(2)
-        assert len(passwords) == 2, "demo did not start:\n" + "".join(output)
+    with running_demo() as (port, passwords, _):
         yield port, passwords
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
-        if proc.stdout is not None:
-            proc.stdout.close()
 
 
 # --- the browser -----------------------------------------------------------------------------
@@ -136,9 +85,7 @@ def artifacts() -> Path:
 
 
 @pytest.fixture
-def new_browser(
-    binaries: tuple[str, str], tmp_path: Path
-) -> Iterator[Callable[[], Any]]:
+def new_browser(binaries: tuple[str, str], tmp_path: Path) -> Iterator[Callable[[], Any]]:
     """Start a headless Chromium with a fresh, empty profile (no cookies) on each call."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -189,15 +136,23 @@ def heading(driver: Any) -> str:
 def status_code(driver: Any) -> int:
     """The HTTP status of the document now shown (Navigation Timing's responseStatus)."""
     return int(
-        driver.execute_script(
-            "return performance.getEntriesByType('navigation')[0].responseStatus"
-        )
+        driver.execute_script("return performance.getEntriesByType('navigation')[0].responseStatus")
     )
 
 
 def screenshot(driver: Any, artifacts: Path, name: str) -> Path:
+    """The whole page, not only the window (Chrome DevTools' captureBeyondViewport)."""
+    size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    shot = driver.execute_cdp_cmd(
+        "Page.captureScreenshot",
+        {
+            "format": "png",
+            "captureBeyondViewport": True,
+            "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1},
+        },
+    )
     path = artifacts / f"{name}.png"
-    assert driver.save_screenshot(str(path)), f"could not save {path}"
+    path.write_bytes(base64.b64decode(shot["data"]))
     return path
 
 
@@ -208,8 +163,10 @@ def sign_in_at_idp(driver: Any, port: int, email: str, password: str) -> None:
     driver.get(f"http://localhost:{port}/")
     wait_for(
         driver,
-        lambda d: d.current_url.startswith(f"http://localhost:{port + 1}/")
-        and d.find_elements(By.ID, "password"),
+        lambda d: (
+            d.current_url.startswith(f"http://localhost:{port + 1}/")
+            and d.find_elements(By.ID, "password")
+        ),
         "the development IdP's login form",
     )
     driver.find_element(By.ID, "username").send_keys(email)

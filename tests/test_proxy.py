@@ -1,33 +1,44 @@
-"""gateway.proxy over real sockets: a browser -> uvicorn running `forward` -> an aiohttp upstream.
+"""gateway.proxy and gateway.upstream over real sockets: browser -> uvicorn running `forward` ->
+an aiohttp upstream, or a hand-written one for answers aiohttp will not give.
 
 Proxying is about sockets (STYLE.md), so nothing here is in-process: the upstream is an
 aiohttp.web server on a free loopback port, the gateway is a tiny ASGI app served by uvicorn in
 the same loop, and the browser is httpx, or a raw socket when the test needs exact bytes.
+Backpressure, the connection limit and TLS are tested on an `UpstreamPool` directly.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import gzip
 import hashlib
 import json
 import logging
 import socket
+import ssl
 import time
 import tracemalloc
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import pytest
 import pytest_asyncio
 import uvicorn
 from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from starlette.types import Receive, Scope, Send
 
+from gateway import upstream as upstream_module
 from gateway.errors import UpstreamError
 from gateway.proxy import UpstreamPool, _request_target, forward
+from gateway.upstream import READ_HIGH_WATER, UpstreamBrokenError
 
 MB = 1024 * 1024
 CHUNK = bytes(range(256)) * 256  # 64 KiB
@@ -50,6 +61,10 @@ class FakeUpstream:
     receiving: defaultdict[str, asyncio.Event] = field(
         default_factory=lambda: defaultdict(asyncio.Event)
     )
+    proceed: defaultdict[str, asyncio.Event] = field(
+        default_factory=lambda: defaultdict(asyncio.Event)
+    )
+    sent: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -62,6 +77,8 @@ class FakeUpstream:
         app.router.add_get("/truncated", self.truncated)
         app.router.add_get("/slow", self.slow)
         app.router.add_get("/slow-body", self.slow_body)
+        app.router.add_get("/firehose", self.firehose)
+        app.router.add_post("/sink", self.sink)
         return app
 
     async def echo(self, request: web.Request) -> web.Response:
@@ -159,6 +176,139 @@ class FakeUpstream:
         await asyncio.sleep(10)
         return response
 
+    async def firehose(self, request: web.Request) -> web.StreamResponse:
+        """`size` bytes as fast as the gateway takes them; `sent[tag]` counts what it took."""
+        tag, size = request.query["tag"], int(request.query["size"])
+        response = web.StreamResponse()
+        response.content_length = size
+        await response.prepare(request)
+        for _ in range(size // len(CHUNK)):
+            await response.write(CHUNK)  # waits while the socket buffer is full
+            self.sent[tag] += len(CHUNK)
+        await response.write_eof()
+        return response
+
+    async def sink(self, request: web.Request) -> web.Response:
+        """Reads nothing until `proceed[tag]` is set, then counts the body."""
+        tag = request.query["tag"]
+        await self.proceed[tag].wait()
+        size = 0
+        async for chunk in request.content.iter_any():
+            size += len(chunk)
+        return web.json_response({"size": size})
+
+
+Writer = asyncio.StreamWriter
+Answer = Callable[[int, int, bytes, Writer], Awaitable[bool]]
+
+
+@dataclass
+class RawUpstream:
+    """A hand-written HTTP/1.1 server, for answers aiohttp.web will not give.
+
+    Connections are numbered from 1; `requests` logs (connection, method, target) in order.
+    Each `answer_*` method gets (connection, requests served on it so far, method, writer) and
+    returns whether to keep the connection open for the next request.
+    """
+
+    url: str = ""
+    connections: int = 0
+    requests: list[tuple[int, str, str]] = field(default_factory=list)
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        number, served = self.connections, 0
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                method, target, _ = head.split(b"\r\n", 1)[0].decode().split(" ")
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                await reader.readexactly(length)
+                self.requests.append((number, method, target))
+                name = target.split("?")[0].removeprefix("/raw/").replace("-", "_")
+                answer: Answer = getattr(self, f"answer_{name}")
+                if not await answer(number, served, method.encode(), writer):
+                    break
+                served += 1
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    def last(self, target: str) -> int:
+        """The connection that carried the latest request to `target`."""
+        return [number for number, _, seen in self.requests if seen == target][-1]
+
+    async def answer_whoami(self, number: int, served: int, method: bytes, w: Writer) -> bool:
+        body = str(number).encode()
+        w.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        return True
+
+    async def answer_interim(self, number: int, served: int, method: bytes, w: Writer) -> bool:
+        w.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        await w.drain()
+        w.write(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
+        await w.drain()
+        w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Final: yes\r\n\r\nfinal")
+        return True
+
+    async def answer_length_only(self, number: int, served: int, method: bytes, w: Writer) -> bool:
+        # A HEAD answer: the length the GET body would have, and no body.
+        w.write(b'HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nETag: "v1"\r\n\r\n')
+        return True
+
+    async def answer_not_modified(self, number: int, served: int, method: bytes, w: Writer) -> bool:
+        w.write(b'HTTP/1.1 304 Not Modified\r\nContent-Length: 1000\r\nETag: "v1"\r\n\r\n')
+        return True
+
+    async def answer_no_content(self, number: int, served: int, method: bytes, w: Writer) -> bool:
+        # RFC 9110 8.6 forbids the length on a 204; sloppy servers send it anyway.
+        w.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 1000\r\n\r\n")
+        return True
+
+    async def answer_chunked(self, number: int, served: int, method: bytes, w: Writer) -> bool:
+        w.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n")
+        await w.drain()
+        await asyncio.sleep(0.01)  # two separate reads on the gateway's side
+        w.write(b"7\r\n chunks\r\n0\r\nX-Trailer: dropped\r\n\r\n")
+        return True
+
+    async def answer_until_close(self, number: int, served: int, method: bytes, w: Writer) -> bool:
+        # RFC 9112 6.3 item 8: no length, not chunked: the body ends when the connection does.
+        w.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil ")
+        await w.drain()
+        await asyncio.sleep(0.01)
+        w.write(b"the end")
+        return False
+
+    async def answer_stale(self, number: int, served: int, method: bytes, w: Writer) -> bool:
+        # A reused connection closes on the request, as one closed while idle would.
+        if served:
+            return False
+        body = b"fresh %d" % number
+        w.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        return True
+
+    async def answer_extra(self, number: int, served: int, method: bytes, w: Writer) -> bool:
+        w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhiHTTP/1.1 200 OK\r\n\r\n")
+        return True
+
+    async def answer_switch(self, number: int, served: int, method: bytes, w: Writer) -> bool:
+        w.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n")
+        return True
+
+    async def answer_huge_head(self, number: int, served: int, method: bytes, w: Writer) -> bool:
+        w.write(b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * (2 * MB))  # and never an end
+        return True
+
+    async def answer_garbage(self, number: int, served: int, method: bytes, w: Writer) -> bool:
+        w.write(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
+        return True
+
 
 @dataclass
 class Gateway:
@@ -191,7 +341,16 @@ async def upstream() -> AsyncIterator[FakeUpstream]:
 
 
 @pytest_asyncio.fixture(scope="module")
-async def gateway(upstream: FakeUpstream) -> AsyncIterator[Gateway]:
+async def raw() -> AsyncIterator[RawUpstream]:
+    fake = RawUpstream()
+    server = await asyncio.start_server(fake.serve, "127.0.0.1", 0)
+    fake.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    yield fake
+    server.close()
+
+
+@pytest_asyncio.fixture(scope="module")
+async def gateway(upstream: FakeUpstream, raw: RawUpstream) -> AsyncIterator[Gateway]:
     pool = UpstreamPool(timeout=10.0, connect_timeout=2.0)
     short_pool = UpstreamPool(timeout=0.5, connect_timeout=0.5)
     await pool.start()
@@ -204,7 +363,11 @@ async def gateway(upstream: FakeUpstream) -> AsyncIterator[Gateway]:
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
-        target = refused_url if path.startswith("/refused") else upstream.url
+        target = upstream.url
+        if path.startswith("/refused"):
+            target = refused_url
+        elif path.startswith("/raw/"):
+            target = raw.url
         result = "returned"
         try:
             await forward(
@@ -522,3 +685,311 @@ async def test_upstream_answering_before_reading_the_upload(
         await writer.wait_closed()
     # The half-sent upload must not have left a poisoned connection in the pool.
     assert (await browser.get("/echo/after-reject")).json()["target"] == "/echo/after-reject"
+
+
+# -- response framing: what httptools (llhttp) does with each kind of answer
+
+
+async def test_head_response_ends_at_the_head_and_the_connection_is_reused(
+    browser: httpx.AsyncClient, raw: RawUpstream
+) -> None:
+    response = await browser.head("/raw/length-only")
+    assert response.status_code == 200
+    assert response.headers["content-length"] == "1000"
+    assert response.content == b""
+    # Reused with a new parser: the old one would take the next answer for the 1000 bytes.
+    whoami = await browser.get("/raw/whoami")
+    assert whoami.text == str(raw.last("/raw/length-only"))
+
+
+@pytest.mark.parametrize(("path", "status"), [("/raw/no-content", 204), ("/raw/not-modified", 304)])
+async def test_bodyless_statuses_ignore_content_length(
+    browser: httpx.AsyncClient, raw: RawUpstream, path: str, status: int
+) -> None:
+    response = await browser.get(path)
+    assert response.status_code == status
+    assert response.content == b""
+    assert (await browser.get("/raw/whoami")).text == str(raw.last(path))
+
+
+async def test_chunked_response_is_relayed_and_the_connection_reused(
+    browser: httpx.AsyncClient, raw: RawUpstream
+) -> None:
+    response = await browser.get("/raw/chunked")
+    assert response.status_code == 200
+    assert response.content == b"hello chunks"
+    assert "x-trailer" not in response.headers
+    assert (await browser.get("/raw/whoami")).text == str(raw.last("/raw/chunked"))
+
+
+async def test_close_delimited_response_is_complete_and_not_reused(
+    browser: httpx.AsyncClient, raw: RawUpstream, gateway: Gateway
+) -> None:
+    response = await browser.get("/raw/until-close")  # no RemoteProtocolError: not truncated
+    assert response.content == b"until the end"
+    assert await gateway.outcome("/raw/until-close") == "returned"
+    assert (await browser.get("/raw/whoami")).text != str(raw.last("/raw/until-close"))
+
+
+async def test_interim_responses_are_skipped(browser: httpx.AsyncClient) -> None:
+    response = await browser.get("/raw/interim")
+    assert response.status_code == 200
+    assert response.headers["x-final"] == "yes"
+    assert "link" not in response.headers  # the 103's
+    assert response.content == b"final"
+
+
+async def test_expect_100_continue_is_not_forwarded(gateway: Gateway) -> None:
+    head, body = await raw_exchange(
+        gateway.port,
+        b"POST /echo/expect HTTP/1.1\r\nHost: app.example.com\r\nConnection: close\r\n"
+        b"Expect: 100-continue\r\nContent-Length: 5\r\n\r\nhello",
+    )
+    if head.startswith(b"HTTP/1.1 100 "):  # uvicorn's own, to the client
+        head, _, body = body.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    seen = json.loads(body)
+    assert seen["body"] == "hello"
+    assert "expect" not in dict(seen["headers"])
+
+
+async def test_post_without_body_gets_a_zero_length(gateway: Gateway) -> None:
+    _, body = await raw_exchange(
+        gateway.port,
+        b"POST /echo/empty HTTP/1.1\r\nHost: app.example.com\r\nConnection: close\r\n\r\n",
+    )
+    assert ["content-length", "0"] in json.loads(body)["headers"]
+
+
+@pytest.mark.parametrize("path", ["/raw/extra", "/raw/switch", "/raw/garbage", "/raw/huge-head"])
+async def test_answers_that_are_not_one_http_response(
+    browser: httpx.AsyncClient, raw: RawUpstream, gateway: Gateway, path: str
+) -> None:
+    response = await browser.get(path)
+    if path == "/raw/extra":  # the answer is fine, the bytes after it spoil the connection
+        assert response.content == b"hi"
+        assert (await browser.get("/raw/whoami")).text != str(raw.last(path))
+    else:
+        assert response.status_code == 502
+        assert await gateway.outcome(path) == "UpstreamError 502"
+
+
+# -- the pool: reuse, stale connections, expiry, the limit
+
+
+async def test_stale_pooled_connection_is_retried_for_get(
+    browser: httpx.AsyncClient, raw: RawUpstream
+) -> None:
+    first = await browser.get("/raw/stale?n=1")
+    second = await browser.get("/raw/stale?n=2")  # the pooled connection closes on it
+    assert second.status_code == 200
+    assert second.text == f"fresh {raw.connections}"
+    assert second.text != first.text
+    assert [number for number, _, target in raw.requests if target == "/raw/stale?n=2"] == [
+        raw.last("/raw/stale?n=1"),
+        raw.connections,
+    ]
+
+
+async def test_stale_pooled_connection_is_502_for_post(
+    browser: httpx.AsyncClient, raw: RawUpstream, gateway: Gateway
+) -> None:
+    await browser.get("/raw/stale?n=prime")
+    pooled = raw.last("/raw/stale?n=prime")
+    for target, content in (("/raw/stale?n=post", b"x"), ("/raw/stale?n=empty-post", b"")):
+        response = await browser.post(target, content=content)
+        assert response.status_code == 502
+        assert await gateway.outcome(target) == "UpstreamError 502"
+        # Not sent again: a POST may have had its effect before the connection broke.
+        assert [number for number, _, seen in raw.requests if seen == target] == [pooled]
+        await browser.get("/raw/stale?n=prime-again")
+        pooled = raw.last("/raw/stale?n=prime-again")
+
+
+async def test_idle_connections_expire(
+    browser: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = (await browser.get("/echo/one")).json()
+    monkeypatch.setattr(upstream_module, "KEEPALIVE_TIMEOUT", 0.0)
+    second = (await browser.get("/echo/two")).json()
+    assert first["peer_port"] != second["peer_port"]
+
+
+async def test_connection_limit_wait_counts_toward_connect_timeout(
+    upstream: FakeUpstream,
+) -> None:
+    pool = UpstreamPool(timeout=5.0, connect_timeout=0.3, limit=1)
+    await pool.start()
+    try:
+        busy = await pool.request(upstream.url, "GET", "/slow-body", [(b"Host", b"a")], None)
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            await pool.request(upstream.url, "GET", "/echo/waits", [(b"Host", b"a")], None)
+        assert 0.25 < time.monotonic() - started < 2
+        # The slot passes to the next waiter as soon as it is given back.
+        waiting = asyncio.create_task(
+            pool.request(upstream.url, "GET", "/echo/next", [(b"Host", b"a")], None)
+        )
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        busy.release(reuse=False)
+        response = await waiting
+        assert json.loads(await response.read())["target"] == "/echo/next"
+        response.release(reuse=True)
+    finally:
+        await pool.close()
+
+
+async def test_header_with_line_break_is_not_sent(upstream: FakeUpstream) -> None:
+    pool = UpstreamPool()
+    await pool.start()
+    try:
+        with pytest.raises(UpstreamBrokenError, match="line break"):
+            await pool.request(
+                upstream.url, "GET", "/echo/x", [(b"X-Email", b"a@b\r\nX-Admin: 1")], None
+            )
+    finally:
+        await pool.close()
+
+
+# -- backpressure: neither direction is ever buffered whole
+
+
+async def wait_until_still(count: Callable[[], int]) -> int:
+    """Poll until `count()` has stopped growing for 0.2 s (a sender blocked on a full pipe)."""
+    last, still = -1, 0
+    async with asyncio.timeout(10):
+        while still < 4:
+            await asyncio.sleep(0.05)
+            now = count()
+            still = still + 1 if now == last else 0
+            last = now
+    return last
+
+
+async def test_read_backpressure_pauses_the_upstream(upstream: FakeUpstream) -> None:
+    size = 64 * MB
+    pool = UpstreamPool()
+    await pool.start()
+    try:
+        response = await pool.request(
+            upstream.url, "GET", f"/firehose?tag=read&size={size}", [(b"Host", b"a")], None
+        )
+        # Nobody reads: the gateway holds READ_HIGH_WATER and stops reading; the rest waits in
+        # socket buffers (a few MB on loopback) and in the upstream, which stops writing.
+        sent = await wait_until_still(lambda: upstream.sent["read"])
+        assert sent < size // 2
+        first = await response.read()
+        assert READ_HIGH_WATER <= len(first) < READ_HIGH_WATER + 512 * 1024
+        received = len(first)
+        while not response.complete:
+            received += len(await response.read())
+        assert received == size
+        response.release(reuse=True)
+    finally:
+        await pool.close()
+
+
+async def test_write_backpressure_waits_for_the_upstream(upstream: FakeUpstream) -> None:
+    size = 64 * MB
+
+    class Body:
+        taken = 0
+
+        async def read(self) -> tuple[bytes, bool]:
+            self.taken += len(CHUNK)
+            return CHUNK, self.taken < size
+
+    body = Body()
+    pool = UpstreamPool()
+    await pool.start()
+    try:
+        headers = [(b"Host", b"a"), (b"Content-Length", str(size).encode())]
+        answer = asyncio.create_task(
+            pool.request(upstream.url, "POST", "/sink?tag=write", headers, body.read)
+        )
+        # The upstream reads nothing yet: the body is taken from the client only as fast as
+        # the socket drains, so it stalls after a few MB of buffers.
+        taken = await wait_until_still(lambda: body.taken)
+        assert taken < size // 2
+        upstream.proceed["write"].set()
+        response = await answer
+        assert json.loads(await response.read()) == {"size": size}
+        response.release(reuse=True)
+    finally:
+        await pool.close()
+
+
+# -- TLS upstreams
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for "localhost" (not 127.0.0.1) and its key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    folder = tmp_path_factory.mktemp("tls")
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+async def test_tls_upstream(upstream: FakeUpstream, tls_files: tuple[Path, Path]) -> None:
+    cert_file, key_file = tls_files
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert_file, key_file)
+    runner = web.AppRunner(upstream.app(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_context).start()
+    port = runner.addresses[0][1]
+    trusting = UpstreamPool(ssl_context=ssl.create_default_context(cafile=cert_file))
+    default = UpstreamPool()
+    await trusting.start()
+    await default.start()
+    try:
+        headers = [(b"Host", b"app.example.com"), (b"Transfer-Encoding", b"chunked")]
+        response = await trusting.request(
+            f"https://localhost:{port}", "POST", "/upload", headers, Uploads().read, chunked=True
+        )
+        assert json.loads(await response.read())["size"] == 3 * len(CHUNK)
+        response.release(reuse=True)
+        # Checked against the URL's host: right certificate, wrong name.
+        with pytest.raises(UpstreamBrokenError, match="certificate"):
+            await trusting.request(f"https://127.0.0.1:{port}", "GET", "/echo/x", [], None)
+        # And against the system CAs by default.
+        with pytest.raises(UpstreamBrokenError, match="certificate"):
+            await default.request(f"https://localhost:{port}", "GET", "/echo/x", [], None)
+    finally:
+        await trusting.close()
+        await default.close()
+        await runner.cleanup()
+
+
+class Uploads:
+    """Three CHUNKs of request body."""
+
+    left = 3
+
+    async def read(self) -> tuple[bytes, bool]:
+        self.left -= 1
+        return CHUNK, self.left > 0

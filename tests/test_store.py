@@ -201,6 +201,60 @@ async def test_add_to_set_lengthens_ttl(store: Store, clock: FakeClock) -> None:
     assert await store.set_members("s") == {"a", "b"}
 
 
+async def test_compare_and_set_creates_only_an_absent_key(store: Store) -> None:
+    assert await store.compare_and_set("k", None, b"first") is True
+    assert await store.compare_and_set("k", None, b"second") is False
+
+    assert await store.get("k") == b"first"
+
+
+async def test_compare_and_set_replaces_only_the_expected_value(
+    store: Store, clock: FakeClock
+) -> None:
+    await store.set("k", b"v1")
+
+    assert await store.compare_and_set("k", b"stale", b"lost") is False
+    assert await store.compare_and_set("k", b"v1", b"v2", ttl=SHORT) is True
+    assert await store.get("k") == b"v2"
+
+    clock.advance(SHORT)
+    assert await _absent(store, "k")  # with the new expiry
+
+
+async def test_compare_and_set_deletes_only_the_expected_value(store: Store) -> None:
+    await store.set("k", b"v1")
+
+    assert await store.compare_and_set("k", b"other", None) is False
+    assert await store.compare_and_set("k", b"v1", None) is True
+    assert await store.get("k") is None
+    assert await store.compare_and_set("k", b"v1", None) is False
+
+
+async def test_compare_and_set_under_concurrency_has_one_winner(store: Store) -> None:
+    await store.set("k", b"0")
+
+    results = await asyncio.gather(
+        *(store.compare_and_set("k", b"0", str(i).encode()) for i in range(1, 21))
+    )
+
+    assert results.count(True) == 1
+    assert await store.get("k") == str(results.index(True) + 1).encode()
+
+
+async def test_capped_list_keeps_the_newest_items_newest_first(store: Store) -> None:
+    assert await store.list_items("log", 10) == []
+
+    for i in range(5):
+        await store.push_capped("log", str(i).encode(), limit=3)
+
+    assert await store.list_items("log", 10) == [b"4", b"3", b"2"]
+    assert await store.list_items("log", 2) == [b"4", b"3"]
+    assert await store.list_items("log", 0) == []
+    assert await store.delete("log") == 1
+    with pytest.raises(ValueError, match="at least one"):
+        await store.push_capped("log", b"x", limit=0)
+
+
 async def test_ping_answers_and_close_can_repeat(store: Store) -> None:
     await store.ping()
     await store.close()
@@ -250,6 +304,9 @@ def _every_call(store: Store) -> dict[str, Callable[[], Awaitable[object]]]:
         "add_to_set": lambda: store.add_to_set("s", "m", ttl=60),
         "set_members": lambda: store.set_members("s"),
         "remove_from_set": lambda: store.remove_from_set("s", "m"),
+        "compare_and_set": lambda: store.compare_and_set("k", None, b"v"),
+        "push_capped": lambda: store.push_capped("l", b"v", limit=3),
+        "list_items": lambda: store.list_items("l", 3),
         "ping": store.ping,
     }
 

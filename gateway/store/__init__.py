@@ -46,6 +46,20 @@ class Store(Protocol):
     async def remove_from_set(self, key: str, *members: str) -> None:
         """Remove members from a set."""
 
+    async def compare_and_set(
+        self, key: str, expected: bytes | None, value: bytes | None, ttl: float | None = None
+    ) -> bool:
+        """Atomically: if the key holds `expected` (None: the key is absent), store `value`
+        (None: delete the key) with `ttl`; True when done. Optimistic updates are built on it:
+        read, compute, compare-and-set, and read again if another writer came first."""
+
+    async def push_capped(self, key: str, value: bytes, limit: int) -> None:
+        """Prepend to a list and keep only its newest `limit` (>= 1) items, atomically; lists
+        never expire."""
+
+    async def list_items(self, key: str, limit: int) -> list[bytes]:
+        """The newest `limit` items of a list, newest first (empty when absent)."""
+
     async def ping(self) -> None:
         """Raise StoreUnavailableError if the store cannot be reached."""
 

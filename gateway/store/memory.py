@@ -18,9 +18,9 @@ from gateway.store import Clock
 # amortised O(1) per write, and never much more than twice the live entries are held.
 _SWEEP_MIN_WRITES = 1024
 
-# A value or a set of members, and its expiry time on the clock (None: never). Spelled
-# `builtins.set` because the `set` method shadows the builtin inside the class.
-_Data = bytes | builtins.set[str]
+# A value, a set of members or a list (newest first), and its expiry time on the clock (None:
+# never). Spelled `builtins.set` because the `set` method shadows the builtin inside the class.
+_Data = bytes | builtins.set[str] | list[bytes]
 _Entry = tuple[_Data, float | None]
 
 
@@ -93,6 +93,32 @@ class MemoryStore:
             # An empty set does not exist, as in Redis.
             del self._entries[key]
 
+    async def compare_and_set(
+        self, key: str, expected: bytes | None, value: bytes | None, ttl: float | None = None
+    ) -> bool:
+        if self._value(key) != expected:
+            return False
+        if value is None:
+            self._entries.pop(key, None)
+        else:
+            self._write(key, value, self._expiry(ttl))
+        return True
+
+    async def push_capped(self, key: str, value: bytes, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("a capped list keeps at least one item")
+        entry = self._live(key)
+        items = [] if entry is None else self._items(key, entry[0])
+        items.insert(0, value)
+        del items[limit:]
+        self._write(key, items, None)
+
+    async def list_items(self, key: str, limit: int) -> list[bytes]:
+        entry = self._live(key)
+        if entry is None or limit <= 0:
+            return []
+        return self._items(key, entry[0])[:limit]
+
     async def ping(self) -> None:
         """Always reachable."""
 
@@ -119,13 +145,19 @@ class MemoryStore:
             return None
         value = entry[0]
         if not isinstance(value, bytes):
-            raise TypeError(f"store key {key!r} holds a set, not a value")
+            raise TypeError(f"store key {key!r} does not hold a value")
         return value
 
     @staticmethod
     def _members(key: str, value: _Data) -> builtins.set[str]:
-        if isinstance(value, bytes):
-            raise TypeError(f"store key {key!r} holds a value, not a set")
+        if not isinstance(value, builtins.set):
+            raise TypeError(f"store key {key!r} does not hold a set")
+        return value
+
+    @staticmethod
+    def _items(key: str, value: _Data) -> list[bytes]:
+        if not isinstance(value, list):
+            raise TypeError(f"store key {key!r} does not hold a list")
         return value
 
     def _write(self, key: str, value: _Data, expires_at: float | None) -> None:

@@ -36,6 +36,25 @@ if current == -2 or (current >= 0 and current < ttl) then
 end
 """
 
+# Compare-and-set: ARGV[1] "1" when the key must be absent, else ARGV[2] is the expected value;
+# ARGV[3] "1" deletes, else ARGV[4] is stored, with ARGV[5] milliseconds of life ("0": none).
+_COMPARE_AND_SET = """
+local current = redis.call('GET', KEYS[1])
+if ARGV[1] == '1' then
+  if current then return 0 end
+elseif current ~= ARGV[2] then
+  return 0
+end
+if ARGV[3] == '1' then
+  redis.call('DEL', KEYS[1])
+elseif ARGV[5] == '0' then
+  redis.call('SET', KEYS[1], ARGV[4])
+else
+  redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[5])
+end
+return 1
+"""
+
 
 def _pipelined_get(url: str) -> PipelinedGet | None:
     """The lean GET for plain TCP and unix-socket URLs; TLS (rediss://) stays on redis-py."""
@@ -64,6 +83,7 @@ class RedisStore:
         self._client = client
         self._fast_get = fast_get
         self._add_to_set = client.register_script(_ADD_TO_SET)
+        self._compare_and_set = client.register_script(_COMPARE_AND_SET)
 
     @classmethod
     def from_url(cls, url: str) -> RedisStore:
@@ -157,6 +177,40 @@ class RedisStore:
             await self._client.srem(key, *members)
         except _ERRORS as exc:
             raise _unavailable("SREM", exc) from exc
+
+    async def compare_and_set(
+        self, key: str, expected: bytes | None, value: bytes | None, ttl: float | None = None
+    ) -> bool:
+        args = [
+            b"1" if expected is None else b"0",
+            expected or b"",
+            b"1" if value is None else b"0",
+            value or b"",
+            b"0" if ttl is None else str(_milliseconds(ttl)).encode(),
+        ]
+        try:
+            return bool(await self._compare_and_set(keys=[key], args=args))
+        except _ERRORS as exc:
+            raise _unavailable("EVALSHA compare_and_set", exc) from exc
+
+    async def push_capped(self, key: str, value: bytes, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("a capped list keeps at least one item")
+        try:
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.lpush(key, value)
+                pipe.ltrim(key, 0, limit - 1)
+                await pipe.execute()
+        except _ERRORS as exc:
+            raise _unavailable("LPUSH/LTRIM", exc) from exc
+
+    async def list_items(self, key: str, limit: int) -> list[bytes]:
+        if limit <= 0:
+            return []
+        try:
+            return cast("list[bytes]", await self._client.lrange(key, 0, limit - 1))
+        except _ERRORS as exc:
+            raise _unavailable("LRANGE", exc) from exc
 
     async def ping(self) -> None:
         try:

@@ -1,0 +1,85 @@
+"""`/api/users`, `/api/revoke_user`, `/api/logs/scim`: the user registry and what it allows.
+
+Users are the registry's records (SPEC 5), one per person and identity provider, in
+Cloudflare's shape. `revoke_user` takes an email and ends every session of every record with
+that email (one person may have signed in through several IdPs); revocation is in the store,
+so the next request on any instance finds no session. The SCIM provisioning log is read newest
+first, of all IdPs or of one (`?identity_provider_id=`, a deleted one's included).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.admin.envelope import envelope, page_of, query_int, read_json
+from gateway.admin.serialize import session_json
+from gateway.errors import ConfigError, NotFoundError
+from gateway.provisioning_log import LIMIT
+from gateway.registry import UserRecord
+from gateway.runtime import Runtime
+
+USERS_PER_PAGE = 50
+MAX_USERS_PER_PAGE = 1000
+DEFAULT_LOG_ENTRIES = 100
+
+
+async def _record(rt: Runtime, user_id: str) -> UserRecord:
+    record = await rt.registry.get(user_id)
+    if record is None:
+        raise NotFoundError(f"No user with id {user_id!r}.")
+    return record
+
+
+async def list_users(request: Request, rt: Runtime) -> Response:
+    page = page_of(request, default_size=USERS_PER_PAGE, max_size=MAX_USERS_PER_PAGE)
+    records = await rt.registry.all()
+    shown = records[page.start : page.start + page.per_page]
+    return envelope([r.public() for r in shown], result_info=page.info(len(shown), len(records)))
+
+
+async def last_seen_identity(request: Request, rt: Runtime) -> Response:
+    record = await _record(rt, request.path_params["user_id"])
+    if record.identity is None:
+        raise NotFoundError(f"User {record.id!r} has not signed in yet.")
+    return envelope(record.identity)
+
+
+async def active_sessions(request: Request, rt: Runtime) -> Response:
+    record = await _record(rt, request.path_params["user_id"])
+    sessions = await rt.sessions.active_sessions(record.id)
+    return envelope([session_json(s, rt.app_by_id(s.app_id)) for s in sessions])
+
+
+def _email(body: dict[str, Any]) -> str:
+    problems = [f"{key}: unknown key" for key in body if key != "email"]
+    email = body.get("email")
+    clean = email.strip() if isinstance(email, str) else ""
+    if email is None:
+        problems.append("email: is required")
+    elif not clean:
+        problems.append("email: must be a non-empty string")
+    if problems:
+        raise ConfigError(problems)
+    return clean
+
+
+async def revoke_user(request: Request, rt: Runtime) -> Response:
+    email = _email(await read_json(request))
+    records = await rt.registry.by_email(email)
+    if not records:
+        raise NotFoundError(f"No user with email {email!r}.")
+    revoked = 0
+    for record in records:
+        revoked += await rt.sessions.revoke_user(record.id)
+    return envelope(
+        {"email": email, "user_ids": [r.id for r in records], "revoked_sessions": revoked}
+    )
+
+
+async def scim_log(request: Request, rt: Runtime) -> Response:
+    limit = query_int(request, "limit", DEFAULT_LOG_ENTRIES, LIMIT)
+    idp_id = request.query_params.get("identity_provider_id") or None
+    return envelope(await rt.provisioning_log.entries(idp_id, limit))

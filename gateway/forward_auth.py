@@ -1,0 +1,137 @@
+"""Forward-auth: `/cdn-cgi/access/authz`, the access decision for a proxy that does the proxying.
+
+nginx `auth_request`, Traefik `forwardAuth` and Caddy `forward_auth` ask here about each request
+they receive. The proxy describes the original request with `X-Forwarded-Host`,
+`X-Forwarded-Uri` (or nginx's customary `X-Original-URI`) and `X-Forwarded-Method`, and copies
+its headers (the app host's `CF_Authorization` cookie, service-token headers, `Accept`). The
+description is believed only from a direct peer in `trusted_proxies`. The decision is
+`guard.decide`, the proxy mode's own, so the two modes cannot disagree. Answers, all tiny:
+
+    200  allowed (or a bypass policy): the identity headers for the proxy to copy upstream
+    401  not signed in. A browser's answer has `Location` = the login URL and the
+         `CF_AppSession` cookie (nginx turns it into a redirect with `error_page 401`; Traefik
+         and Caddy pass it on as it is, so the body is a one-line refresh to the same URL);
+         anything else gets a bare 401, as in proxy mode
+    403  denied; or the peer is not a trusted proxy; or no app is served at that host
+    400  a trusted proxy sent no usable description (no host, a URI that is not a path, an
+         ambiguous path: refused like the proxy refuses it)
+"""
+
+from __future__ import annotations
+
+import html
+import ipaddress
+import re
+from urllib.parse import unquote
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.types import Scope
+
+from gateway.clientinfo import client_info, header
+from gateway.config import App, Network
+from gateway.errors import StoreUnavailableError
+from gateway.guard import decide
+from gateway.routing import is_ambiguous_path, split_host
+from gateway.runtime import Runtime
+
+# nginx, Traefik and Caddy ask with GET (X-Forwarded-Method names the original method); others
+# (Envoy's ext_authz) repeat the original method, so the route takes every common one. The body
+# is never read.
+METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+_METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}\Z")  # RFC 9110 5.6.2: a token
+_NO_STORE = {"Cache-Control": "no-store"}
+_REFRESH = (  # what a browser shown the 401 as it is (Traefik, Caddy) does next
+    '<!doctype html>\n<meta http-equiv="refresh" content="0;url={0}">\n<a href="{0}">Sign in</a>\n'
+)
+
+
+def _runtime(request: Request) -> Runtime:
+    rt: Runtime | None = getattr(request.app.state, "runtime", None)
+    if rt is None:
+        raise StoreUnavailableError("The gateway is starting or stopping.")
+    return rt
+
+
+def _tiny(status: int, text: str) -> Response:
+    return PlainTextResponse(text, status_code=status, headers=_NO_STORE)
+
+
+def peer_is_trusted(scope: Scope, trusted: tuple[Network, ...]) -> bool:
+    """Whether the direct peer (never an X-Forwarded-For hop) is one of `trusted_proxies`."""
+    client = scope.get("client")
+    try:
+        peer = ipaddress.ip_address(client[0]) if client else None
+    except ValueError:
+        return False
+    if isinstance(peer, ipaddress.IPv6Address) and peer.ipv4_mapped is not None:
+        peer = peer.ipv4_mapped  # a dual-stack listener's IPv4 client, as in clientinfo
+    return peer is not None and any(peer in network for network in trusted)
+
+
+def original_request(scope: Scope) -> tuple[str, Scope] | None:
+    """The request the proxy asks about: its host (no port) and an ASGI scope for it with the
+    method, path and query the proxy reported and the headers it copied; None if the
+    description is missing or malformed."""
+    host = split_host(header(scope, b"x-forwarded-host") or "")
+    uri = header(scope, b"x-forwarded-uri") or header(scope, b"x-original-uri") or ""
+    method = header(scope, b"x-forwarded-method") or scope["method"]
+    if not host or not uri.startswith("/") or not _METHOD.match(method):
+        return None
+    raw_path, _, query = uri.partition("?")
+    path = unquote(raw_path)  # what uvicorn puts in scope["path"] in proxy mode
+    if is_ambiguous_path(path):
+        return None
+    headers = [(k, v) for k, v in scope["headers"] if k != b"host"]
+    view = {
+        **scope,
+        "method": method,
+        "path": path,
+        "raw_path": raw_path.encode("latin-1"),
+        "query_string": query.encode("latin-1"),
+        "headers": [(b"host", host.encode()), *headers],
+    }
+    return host, view
+
+
+def _answer(outcome: Response | list[tuple[bytes, bytes]], app: App) -> Response:
+    """`decide`'s outcome in forward-auth terms."""
+    if isinstance(outcome, list):
+        identity = {name.decode(): value.decode("latin-1") for name, value in outcome}
+        return Response(status_code=200, headers={**_NO_STORE, **identity})
+    if outcome.status_code == 302:
+        # The browser's way to sign in. An auth subrequest cannot answer with a redirect, so
+        # it is a 401 carrying the login URL and the CF_AppSession cookie the redirect sets.
+        location = outcome.headers["location"]
+        response = HTMLResponse(
+            _REFRESH.format(html.escape(location)),
+            status_code=401,
+            headers={**_NO_STORE, "Location": location},
+        )
+        response.raw_headers += [(k, v) for k, v in outcome.raw_headers if k == b"set-cookie"]
+        return response
+    if isinstance(outcome, HTMLResponse):  # the access-denied page: the proxy shows its own
+        return _tiny(outcome.status_code, app.custom_deny_message or "Forbidden: access denied.")
+    return outcome  # the guard's own one-line 401 / 403 answers
+
+
+async def authz(request: Request) -> Response:
+    """`/cdn-cgi/access/authz`: would the request the trusted proxy describes be let through?"""
+    rt = _runtime(request)
+    scope = request.scope
+    trusted = rt.settings.gateway.trusted_proxies
+    # Checked before anything is read: an untrusted caller must not learn how any host would
+    # answer it (nor collect the identity headers), so its answer never varies.
+    if not peer_is_trusted(scope, trusted):
+        return _tiny(403, "Forbidden: only a trusted proxy may ask for access decisions.")
+    described = original_request(scope)
+    if described is None:
+        return _tiny(400, "Bad request: X-Forwarded-Host and X-Forwarded-Uri must name a path.")
+    host, view = described
+    app = rt.directory.match(host, view["path"])
+    if app is None:
+        # 403, not proxy mode's 404: the proxy does serve this address, and whatever it
+        # protects that no app covers stays shut (nginx would turn a 404 into a 500).
+        return _tiny(403, "Forbidden: no application is served at this address.")
+    outcome = await decide(rt, app, host, view, client_info(scope, trusted))
+    return _answer(outcome, app)

@@ -1,0 +1,308 @@
+"""Prometheus metrics, rendered at `/metrics` for the holder of the admin token.
+
+Each gateway instance (`create_app`) has its own `CollectorRegistry`, so several apps in one
+process (tests, `gateway demo`) never share counters. With `gateway serve --workers N` every
+worker process has its own registry and a scrape reads the worker that answers it: run one
+worker per container (or pod) and let Prometheus scrape each.
+
+    gateway_requests_total{app,decision,status}    every request; app "" for the gateway's own
+                                                   routes (decision "gateway"), unknown hosts
+                                                   ("no_app") and malformed ones ("bad_request")
+    gateway_proxy_request_duration_seconds{app}    requests handed to the upstream, end to end;
+                                                   its `_count` is the number of upstream calls
+    gateway_upstream_errors_total{app,reason}      upstream calls refused ("unreachable") or
+                                                   too slow ("timeout")
+    gateway_signins_total{idp,outcome,step}        callbacks: "success", "restarted" (without
+                                                   the groups scope), "failure" at `step`
+    gateway_signin_duration_seconds{idp}           the callback's work: exchange, validation,
+                                                   groups (the user's time at Okta excluded)
+    gateway_idp_requests_total{endpoint,status}    calls to Okta / the OIDC provider, by status
+                                                   class, "error" when no answer came
+    gateway_idp_request_errors_total{endpoint,reason}  timeout, unreachable, rate_limited,
+                                                   server_error
+    gateway_scim_requests_total{outcome}           SCIM requests by outcome (`scim_outcome`)
+    gateway_sessions_created_total{kind}           global and app sessions created
+    gateway_sessions_revoked_total                 sessions revoked (logout, admin, SCIM)
+    gateway_sessions_active                        see `LiveSessions`
+
+The request path pays for one counter increment and, when the request is proxied, one
+histogram observation, on label children cached in plain dicts; everything else is counted off
+the hot path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from typing import Any
+
+import httpx
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+from gateway.store import Clock
+
+__all__ = ["CONTENT_TYPE_LATEST", "InstrumentedClient", "LiveSessions", "Metrics"]
+
+_PROXY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_SIGNIN_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_UPSTREAM_REASONS = {"upstream_timeout": "timeout"}  # UpstreamError.error -> reason
+
+
+class LiveSessions:
+    """The `gateway_sessions_active` gauge: sessions this process created that have neither
+    expired nor been revoked through it.
+
+    Sessions are counted where they are made, not read back from the store (Redis has no cheap
+    count of them). Creation and revocation are exact for one process; with several instances
+    each counts its own, so sum the gauge over instances, and a session revoked through another
+    instance than the one that created it stays counted there until it expires. Kept per user
+    so that revoking a user's sessions removes exactly those; pruned at scrape time.
+    """
+
+    def __init__(self, clock: Clock):
+        self._clock = clock
+        self._by_user: dict[str, list[tuple[float, str]]] = {}  # user -> [(expires, app id)]
+
+    def add(self, user_uuid: str, app_id: str, expires: float) -> None:
+        self._by_user.setdefault(user_uuid, []).append((expires, app_id))
+
+    def drop_user(self, user_uuid: str) -> None:
+        self._by_user.pop(user_uuid, None)
+
+    def drop_app(self, app_id: str) -> None:
+        for user_uuid, sessions in list(self._by_user.items()):
+            kept = [s for s in sessions if s[1] != app_id]
+            if len(kept) != len(sessions):
+                self._set(user_uuid, kept)
+
+    def count(self) -> float:
+        now = self._clock()
+        total = 0
+        for user_uuid, sessions in list(self._by_user.items()):
+            live = [s for s in sessions if s[0] > now]
+            if len(live) != len(sessions):
+                self._set(user_uuid, live)
+            total += len(live)
+        return total
+
+    def _set(self, user_uuid: str, sessions: list[tuple[float, str]]) -> None:
+        if sessions:
+            self._by_user[user_uuid] = sessions
+        else:
+            del self._by_user[user_uuid]
+
+
+class Metrics:
+    """The registry and every metric of one gateway instance, with cached label children."""
+
+    def __init__(self, clock: Clock = time.time):
+        self.registry = registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
+        self._requests = Counter(
+            "gateway_requests",
+            "Requests served, by app, access decision and response status.",
+            ("app", "decision", "status"),
+            registry=registry,
+        )
+        self._proxy_seconds = Histogram(
+            "gateway_proxy_request_duration_seconds",
+            "Time to serve a request handed to the upstream, from its arrival to the last "
+            "byte sent back; the count is the number of upstream calls.",
+            ("app",),
+            buckets=_PROXY_BUCKETS,
+            registry=registry,
+        )
+        self._upstream_errors = Counter(
+            "gateway_upstream_errors",
+            "Upstream requests that got no answer: refused (unreachable) or too slow (timeout).",
+            ("app", "reason"),
+            registry=registry,
+        )
+        self._signins = Counter(
+            "gateway_signins",
+            "Sign-in callbacks, by identity provider, outcome and the step that failed.",
+            ("idp", "outcome", "step"),
+            registry=registry,
+        )
+        self._signin_seconds = Histogram(
+            "gateway_signin_duration_seconds",
+            "Time the gateway spends on a sign-in callback (code exchange, ID token, groups).",
+            ("idp",),
+            buckets=_SIGNIN_BUCKETS,
+            registry=registry,
+        )
+        self._idp_requests = Counter(
+            "gateway_idp_requests",
+            "Requests to the identity provider (Okta), by endpoint and status class.",
+            ("endpoint", "status"),
+            registry=registry,
+        )
+        self._idp_errors = Counter(
+            "gateway_idp_request_errors",
+            "Identity provider requests that failed: timeout, unreachable, rate_limited, "
+            "server_error.",
+            ("endpoint", "reason"),
+            registry=registry,
+        )
+        self._scim = Counter(
+            "gateway_scim_requests",
+            "SCIM requests, by outcome.",
+            ("outcome",),
+            registry=registry,
+        )
+        self._sessions_created = Counter(
+            "gateway_sessions_created",
+            "Sessions created, global (team domain) or app.",
+            ("kind",),
+            registry=registry,
+        )
+        self._sessions_revoked = Counter(
+            "gateway_sessions_revoked",
+            "Sessions revoked (logout, admin API, SCIM deprovisioning).",
+            registry=registry,
+        )
+        self.live_sessions = LiveSessions(clock)
+        Gauge(
+            "gateway_sessions_active",
+            "Sessions created by this process that have not expired or been revoked through it.",
+            registry=registry,
+        ).set_function(self.live_sessions.count)
+        self._request_children: dict[tuple[str, str, int], Any] = {}
+        self._proxied_children: dict[str, Any] = {}
+
+    # --- the request path -------------------------------------------------------------------
+
+    def request_done(
+        self, app: str, decision: str, status: int, seconds: float, forwarded: bool
+    ) -> None:
+        """Count one request; `forwarded` when it was handed to the upstream."""
+        key = (app, decision, status)
+        requests = self._request_children.get(key)
+        if requests is None:
+            requests = self._requests.labels(app, decision, str(status))
+            self._request_children[key] = requests
+        requests.inc()
+        if forwarded:
+            proxied = self._proxied_children.get(app)
+            if proxied is None:
+                proxied = self._proxied_children[app] = self._proxy_seconds.labels(app)
+            proxied.observe(seconds)
+
+    def upstream_error(self, app: str, error: str) -> None:
+        """An upstream that refused or timed out (`UpstreamError.error`)."""
+        self._upstream_errors.labels(app, _UPSTREAM_REASONS.get(error, "unreachable")).inc()
+
+    # --- sign-ins, sessions, SCIM -----------------------------------------------------------
+
+    def sign_in(self, idp: str, outcome: str, step: str = "", seconds: float | None = None) -> None:
+        """One callback: outcome "success", "restarted" or "failure" (at `step`)."""
+        self._signins.labels(idp, outcome, step).inc()
+        if seconds is not None:
+            self._signin_seconds.labels(idp).observe(seconds)
+
+    def session_created(self, kind: str, user_uuid: str, app_id: str, expires: float) -> None:
+        self._sessions_created.labels(kind).inc()
+        self.live_sessions.add(user_uuid, app_id, expires)
+
+    def sessions_revoked(self, count: int, *, user_uuid: str = "", app_id: str = "") -> None:
+        """`count` sessions revoked: every one of `user_uuid`'s, or every app session of
+        `app_id` (what `SessionManager.revoke_user` / `revoke_app` just did)."""
+        self._sessions_revoked.inc(count)
+        if user_uuid:
+            self.live_sessions.drop_user(user_uuid)
+        if app_id:
+            self.live_sessions.drop_app(app_id)
+
+    def scim_request(self, status: int) -> None:
+        self._scim.labels(scim_outcome(status)).inc()
+
+    # --- identity provider calls ------------------------------------------------------------
+
+    def idp_answer(self, endpoint: str, status: int) -> None:
+        self._idp_requests.labels(endpoint, f"{status // 100}xx").inc()
+        if status == 429:
+            self._idp_errors.labels(endpoint, "rate_limited").inc()
+        elif status >= 500:
+            self._idp_errors.labels(endpoint, "server_error").inc()
+
+    def idp_failure(self, endpoint: str, reason: str) -> None:
+        self._idp_requests.labels(endpoint, "error").inc()
+        self._idp_errors.labels(endpoint, reason).inc()
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition (`CONTENT_TYPE_LATEST`)."""
+        return generate_latest(self.registry)
+
+
+def scim_outcome(status: int) -> str:
+    """success, unauthorized (401/403), conflict (409), client_error, unavailable (503) or
+    server_error, from the status of a SCIM response."""
+    if status < 400:
+        return "success"
+    if status in (401, 403):
+        return "unauthorized"
+    if status == 409:
+        return "conflict"
+    if status < 500:
+        return "client_error"
+    return "unavailable" if status == 503 else "server_error"
+
+
+def idp_endpoint(url: httpx.URL) -> str:
+    """Which identity provider endpoint a URL is, from Okta's paths (and the usual names)."""
+    path = url.path
+    if path.endswith("/.well-known/openid-configuration"):
+        return "discovery"
+    if "/api/v1/users/" in path:
+        return "groups_api"
+    last = path.rstrip("/").rpartition("/")[2]
+    if last in ("keys", "jwks", "certs"):
+        return "jwks"
+    return last if last in ("token", "userinfo") else "other"
+
+
+class InstrumentedClient(httpx.AsyncClient):
+    """The identity-provider HTTP client: every call counted by endpoint and outcome.
+
+    A subclass rather than a transport so that proxies from the environment still apply.
+    """
+
+    def __init__(self, metrics: Metrics, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._metrics = metrics
+
+    async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        endpoint = idp_endpoint(request.url)
+        try:
+            response = await super().send(request, **kwargs)
+        except httpx.TimeoutException:
+            self._metrics.idp_failure(endpoint, "timeout")
+            raise
+        except httpx.TransportError:
+            self._metrics.idp_failure(endpoint, "unreachable")
+            raise
+        self._metrics.idp_answer(endpoint, response.status_code)
+        return response
+
+
+def bearer_matches(authorization: str, token: str) -> bool:
+    """Whether an `Authorization` header is `Bearer <token>`, compared in constant time (as
+    digests of equal length, so neither the content nor the length of the token leaks)."""
+    scheme, _, given = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        return False
+    given_digest = hashlib.sha256(given.strip().encode()).digest()
+    return hmac.compare_digest(given_digest, hashlib.sha256(token.encode()).digest())

@@ -1,0 +1,282 @@
+"""The user registry (SPEC 5): one record per person who signed in, kept in the store.
+
+A record holds the user uuid, email, name, `access_seat`, first and last sign-in, the last-seen
+identity (the SPEC 4 document) and, when the identity provider provisions the person over SCIM,
+the SCIM facts (`id`, `userName`, `externalId`, `active`). Sign-ins and SCIM both update it; the
+admin API reads it.
+
+    registry:user:<uuid>                    the record (JSON)
+    registry:users                          every uuid, for listing
+    registry:email:<folded email>           the uuids with that email (any identity provider)
+    registry:scim:<idp>:sub:<externalId>    the SCIM facts of a person, for their first sign-in
+    registry:scim:<idp>:email:<userName>    (the same, by `userName`)
+
+Records change by compare-and-set (read, change, write only if unchanged meanwhile), so a
+sign-in and a SCIM update of one person on two instances never lose either change. SPEC 6
+matches a SCIM user to people who signed in by `userName` = email (case-insensitively) or
+`externalId` = the Okta user id (`sub`); `matching` answers that from the email index and the
+uuid, which is a function of the identity provider and `sub`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway.identity import Identity, user_uuid_for
+from gateway.store import Clock, Store
+
+_FOREVER = 10 * 365 * 86400.0  # index sets take a TTL; registry data lives until deleted
+_RECORD_KEY = "registry:user:"
+_USERS_KEY = "registry:users"
+_EMAIL_KEY = "registry:email:"
+
+
+def _iso(moment: float | None) -> str | None:
+    if moment is None:
+        return None
+    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    id: str  # the user uuid
+    idp_id: str
+    sub: str
+    email: str
+    name: str
+    access_seat: bool
+    created_at: float
+    updated_at: float
+    last_successful_login: float | None = None
+    identity: dict[str, Any] | None = None  # the last-seen identity (SPEC 4 document)
+    scim: dict[str, Any] | None = None  # SCIM facts while provisioned
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(dataclasses.asdict(self), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> UserRecord:
+        return cls(**json.loads(raw))
+
+    def public(self) -> dict[str, Any]:
+        """The admin API's user object: Cloudflare's shape, plus the IdP and SCIM facts."""
+        return {
+            "id": self.id,
+            "uid": self.id,
+            "email": self.email,
+            "name": self.name,
+            "access_seat": self.access_seat,
+            "gateway_seat": False,
+            "created_at": _iso(self.created_at),
+            "updated_at": _iso(self.updated_at),
+            "last_successful_login": _iso(self.last_successful_login),
+            "identity_provider_id": self.idp_id,
+            "scim": self.scim,
+        }
+
+
+def scim_facts(resource: dict[str, Any]) -> dict[str, Any]:
+    """What the registry keeps of a SCIM user resource."""
+    return {
+        "id": resource["id"],
+        "userName": resource["userName"],
+        "externalId": resource.get("externalId", ""),
+        "active": resource.get("active", True) is not False,
+    }
+
+
+class Registry:
+    """Reads and updates registry records."""
+
+    def __init__(self, store: Store, clock: Clock = time.time):
+        self.store = store
+        self.clock = clock
+
+    # --- reading ------------------------------------------------------------------------
+
+    async def get(self, user_id: str) -> UserRecord | None:
+        raw = await self.store.get(_RECORD_KEY + user_id)
+        return UserRecord.from_bytes(raw) if raw is not None else None
+
+    async def _records(self, user_ids: Iterable[str]) -> list[UserRecord]:
+        records = []
+        for user_id in sorted(set(user_ids)):
+            record = await self.get(user_id)
+            if record is not None:
+                records.append(record)
+        return records
+
+    async def all(self) -> list[UserRecord]:
+        """Every record, by email then id."""
+        records = await self._records(await self.store.set_members(_USERS_KEY))
+        return sorted(records, key=lambda r: (r.email.casefold(), r.id))
+
+    async def last_seen_identity(self, user_id: str) -> dict[str, Any] | None:
+        record = await self.get(user_id)
+        return record.identity if record is not None else None
+
+    async def by_email(self, email: str) -> list[UserRecord]:
+        """The records with this email, case-insensitively, at any identity provider."""
+        ids = await self.store.set_members(_EMAIL_KEY + email.casefold())
+        return [r for r in await self._records(ids) if r.email.casefold() == email.casefold()]
+
+    async def matching(self, idp_id: str, user_name: str, external_id: str) -> list[UserRecord]:
+        """The people of `idp_id` a SCIM user is (SPEC 6): `userName` = their email, or
+        `externalId` = their `sub`."""
+        ids = {r.id for r in await self.by_email(user_name) if r.idp_id == idp_id}
+        if external_id:
+            ids.add(user_uuid_for(idp_id, external_id))
+        return await self._records(ids)
+
+    # --- writing ------------------------------------------------------------------------
+
+    async def _update(
+        self, user_id: str, change: Callable[[UserRecord | None], UserRecord | None]
+    ) -> UserRecord | None:
+        """Apply `change` (None: leave as is) with compare-and-set, again if another writer
+        came first; the record as it then is."""
+        key = _RECORD_KEY + user_id
+        while True:
+            raw = await self.store.get(key)
+            current = UserRecord.from_bytes(raw) if raw is not None else None
+            new = change(current)
+            if new is None or new == current:
+                return current
+            if await self.store.compare_and_set(key, raw, new.to_bytes()):
+                if current is not None and current.email.casefold() != new.email.casefold():
+                    await self.store.remove_from_set(_EMAIL_KEY + current.email.casefold(), user_id)
+                if new.email:
+                    await self.store.add_to_set(
+                        _EMAIL_KEY + new.email.casefold(), user_id, ttl=_FOREVER
+                    )
+                return new
+
+    async def record_sign_in(self, identity: Identity) -> UserRecord:
+        """A successful sign-in: the record is created or refreshed, and takes a seat."""
+        now = self.clock()
+        facts = await self._pending_scim(identity)
+
+        def signed_in(current: UserRecord | None) -> UserRecord:
+            base = current or UserRecord(
+                id=identity.user_uuid,
+                idp_id=identity.idp_id,
+                sub=identity.sub,
+                email=identity.email,
+                name=identity.name,
+                access_seat=True,
+                created_at=now,
+                updated_at=now,
+            )
+            return dataclasses.replace(
+                base,
+                sub=identity.sub,
+                email=identity.email,
+                name=identity.name,
+                access_seat=True,
+                updated_at=now,
+                last_successful_login=now,
+                identity=identity.to_json(),
+                scim=facts if facts is not None else base.scim,
+            )
+
+        record = await self._update(identity.user_uuid, signed_in)
+        assert record is not None  # noqa: S101 - `signed_in` always returns one
+        await self.store.add_to_set(_USERS_KEY, record.id, ttl=_FOREVER)
+        return record
+
+    async def _pending_scim(self, identity: Identity) -> dict[str, Any] | None:
+        """SCIM facts stored for this person before they first signed in."""
+        for key in (
+            f"registry:scim:{identity.idp_id}:sub:{identity.sub}",
+            f"registry:scim:{identity.idp_id}:email:{identity.email.casefold()}",
+        ):
+            raw = await self.store.get(key)
+            if raw is None:
+                continue
+            facts: dict[str, Any] = json.loads(raw)
+            if facts["externalId"] == identity.sub or (
+                facts["userName"].casefold() == identity.email.casefold()
+            ):
+                return facts
+        return None
+
+    async def provisioned(self, idp_id: str, resource: dict[str, Any]) -> list[UserRecord]:
+        """A SCIM user was created or changed: link its facts to the people it is (returned),
+        and keep them for a first sign-in yet to come."""
+        facts = scim_facts(resource)
+        raw = json.dumps(facts).encode()
+        if facts["externalId"]:
+            await self.store.set(f"registry:scim:{idp_id}:sub:{facts['externalId']}", raw)
+        await self.store.set(f"registry:scim:{idp_id}:email:{facts['userName'].casefold()}", raw)
+        linked = []
+        for record in await self.matching(idp_id, facts["userName"], facts["externalId"]):
+            updated = await self._update(
+                record.id, lambda r: dataclasses.replace(r, scim=facts) if r else None
+            )
+            if updated is not None:
+                linked.append(updated)
+        return linked
+
+    async def unprovisioned(self, idp_id: str, resource: dict[str, Any]) -> list[UserRecord]:
+        """A SCIM user was deleted: its facts go; the people it was are returned."""
+        facts = scim_facts(resource)
+        await self.store.delete(
+            f"registry:scim:{idp_id}:sub:{facts['externalId']}",
+            f"registry:scim:{idp_id}:email:{facts['userName'].casefold()}",
+        )
+        unlinked = []
+        for record in await self.matching(idp_id, facts["userName"], facts["externalId"]):
+            updated = await self._update(
+                record.id, lambda r: dataclasses.replace(r, scim=None) if r else None
+            )
+            if updated is not None:
+                unlinked.append(updated)
+        return unlinked
+
+    async def remove_seat(self, user_id: str) -> None:
+        """SPEC 6 `seat_deprovision`: the person no longer holds a seat (until a sign-in)."""
+        now = self.clock()
+        await self._update(
+            user_id,
+            lambda r: (
+                dataclasses.replace(r, access_seat=False, updated_at=now)
+                if r is not None and r.access_seat
+                else None
+            ),
+        )
+
+    async def update_identity(
+        self,
+        user_id: str,
+        *,
+        name: str = "",
+        email: str = "",
+        add_groups: Iterable[str] = (),
+        remove_groups: Iterable[str] = (),
+    ) -> None:
+        """SPEC 6 `identity_update_behavior = "automatic"`: SCIM changes reach the registry
+        identity (sessions keep theirs until the next sign-in). Empty name/email: unchanged."""
+        now = self.clock()
+        added, removed = list(add_groups), set(remove_groups) - set(add_groups)
+
+        def updated(record: UserRecord | None) -> UserRecord | None:
+            if record is None:
+                return None
+            identity = dict(record.identity) if record.identity is not None else None
+            if identity is not None:
+                groups = [g for g in identity["groups"] if g not in removed]
+                identity["groups"] = groups + [g for g in added if g not in groups]
+                identity["name"] = name or identity["name"]
+                identity["email"] = email or identity["email"]
+            candidate = dataclasses.replace(
+                record, name=name or record.name, email=email or record.email, identity=identity
+            )
+            return dataclasses.replace(candidate, updated_at=now) if candidate != record else None
+
+        await self._update(user_id, updated)

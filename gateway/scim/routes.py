@@ -1,0 +1,455 @@
+"""The SCIM 2.0 HTTP surface: `/populations/<idp-id>/scim/v2/...` on the team host (SPEC 6).
+
+Every request goes through `_serve`: the identity provider must exist and have SCIM enabled
+(else 404), the bearer secret must verify (else 401), a body is read in chunks and refused past
+1 MiB (413) before any parsing, and every failure, ours or the store's, becomes the RFC 7644
+3.12 error document in `application/scim+json`. Each request, whatever its outcome, is written
+to the provisioning log. Writes run their effects on sessions and the registry (effects.py)
+after the store has the change.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route
+
+from gateway.errors import GatewayError, StoreUnavailableError
+from gateway.runtime import Runtime
+from gateway.scim import ERROR, LIST_RESPONSE, SEARCH_REQUEST, ScimError
+from gateway.scim.effects import ProvisioningEffects
+from gateway.scim.filter import compile_filter, parse_filter
+from gateway.scim.patch import apply_patch
+from gateway.scim.repository import Change, Record, ScimRepository, attributes_of
+from gateway.scim.resources import project, render, validate_resource, version_tag
+from gateway.scim.schema import (
+    GROUPS,
+    MAX_RESULTS,
+    RESOURCE_TYPES,
+    SCHEMAS,
+    USERS,
+    ResourceType,
+    resource_type_document,
+    schema_document,
+    service_provider_config,
+)
+from gateway.scim.secret import presented_secret
+
+log = logging.getLogger("gateway.scim")
+
+MAX_BODY = 1024 * 1024  # bytes: larger requests are refused (413) before they are parsed
+DEFAULT_COUNT = 100  # resources per page when the client does not say (Okta asks for 100)
+MEDIA_TYPE = "application/scim+json"
+_ACCEPTED_TYPES = ("application/scim+json", "application/json")
+
+
+@dataclass
+class _Call:
+    """One SCIM request in progress, and what the provisioning log will say of it."""
+
+    request: Request
+    base_url: str
+    repository: ScimRepository
+    effects: ProvisioningEffects
+    resource_id: str = ""
+    resource_name: str = ""
+
+    def param(self, name: str) -> str:
+        return self.request.query_params.get(name, "")
+
+    def concerns(self, record: Record) -> None:
+        self.resource_id = record["id"]
+        self.resource_name = record.get("userName") or record.get("displayName") or ""
+
+
+Handler = Callable[[_Call], Awaitable[Response]]
+Handlers = dict[str, Handler]  # by HTTP method
+
+
+def scim_response(
+    document: dict[str, Any] | None, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    body = b"" if document is None else json.dumps(document, ensure_ascii=False).encode()
+    response = Response(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def error_response(exc: GatewayError) -> Response:
+    """The RFC 7644 3.12 error document; `status` is a string there."""
+    document: dict[str, Any] = {
+        "schemas": [ERROR],
+        "status": str(exc.status),
+        "detail": exc.description,
+    }
+    scim_type = getattr(exc, "scim_type", "")
+    if scim_type:
+        document["scimType"] = scim_type
+    headers = {"WWW-Authenticate": 'Bearer realm="SCIM"'} if exc.status == 401 else None
+    return scim_response(document, exc.status, headers)
+
+
+def _runtime(request: Request) -> Runtime:
+    rt: Runtime | None = getattr(request.app.state, "runtime", None)
+    if rt is None:
+        raise StoreUnavailableError("The gateway is starting or stopping.")
+    return rt
+
+
+def _endpoint(label: str, handlers: Handlers) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        return await _serve(request, label, handlers)
+
+    return endpoint
+
+
+async def _serve(request: Request, label: str, handlers: Handlers) -> Response:
+    idp_id: str = request.path_params["idp_id"]
+    try:
+        rt = _runtime(request)
+    except StoreUnavailableError as exc:
+        return error_response(exc)
+    idp = rt.settings.idp(idp_id)
+    call: _Call | None = None
+    try:
+        if idp is None or not idp.scim_config.enabled:
+            raise ScimError(404, "No SCIM service here: unknown identity provider or SCIM off.")
+        base_url = f"{rt.settings.gateway.public_url}/populations/{idp.id}/scim/v2"
+        repository = ScimRepository(rt.store, idp.id, rt.clock)
+        effects = ProvisioningEffects(idp, repository, rt.registry, rt.sessions)
+        call = _Call(request, base_url, repository, effects)
+        presented = presented_secret(request.headers.get("authorization", ""))
+        if not await rt.scim_secrets.verify(idp, presented):
+            raise ScimError(401, "Missing or wrong SCIM secret (Authorization: Bearer ...).")
+        handler = handlers.get(request.method)
+        if handler is None:
+            allowed = ", ".join(sorted(handlers))
+            raise ScimError(405, f"{request.method} is not supported here (only {allowed}).")
+        response = await handler(call)
+        error = ""
+    except GatewayError as exc:
+        # ScimError, and the store failing (503): the SCIM error document either way.
+        response, error = error_response(exc), exc.description
+        if exc.status >= 500:
+            log.warning("scim request failed idp=%s %s: %s", idp_id, request.url.path, error)
+    await rt.provisioning_log.record(
+        idp_id=idp_id,
+        method=request.method,
+        resource_type=label,
+        status=response.status_code,
+        resource_id=call.resource_id if call else "",
+        resource_name=call.resource_name if call else "",
+        error=error,
+        known_idp=call is not None,
+    )
+    return response
+
+
+# --- bodies and parameters ------------------------------------------------------------------
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not JSON")
+
+
+async def _body(call: _Call) -> Any:
+    """The request's JSON; 413 past MAX_BODY (read in chunks, stopped early), 415 for another
+    media type, 400 invalidSyntax for anything that is not JSON."""
+    request = call.request
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type and media_type not in _ACCEPTED_TYPES:
+        raise ScimError(415, f"Send {MEDIA_TYPE} (or application/json), not {media_type}.")
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > MAX_BODY:
+        raise ScimError(413, f"The request body is larger than {MAX_BODY} bytes.")
+    received = bytearray()
+    async for chunk in request.stream():
+        received += chunk
+        if len(received) > MAX_BODY:
+            raise ScimError(413, f"The request body is larger than {MAX_BODY} bytes.")
+    try:
+        return json.loads(received, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise ScimError(400, "The request body is not valid JSON.", "invalidSyntax") from exc
+
+
+def _integer(raw: Any, name: str, default: int) -> int:
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except (TypeError, ValueError) as exc:
+        raise ScimError(400, f"{name} must be an integer.", "invalidValue") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class _Query:
+    filter: str
+    start_index: int
+    count: int
+    attributes: str
+    excluded: str
+
+
+def _query(values: dict[str, Any]) -> _Query:
+    """RFC 7644 3.4.2: startIndex below 1 counts as 1, a negative count as 0, and no page is
+    larger than MAX_RESULTS (advertised in ServiceProviderConfig)."""
+
+    def names(value: Any) -> str:
+        return ",".join(map(str, value)) if isinstance(value, list) else str(value or "")
+
+    raw_filter = values.get("filter")
+    if raw_filter is not None and not isinstance(raw_filter, str):
+        raise ScimError(400, "filter must be a string.", "invalidFilter")
+    return _Query(
+        filter=raw_filter or "",
+        start_index=max(_integer(values.get("startIndex"), "startIndex", 1), 1),
+        count=min(max(_integer(values.get("count"), "count", DEFAULT_COUNT), 0), MAX_RESULTS),
+        attributes=names(values.get("attributes")),
+        excluded=names(values.get("excludedAttributes")),
+    )
+
+
+def _shown(
+    call: _Call, resource_type: ResourceType, record: Record, query: _Query
+) -> dict[str, Any]:
+    document = render(resource_type, record, call.base_url)
+    return project(resource_type, document, query.attributes, query.excluded)
+
+
+def _resource_response(
+    call: _Call, resource_type: ResourceType, record: Record, status: int = 200
+) -> Response:
+    call.concerns(record)
+    query = _query(dict(call.request.query_params))
+    headers = {"ETag": version_tag(record["meta"]["version"])}
+    if status == 201:
+        headers["Location"] = f"{call.base_url}{resource_type.endpoint}/{record['id']}"
+    return scim_response(_shown(call, resource_type, record, query), status, headers)
+
+
+# --- resources ------------------------------------------------------------------------------
+
+
+async def _list(call: _Call, resource_type: ResourceType, query: _Query) -> Response:
+    """RFC 7644 3.4.2: a ListResponse page, filtered."""
+    compiled = None
+    if query.filter:
+        node = parse_filter(query.filter)
+        predicate = compile_filter(node, resource_type)
+        base_url = call.base_url
+
+        def matches(record: Mapping[str, Any]) -> bool:
+            # RFC 7644 3.4.2.2: compare with what is returned (meta.location, meta.version...)
+            return predicate(render(resource_type, record, base_url))
+
+        compiled = (node, matches)
+        call.resource_name = query.filter
+    total, records = await call.repository.page(
+        resource_type, compiled, query.start_index, query.count
+    )
+    return scim_response(
+        {
+            "schemas": [LIST_RESPONSE],
+            "totalResults": total,
+            "startIndex": query.start_index,
+            "itemsPerPage": len(records),
+            "Resources": [_shown(call, resource_type, r, query) for r in records],
+        }
+    )
+
+
+async def _search(call: _Call, resource_type: ResourceType) -> Response:
+    """RFC 7644 3.4.3: POST .search, the query in a SearchRequest body."""
+    body = await _body(call)
+    schemas = body.get("schemas") if isinstance(body, dict) else None
+    if not isinstance(schemas, list) or SEARCH_REQUEST not in schemas:
+        raise ScimError(
+            400, f"A search body's `schemas` must be [{SEARCH_REQUEST!r}].", "invalidSyntax"
+        )
+    return await _list(call, resource_type, _query(body))
+
+
+def _id(call: _Call) -> str:
+    return str(call.request.path_params["resource_id"])
+
+
+def _if_match(call: _Call) -> str | None:
+    return call.request.headers.get("if-match")
+
+
+async def _changed(call: _Call, resource_type: ResourceType, change: Change) -> None:
+    if resource_type is USERS:
+        await call.effects.user_changed(change)
+    else:
+        await call.effects.group_changed(change)
+
+
+def _handlers(
+    resource_type: ResourceType,
+) -> tuple[Handlers, Handlers, Handlers]:
+    """The handlers of `/Users`, `/Users/.search` and `/Users/{id}` (or Groups)."""
+
+    async def list_resources(call: _Call) -> Response:
+        return await _list(call, resource_type, _query(dict(call.request.query_params)))
+
+    async def search(call: _Call) -> Response:
+        return await _search(call, resource_type)
+
+    async def create(call: _Call) -> Response:
+        attributes = validate_resource(resource_type, await _body(call))
+        call.resource_name = attributes.get("userName") or attributes.get("displayName", "")
+        record = await call.repository.create(resource_type, attributes)
+        await _changed(call, resource_type, Change(None, record))
+        return _resource_response(call, resource_type, record, 201)
+
+    async def read(call: _Call) -> Response:
+        call.resource_id = _id(call)
+        record = await call.repository.require(resource_type, call.resource_id)
+        if_none_match = call.request.headers.get("if-none-match")
+        if if_none_match and version_tag(record["meta"]["version"]) in if_none_match:
+            call.concerns(record)
+            return scim_response(None, 304, {"ETag": version_tag(record["meta"]["version"])})
+        return _resource_response(call, resource_type, record)
+
+    async def replace(call: _Call) -> Response:
+        call.resource_id = _id(call)
+        body = await _body(call)
+
+        async def compute(current: Record) -> Record:
+            return validate_resource(resource_type, body)
+
+        return await _write(call, resource_type, compute)
+
+    async def modify(call: _Call) -> Response:
+        call.resource_id = _id(call)
+        body = await _body(call)
+
+        async def compute(current: Record) -> Record:
+            return apply_patch(resource_type, attributes_of(current), body)
+
+        return await _write(call, resource_type, compute)
+
+    async def delete(call: _Call) -> Response:
+        call.resource_id = _id(call)
+        record = await call.repository.delete(resource_type, call.resource_id, _if_match(call))
+        call.concerns(record)
+        await _changed(call, resource_type, Change(record, None))
+        return scim_response(None, 204)
+
+    return (
+        {"GET": list_resources, "POST": create},
+        {"POST": search},
+        {"GET": read, "PUT": replace, "PATCH": modify, "DELETE": delete},
+    )
+
+
+async def _write(
+    call: _Call, resource_type: ResourceType, compute: Callable[[Record], Awaitable[Record]]
+) -> Response:
+    change = await call.repository.update(resource_type, call.resource_id, compute, _if_match(call))
+    assert change.after is not None  # noqa: S101 - an update never deletes
+    await _changed(call, resource_type, change)
+    record = change.after
+    if resource_type is USERS:
+        await call.repository.add_groups([record])
+    return _resource_response(call, resource_type, record)
+
+
+# --- discovery (RFC 7644 4) -----------------------------------------------------------------
+
+
+def _no_filter(call: _Call) -> None:
+    # RFC 7644 4: these endpoints take no filter; 403 so no client thinks one applied.
+    if call.param("filter"):
+        raise ScimError(403, "This endpoint does not support filtering.")
+
+
+def _listing(documents: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "schemas": [LIST_RESPONSE],
+        "totalResults": len(documents),
+        "startIndex": 1,
+        "itemsPerPage": len(documents),
+        "Resources": documents,
+    }
+
+
+async def _config(call: _Call) -> Response:
+    _no_filter(call)
+    return scim_response(service_provider_config(call.base_url))
+
+
+async def _resource_types(call: _Call) -> Response:
+    _no_filter(call)
+    return scim_response(
+        _listing([resource_type_document(t, call.base_url) for t in RESOURCE_TYPES])
+    )
+
+
+async def _resource_type(call: _Call) -> Response:
+    name = call.request.path_params["name"]
+    found = next((t for t in RESOURCE_TYPES if t.name == name), None)
+    if found is None:
+        raise ScimError(404, f"No resource type {name!r}.")
+    return scim_response(resource_type_document(found, call.base_url))
+
+
+async def _schemas(call: _Call) -> Response:
+    _no_filter(call)
+    return scim_response(_listing([schema_document(s, call.base_url) for s in SCHEMAS]))
+
+
+async def _schema(call: _Call) -> Response:
+    schema_id = call.request.path_params["schema_id"]
+    found = next((s for s in SCHEMAS if s.id == schema_id), None)
+    if found is None:
+        raise ScimError(404, f"No schema {schema_id!r}.")
+    return scim_response(schema_document(found, call.base_url))
+
+
+async def _not_found(call: _Call) -> Response:
+    raise ScimError(404, f"No SCIM endpoint {call.request.url.path}.")
+
+
+async def _not_implemented(call: _Call) -> Response:
+    # RFC 7644 3.7 (Bulk, not in ServiceProviderConfig) and 3.11 (/Me): 501.
+    raise ScimError(501, f"{call.request.url.path.rsplit('/', 1)[-1]} is not implemented.")
+
+
+def _route(path: str, label: str, handlers: Handlers) -> Route:
+    # Every method reaches `_serve`, so an unsupported one is a SCIM 405, not Starlette's.
+    return Route(
+        path, _endpoint(label, handlers), methods=["GET", "POST", "PUT", "PATCH", "DELETE"]
+    )
+
+
+def routes() -> list[BaseRoute]:
+    every = ("GET", "POST", "PUT", "PATCH", "DELETE")
+    inner: list[BaseRoute] = [
+        _route("/ServiceProviderConfig", "ServiceProviderConfig", {"GET": _config}),
+        _route("/ResourceTypes", "ResourceType", {"GET": _resource_types}),
+        _route("/ResourceTypes/{name}", "ResourceType", {"GET": _resource_type}),
+        _route("/Schemas", "Schema", {"GET": _schemas}),
+        _route("/Schemas/{schema_id}", "Schema", {"GET": _schema}),
+    ]
+    for resource_type in (USERS, GROUPS):
+        collection, search, item = _handlers(resource_type)
+        label, endpoint = resource_type.name, resource_type.endpoint
+        inner += [
+            _route(endpoint, label, collection),
+            _route(f"{endpoint}/.search", label, search),
+            _route(f"{endpoint}/{{resource_id}}", label, item),
+        ]
+    inner += [
+        _route("/Bulk", "Bulk", dict.fromkeys(every, _not_implemented)),
+        _route("/Me", "Me", dict.fromkeys(every, _not_implemented)),
+        _route("/{rest:path}", "", dict.fromkeys(every, _not_found)),
+    ]
+    return [Mount("/populations/{idp_id}/scim/v2", routes=inner)]

@@ -1,0 +1,222 @@
+"""The identity provider "Test" button: `/test-idp?idp=<id>` (SPEC 4 "Test page").
+
+`begin` starts an ordinary sign-in whose login state says `purpose="test"`; Okta answers on the
+usual callback, which runs the same sign-in code (`signin.finish`, the too-many-groups restart)
+and then, instead of creating a session, hands what the sign-in learned to `render_success` or
+the `SignInError` it raised to `render_failure`. Nothing here re-does a sign-in step: this module
+only turns a `SignedIn` or a `SignInError` into `templates/test_idp.html`, with what to check in
+Okta for the step that failed. The test never creates a session or sets `CF_Authorization`, and
+it shows only the tester's own identity, so it needs no admin token.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.responses import RedirectResponse, Response
+
+from gateway import okta, signin
+from gateway.config import IdentityProvider
+from gateway.errors import GatewayError, NotFoundError, SignInError
+from gateway.guard import LOGIN_BINDING_COOKIE, set_binding_cookie
+from gateway.oidc import SignInResult, TooManyGroupsError
+from gateway.runtime import CALLBACK_PATH, Runtime, reference_id
+
+log = logging.getLogger("gateway.testpage")
+
+TEMPLATE = "test_idp.html"
+
+# What each sign-in step (`SignInError.step`) is called on the page.
+_STEP_LABELS = {
+    "discovery": "Discovery (reading Okta's OpenID configuration)",
+    "jwks": "Reading the signing keys (JWKS)",
+    "authorize": "Okta's answer on the redirect (authorize)",
+    "token": "Code exchange at the token endpoint",
+    "id_token": "ID token validation",
+    "userinfo": "Userinfo",
+    "email": "Email address",
+    "groups": "Reading groups from the Okta Groups API",
+    "state": "Sign-in state",
+}
+
+
+async def begin(rt: Runtime, idp_id: str, binding_cookie: str) -> Response:
+    """Start a test sign-in with IdP `idp_id`: a redirect to its authorize endpoint.
+
+    `binding_cookie` is the browser's `CF_Session` value, reused when valid. A failure before
+    the redirect (discovery) is the test page in failure mode; an unknown IdP is a 404.
+    """
+    if not idp_id:
+        raise GatewayError(
+            "Name the identity provider to test: /test-idp?idp=<id>.",
+            error="bad_request",
+            status=400,
+        )
+    idp = rt.settings.idp(idp_id)
+    if idp is None:
+        raise NotFoundError("There is no identity provider with that id.")
+    binding = rt.bindings.unsign(binding_cookie) or secrets.token_urlsafe(24)
+    state = signin.LoginState(
+        binding=binding, idp_id=idp.id, nonce="", code_verifier="", purpose="test"
+    )
+    try:
+        authorize_url = await signin.start(rt.store, rt.oidc[idp.id], state)
+    except SignInError as exc:
+        return render_failure(rt, idp, exc)
+    response = RedirectResponse(authorize_url, status_code=302)
+    response.headers["Cache-Control"] = "no-store"
+    set_binding_cookie(rt, response, LOGIN_BINDING_COOKIE, binding)
+    return response
+
+
+def render_success(rt: Runtime, idp: IdentityProvider, signed_in: signin.SignedIn) -> Response:
+    """The page for a test sign-in that worked: what the sign-in learned, as it learned it."""
+    result = signed_in.result
+    kept = result.oidc_fields
+    log.info("idp test ok idp=%s user=%s", idp.id, signed_in.identity.user_uuid)
+    return rt.pages.render(
+        TEMPLATE,
+        200,
+        title="Your connection works!",
+        ok=True,
+        idp_name=idp.name,
+        idp_type=idp.type,
+        identity_json=_pretty(signed_in.identity.to_json()),
+        groups_source=_groups_source(result, restarted=not signed_in.state.groups_scope),
+        groups_note=result.groups_note,
+        claims_configured=bool(idp.config.claims),
+        oidc_fields_json=_pretty(kept),
+        claims_not_sent=[name for name in idp.config.claims if name not in kept],
+        id_token_claims_json=_pretty(result.id_token_claims),
+    )
+
+
+def render_failure(rt: Runtime, idp: IdentityProvider, exc: SignInError) -> Response:
+    """The page for a test sign-in that failed: the step, Okta's reason, and what to check.
+
+    Answered with the error's own status (400/403/502/503/504, as the sign-in would), and a
+    reference id that matches the log line.
+    """
+    reference = reference_id()
+    log.warning(
+        "idp test failed ref=%s idp=%s step=%s error=%s status=%d: %r",
+        reference,
+        idp.id,
+        exc.step,
+        exc.error,
+        exc.status,
+        exc.description,
+    )
+    redirect_uri = rt.settings.gateway.public_url + CALLBACK_PATH
+    too_many_groups = isinstance(exc, TooManyGroupsError)
+    return rt.pages.render(
+        TEMPLATE,
+        exc.status,
+        title="The connection failed",
+        ok=False,
+        idp_name=idp.name,
+        idp_type=idp.type,
+        step=(
+            "Groups: more than 100 groups for the groups claim"
+            if too_many_groups
+            else _STEP_LABELS.get(exc.step, exc.step or "Sign-in")
+        ),
+        reason=exc.description,
+        hint=exc.hint,
+        # The refusal's hint already names the limit and both fixes; nothing else to check.
+        checks=[] if too_many_groups else _checks(exc.step, idp, redirect_uri),
+        redirect_uri=redirect_uri,
+        retry_url="/test-idp?" + urlencode({"idp": idp.id}),
+        status=exc.status,
+        reference=reference,
+    )
+
+
+def _checks(step: str, idp: IdentityProvider, redirect_uri: str) -> list[str]:
+    """What to check in Okta (or the generic provider) when `step` failed."""
+    config = idp.config
+    is_okta = idp.type == "okta"
+    where = "in Okta" if is_okta else "at the identity provider"
+    if step in ("discovery", "jwks", "id_token") and is_okta:
+        server = config.authorization_server_id
+        issuer = okta.expected_issuer(config.okta_account, server)
+        checks = [
+            f"The Okta domain (okta_account = {config.okta_account}): your org's URL, such as "
+            "https://dev-123456.okta.com, with no path.",
+            f"The authorization server ID ({server}): it must exist and be active (Security > "
+            "API > Authorization Servers); leave it empty for the org authorization server."
+            if server
+            else "The authorization server ID: empty means the org authorization server; set it "
+            "('default' or 'aus...') if the app uses a custom authorization server.",
+            f"The gateway reads {okta.discovery_url(config.okta_account, server)} and expects "
+            f"the issuer {issuer}.",
+        ]
+        if step == "id_token":
+            checks += [
+                f"The client ID ({config.client_id}): the ID token's audience must include it.",
+                "This host's clock (NTP), and that ID token encryption is off for the app.",
+            ]
+        return checks
+    if step == "authorize":
+        return [
+            f"The app's sign-in redirect URIs {where} must include exactly {redirect_uri}.",
+            f"The user is assigned to the app {where}.",
+            "The app allows the Authorization Code grant and the scopes openid, email and "
+            "profile (and groups).",
+        ]
+    if step == "token":
+        return [
+            f"The client ID ({config.client_id}) and client secret must be the app's "
+            "(General > Client Credentials), with client authentication 'Client secret' "
+            "(sent as HTTP Basic).",
+            f"The app's sign-in redirect URI must be exactly {redirect_uri}.",
+            "pkce_enabled must match the app's 'Require PKCE' setting.",
+        ]
+    if step == "groups":
+        return [
+            "api_token must be an active Okta API token (Security > API > Tokens).",
+            "The admin who created the token needs at least the Read-only Administrator role.",
+            "The token's rate limit is shared with other integrations using it.",
+        ]
+    if step in ("userinfo", "email"):
+        return [
+            f"The app is granted the openid, email and profile scopes {where}, and the user has "
+            f"an email address (email_claim_name = {config.email_claim_name}).",
+        ]
+    if step == "state":
+        return ["Cookies are enabled for the gateway, and the test finishes within 10 minutes."]
+    return [f"The identity provider's settings {where} and this host's network access to it."]
+
+
+def _groups_source(result: SignInResult, *, restarted: bool) -> str:
+    """Where the groups came from, in a sentence."""
+    count = _plural(len(result.groups), "group")
+    if result.groups_source == "claim":
+        return f"{count} from the groups claim of the ID token."
+    if result.groups_source == "userinfo":
+        return f"{count} from the groups claim of the userinfo answer."
+    if result.groups_source == "api":
+        pages = _plural(result.groups_api_pages, "page")
+        why = (
+            "Okta refused the groups claim (more than 100 groups), so the gateway signed in "
+            "again without the groups scope"
+            if restarted
+            else "The sign-in carried no usable groups claim"
+        )
+        return (
+            f"{count} read from the Okta Groups API (GET /api/v1/users/{{id}}/groups) in "
+            f"{pages}. {why}, and api_token is set."
+        )
+    return "No groups: the sign-in carried no groups claim."
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _pretty(document: Any) -> str:
+    return json.dumps(document, indent=2, ensure_ascii=False)

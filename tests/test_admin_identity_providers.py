@@ -1,0 +1,390 @@
+"""`/api/identity_providers`: create, read, replace, delete; secrets; validation; sign-in.
+
+An IdP made through the API must be usable at once for a real sign-in (and for the test page)
+with `FakeOkta`, on the instance that made it and, through the shared Redis, on another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from fake_okta import API_TOKEN, BASE, CLIENT_ID, CLIENT_SECRET, FakeOkta
+from harness import TEAM, WIKI, EchoUpstream, browser, running, settings_doc
+from test_admin_api import AUTH, TOKEN, assert_failure
+
+from gateway.app import Gateway, create_app
+from gateway.config import parse_settings
+from gateway.identity import user_uuid_for
+from gateway.store import Store
+from gateway.store.redis import RedisStore
+
+# The issue's seed body, exactly (with FakeOkta's client and org).
+SEED = {
+    "config": {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "okta_account": BASE},
+    "type": "okta",
+    "name": "my example idp",
+}
+
+
+def admin_doc(upstream: str) -> dict[str, Any]:
+    doc = settings_doc(upstream)
+    doc["gateway"]["admin_token"] = TOKEN
+    return doc
+
+
+@pytest_asyncio.fixture
+async def gateway(store: Store, upstream: EchoUpstream, okta: FakeOkta) -> AsyncIterator[Gateway]:
+    async with running(create_app(parse_settings(admin_doc(upstream.url)), store=store)) as app:
+        yield app
+
+
+def admin_client(app: Gateway) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app)
+    return httpx.AsyncClient(transport=transport, base_url=TEAM, headers=AUTH)
+
+
+@pytest_asyncio.fixture
+async def api(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
+    async with admin_client(gateway) as client:
+        yield client
+
+
+async def create(api: httpx.AsyncClient, body: dict[str, Any] = SEED) -> dict[str, Any]:
+    response = await api.post("/api/identity_providers", json=body)
+    assert response.status_code == 201, response.text
+    result: dict[str, Any] = response.json()["result"]
+    return result
+
+
+async def sign_in_with(
+    client: httpx.AsyncClient, okta: FakeOkta, idp_id: str, url: str = f"{WIKI}/page"
+) -> httpx.Response:
+    """Open `url` as a browser, pick `idp_id` on the login page, sign in as Alice; the app's
+    answer at the end."""
+    to_login = await client.get(url)
+    assert to_login.status_code == 302, to_login.text
+    to_okta = await client.get(f"{to_login.headers['location']}&idp={idp_id}")
+    assert to_okta.status_code == 302, to_okta.text
+    response = await client.get(okta.authorize(to_okta.headers["location"], "00ualice"))
+    while response.status_code == 302:
+        response = await client.get(str(response.url.join(response.headers["location"])))
+    return response
+
+
+# --- create and read ------------------------------------------------------------------------
+
+
+async def test_the_seed_body_creates_an_okta_idp(api: httpx.AsyncClient) -> None:
+    idp = await create(api)
+    idp_id = idp["id"]
+    assert uuid.UUID(idp_id)
+    assert idp == {
+        "id": idp_id,
+        "name": "my example idp",
+        "type": "okta",
+        "config": {
+            "client_id": CLIENT_ID,
+            "okta_account": BASE,
+            "authorization_server_id": "",
+            "claims": [],
+            "email_claim_name": "email",
+            "pkce_enabled": False,
+            "redirect_url": f"{TEAM}/cdn-cgi/access/callback",
+        },
+        "scim_config": {
+            "enabled": False,
+            "user_deprovision": False,
+            "seat_deprovision": False,
+            "identity_update_behavior": "automatic",
+        },
+        "read_only": False,
+        "scim_base_url": f"{TEAM}/populations/{idp_id}/scim/v2",
+    }
+    assert (await api.get(f"/api/identity_providers/{idp_id}")).json()["result"] == idp
+    listed = (await api.get("/api/identity_providers")).json()["result"]
+    assert [i["id"] for i in listed] == ["okta-test", idp_id]
+    assert listed[1] == idp
+
+
+async def test_the_seed_idp_signs_users_in(
+    api: httpx.AsyncClient, client: httpx.AsyncClient, okta: FakeOkta, upstream: EchoUpstream
+) -> None:
+    idp_id = (await create(api))["id"]
+    page = await sign_in_with(client, okta, idp_id)
+    assert page.status_code == 200, page.text
+    assert page.json()["headers"]["cf-access-authenticated-user-email"] == "alice@example.com"
+    identity = (await client.get(f"{WIKI}/cdn-cgi/access/get-identity")).json()
+    assert identity["idp"] == {"id": idp_id, "type": "okta"}
+    assert identity["user_uuid"] == user_uuid_for(idp_id, "00ualice")
+
+
+async def test_the_seed_idp_passes_the_test_page(
+    api: httpx.AsyncClient, client: httpx.AsyncClient, okta: FakeOkta
+) -> None:
+    idp_id = (await create(api))["id"]
+    start = await client.get(f"/test-idp?idp={idp_id}")
+    assert start.status_code == 302, start.text
+    assert start.headers["location"].startswith(okta.authorization_endpoint)
+    page = await client.get(okta.authorize(start.headers["location"], "00ualice"))
+    assert page.status_code == 200, page.text
+    assert "Your connection works!" in page.text
+    assert "my example idp" in page.text
+    assert "alice@example.com" in page.text
+
+
+async def test_secrets_are_never_returned(api: httpx.AsyncClient) -> None:
+    body = {**SEED, "config": {**SEED["config"], "api_token": API_TOKEN}}
+    created = await api.post("/api/identity_providers", json=body)
+    idp_id = created.json()["result"]["id"]
+    answers = [
+        created,
+        await api.get(f"/api/identity_providers/{idp_id}"),
+        await api.get("/api/identity_providers"),
+        await api.put(f"/api/identity_providers/{idp_id}", json=body),
+    ]
+    for answer in answers:
+        assert answer.status_code in (200, 201), answer.text
+        assert CLIENT_SECRET not in answer.text and API_TOKEN not in answer.text
+        assert "client_secret" not in answer.text and "api_token" not in answer.text
+
+
+async def test_an_oidc_idp_shows_its_endpoints(api: httpx.AsyncClient) -> None:
+    endpoints = {
+        "issuer": "https://id.example.org",
+        "auth_url": "https://id.example.org/authorize",
+        "token_url": "https://id.example.org/token",
+        "certs_url": "https://id.example.org/jwks",
+    }
+    body = {
+        "name": "Generic",
+        "type": "oidc",
+        "config": {"client_id": "c", "client_secret": "s", **endpoints, "scopes": ["openid"]},
+        "scim_config": {"enabled": False, "identity_update_behavior": "no_action"},
+    }
+    idp = await create(api, body)
+    assert idp["type"] == "oidc"
+    assert idp["config"] == {
+        "client_id": "c",
+        **endpoints,
+        "userinfo_url": "",
+        "scopes": ["openid"],
+        "claims": [],
+        "email_claim_name": "email",
+        "pkce_enabled": False,
+        "redirect_url": f"{TEAM}/cdn-cgi/access/callback",
+    }
+    assert idp["scim_config"]["identity_update_behavior"] == "no_action"
+
+
+async def test_file_idps_are_read_only(api: httpx.AsyncClient) -> None:
+    idp = (await api.get("/api/identity_providers/okta-test")).json()["result"]
+    assert idp["read_only"] is True
+    replaced = await api.put("/api/identity_providers/okta-test", json=SEED)
+    assert "read-only" in assert_failure(replaced, 403, "read_only")[0]
+    assert_failure(await api.delete("/api/identity_providers/okta-test"), 403, "read_only")
+    assert (await api.get("/api/identity_providers/okta-test")).json()["result"] == idp
+
+
+async def test_unknown_ids_are_404(api: httpx.AsyncClient) -> None:
+    path = "/api/identity_providers/no-such-idp"
+    for response in (
+        await api.get(path),
+        await api.put(path, json=SEED),
+        await api.delete(path),
+    ):
+        assert assert_failure(response, 404, "not_found") == [
+            "No identity provider with id 'no-such-idp'."
+        ]
+
+
+# --- replace and delete ---------------------------------------------------------------------
+
+
+async def test_replace_keeps_the_secrets_it_leaves_out(
+    gateway: Gateway, api: httpx.AsyncClient, client: httpx.AsyncClient, okta: FakeOkta
+) -> None:
+    body = {**SEED, "config": {**SEED["config"], "api_token": API_TOKEN}}
+    idp_id = (await create(api, body))["id"]
+    renamed = {"name": "renamed", "config": {"client_id": CLIENT_ID, "okta_account": BASE}}
+    replaced = await api.put(f"/api/identity_providers/{idp_id}", json=renamed)
+    assert replaced.status_code == 200, replaced.text
+    assert replaced.json()["result"]["name"] == "renamed"
+    assert gateway.runtime is not None
+    document = await gateway.runtime.catalog.document("identity_providers", idp_id)
+    assert document["config"]["client_secret"] == CLIENT_SECRET
+    assert document["config"]["api_token"] == API_TOKEN
+    # The kept client secret still authenticates at Okta's token endpoint.
+    assert (await sign_in_with(client, okta, idp_id)).status_code == 200
+
+    cleared = {**renamed, "config": {**renamed["config"], "api_token": ""}}
+    assert (await api.put(f"/api/identity_providers/{idp_id}", json=cleared)).status_code == 200
+    document = await gateway.runtime.catalog.document("identity_providers", idp_id)
+    assert document["config"]["api_token"] == ""
+
+
+async def test_a_replaced_idp_is_used_at_once(
+    api: httpx.AsyncClient, client: httpx.AsyncClient, okta: FakeOkta
+) -> None:
+    idp_id = (await create(api))["id"]
+    wrong = {**SEED, "config": {**SEED["config"], "client_secret": "wrong"}}
+    assert (await api.put(f"/api/identity_providers/{idp_id}", json=wrong)).status_code == 200
+    failed = await sign_in_with(client, okta, idp_id)
+    assert failed.status_code >= 400  # Okta refuses the client: no way in
+    assert (await api.put(f"/api/identity_providers/{idp_id}", json=SEED)).status_code == 200
+    assert (await sign_in_with(client, okta, idp_id)).status_code == 200
+
+
+async def test_delete(api: httpx.AsyncClient, client: httpx.AsyncClient) -> None:
+    idp_id = (await create(api))["id"]
+    deleted = await api.delete(f"/api/identity_providers/{idp_id}")
+    assert deleted.status_code == 200
+    assert deleted.json()["result"] == {"id": idp_id}
+    assert_failure(await api.get(f"/api/identity_providers/{idp_id}"), 404, "not_found")
+    assert_failure(await api.delete(f"/api/identity_providers/{idp_id}"), 404, "not_found")
+    assert [i["id"] for i in (await api.get("/api/identity_providers")).json()["result"]] == [
+        "okta-test"
+    ]
+    # and it no longer signs anyone in
+    to_login = await client.get(f"{WIKI}/page")
+    refused = await client.get(f"{to_login.headers['location']}&idp={idp_id}")
+    assert refused.status_code == 400
+
+
+async def test_an_idp_an_app_allows_cannot_be_deleted(api: httpx.AsyncClient) -> None:
+    idp_id = (await create(api))["id"]
+    app = {"domain": "new.example.com", "upstream": "http://127.0.0.1:9", "allowed_idps": [idp_id]}
+    made = await api.post("/api/apps", json=app)
+    assert made.status_code == 201, made.text
+    (message,) = assert_failure(
+        await api.delete(f"/api/identity_providers/{idp_id}"), 409, "conflict"
+    )
+    assert made.json()["result"]["id"] in message and "allowed_idps" in message
+    assert (await api.delete(f"/api/apps/{made.json()['result']['id']}")).status_code == 200
+    assert (await api.delete(f"/api/identity_providers/{idp_id}")).status_code == 200
+
+
+# --- validation -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "problems"),
+    [
+        ({**SEED, "bogus": 1}, ["bogus: unknown key"]),
+        (
+            {**SEED, "config": {**SEED["config"], "client_secrett": "x"}},
+            ["config.client_secrett: unknown key"],
+        ),
+        ({**SEED, "name": 5}, ["name: must be a string"]),
+        ({**SEED, "type": "saml"}, ["type: must be one of 'okta', 'oidc', not 'saml'"]),
+        (
+            {**SEED, "config": "x"},
+            [
+                "config: must be a table",
+                "config.client_id: is required",
+                "config.client_secret: is required",
+                "config.okta_account: is required",
+            ],
+        ),
+        (
+            {"name": "", "config": {"client_id": "a", "client_secret": "b"}},
+            ["name: is required", "config.okta_account: is required"],
+        ),
+        (
+            {**SEED, "config": {**SEED["config"], "okta_account": "ftp://x"}},
+            ["config.okta_account: must be an absolute https or http URL"],
+        ),
+        (
+            {**SEED, "config": {**SEED["config"], "okta_account": "http://[::1"}},
+            ["config.okta_account: must be an absolute https or http URL"],
+        ),
+        (
+            {**SEED, "config": {**SEED["config"], "client_secret": "${HOME}"}},
+            ["config.client_secret: environment variable HOME is not set"],
+        ),
+        (
+            {**SEED, "scim_config": {"seat_deprovision": True}},
+            ["scim_config.seat_deprovision: needs user_deprovision = true"],
+        ),
+        (
+            {**SEED, "id": "mine", "read_only": False, "scim_base_url": "x"},
+            [
+                "id: is set by the gateway; leave it out",
+                "read_only: is set by the gateway; leave it out",
+                "scim_base_url: is set by the gateway; leave it out",
+            ],
+        ),
+        (
+            {**SEED, "config": {**SEED["config"], "redirect_url": "x"}},
+            ["config.redirect_url: is set by the gateway; leave it out"],
+        ),
+        (
+            {**SEED, "scim_config": {"enabled": True, "secret": "x"}},
+            [
+                "scim_config.secret: is generated by the gateway "
+                "(POST .../refresh_scim_secret); leave it out"
+            ],
+        ),
+    ],
+)
+async def test_invalid_bodies_list_every_problem_with_its_key_path(
+    api: httpx.AsyncClient, body: dict[str, Any], problems: list[str]
+) -> None:
+    response = await api.post("/api/identity_providers", json=body)
+    assert assert_failure(response, 400, "invalid_config") == problems
+    assert len((await api.get("/api/identity_providers")).json()["result"]) == 1  # nothing stored
+
+
+async def test_replace_validates_too(api: httpx.AsyncClient) -> None:
+    idp_id = (await create(api))["id"]
+    response = await api.put(f"/api/identity_providers/{idp_id}", json={**SEED, "bogus": 1})
+    assert assert_failure(response, 400, "invalid_config") == ["bogus: unknown key"]
+    assert (await api.get(f"/api/identity_providers/{idp_id}")).json()["result"]["name"] == (
+        "my example idp"
+    )
+
+
+# --- several instances ----------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def instance(redis_url: str, upstream: EchoUpstream) -> AsyncIterator[Gateway]:
+    store = RedisStore.from_url(redis_url)
+    try:
+        async with running(create_app(parse_settings(admin_doc(upstream.url)), store=store)) as app:
+            yield app
+    finally:
+        await store.close()
+
+
+async def eventually_ok(client: httpx.AsyncClient, path: str, within: float) -> None:
+    """Poll `path` until it answers 200; fails after `within` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while (response := await client.get(path)).status_code != 200:
+        assert loop.time() < deadline, response.text
+        await asyncio.sleep(0.02)
+
+
+async def test_an_idp_made_on_one_instance_signs_in_on_another(
+    redis_url: str, upstream: EchoUpstream, okta: FakeOkta
+) -> None:
+    async with (
+        instance(redis_url, upstream) as one,
+        instance(redis_url, upstream) as two,
+        admin_client(one) as api_one,
+        admin_client(two) as api_two,
+        browser(two) as browser_two,
+    ):
+        idp_id = (await create(api_one))["id"]
+        # The other instance polls the catalog every POLL_INTERVAL: well within a second.
+        await eventually_ok(api_two, f"/api/identity_providers/{idp_id}", within=1.0)
+        page = await sign_in_with(browser_two, okta, idp_id)
+        assert page.status_code == 200, page.text
+        assert page.json()["headers"]["cf-access-authenticated-user-email"] == "alice@example.com"

@@ -1,0 +1,283 @@
+"""What SCIM provisioning does to people who signed in (SPEC 6), end to end: a browser signs in
+through FakeOkta on two apps, then Okta's SCIM requests deactivate, regroup or rename them."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from fake_okta import FakeOkta
+from harness import IDP_ID, TEAM, WIKI, EchoUpstream, browser, running
+from scim_harness import (
+    create_group,
+    create_user,
+    deactivate,
+    new_secret,
+    okta_client,
+    okta_user,
+    patch,
+    runtime,
+    scim_doc,
+)
+
+from gateway.app import Gateway, create_app
+from gateway.config import parse_settings
+from gateway.identity import user_uuid_for
+from gateway.registry import Registry
+from gateway.store import Store
+
+ALICE = user_uuid_for(IDP_ID, "00ualice")
+
+
+@contextlib.asynccontextmanager
+async def provisioned(
+    store: Store, upstream: EchoUpstream, **scim_config: Any
+) -> AsyncIterator[tuple[Gateway, httpx.AsyncClient, httpx.AsyncClient]]:
+    """The gateway, a browser, and Okta's SCIM client."""
+    settings = parse_settings(scim_doc(upstream.url, **scim_config))
+    async with running(create_app(settings, store=store)) as app:
+        secret = await new_secret(app)
+        async with browser(app, WIKI) as person, okta_client(app, secret) as okta_scim:
+            yield app, person, okta_scim
+
+
+async def visit(client: httpx.AsyncClient, okta: FakeOkta | None, url: str) -> httpx.Response:
+    """Open `url` and follow the sign-in dance (through Okta only if `okta` is given)."""
+    response = await client.get(url)
+    for _ in range(10):
+        if response.status_code != 302:
+            return response
+        location = response.headers["location"]
+        if location.startswith("https://dev-123.okta.com"):
+            if okta is None:
+                return response
+            location = okta.authorize(location, "00ualice")
+        response = await client.get(
+            location if "://" in location else str(response.url.join(location))
+        )
+    raise AssertionError("redirect loop")
+
+
+async def sign_in_everywhere(person: httpx.AsyncClient, okta: FakeOkta) -> None:
+    """Alice signs in: the wiki (its own host) and the team-host app both let her in."""
+    assert (await visit(person, okta, f"{WIKI}/page")).status_code == 200
+    assert (await visit(person, None, f"{TEAM}/docs")).status_code == 200
+
+
+async def assert_sent_to_sign_in(person: httpx.AsyncClient, upstream: EchoUpstream) -> None:
+    hits = len(upstream.requests)
+    for url in (f"{WIKI}/page", f"{TEAM}/docs"):
+        again = await person.get(url)
+        assert again.status_code == 302, url
+        assert "/cdn-cgi/access/login/" in again.headers["location"]
+    assert len(upstream.requests) == hits
+
+
+async def assert_still_in(person: httpx.AsyncClient) -> None:
+    for url in (f"{WIKI}/page", f"{TEAM}/docs"):
+        assert (await person.get(url)).status_code == 200, url
+
+
+async def registry(app: Gateway) -> Registry:
+    return runtime(app).registry
+
+
+# --- deprovisioning --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "how",
+    ["path-less PATCH", "PUT", "DELETE"],
+)
+async def test_a_deactivated_user_is_bounced_to_sign_in_on_every_app(
+    store: Store, upstream: EchoUpstream, okta: FakeOkta, how: str
+) -> None:
+    async with provisioned(store, upstream, user_deprovision=True) as (app, person, scim):
+        await sign_in_everywhere(person, okta)
+        user = await create_user(scim)
+        await assert_still_in(person)  # provisioning alone changes nothing
+
+        if how == "path-less PATCH":
+            response = await scim.patch(f"/Users/{user['id']}", json=deactivate())
+        elif how == "PUT":
+            response = await scim.put(f"/Users/{user['id']}", json={**user, "active": False})
+        else:
+            response = await scim.delete(f"/Users/{user['id']}")
+        assert response.is_success, response.text
+
+        await assert_sent_to_sign_in(person, upstream)
+        assert await runtime(app).sessions.active_sessions(ALICE) == []
+        record = await (await registry(app)).get(ALICE)
+        assert record is not None and record.access_seat is True  # no seat_deprovision
+
+
+async def test_a_user_matched_by_user_name_alone_is_deprovisioned(
+    store: Store, upstream: EchoUpstream, okta: FakeOkta
+) -> None:
+    async with provisioned(store, upstream, user_deprovision=True) as (_, person, scim):
+        await sign_in_everywhere(person, okta)
+        body = okta_user(user_name="ALICE@example.com")
+        del body["externalId"]  # Okta does not always send it
+        user = (await scim.post("/Users", json=body)).json()
+
+        await scim.patch(f"/Users/{user['id']}", json=deactivate())
+
+        await assert_sent_to_sign_in(person, upstream)
+
+
+async def test_seat_deprovision_removes_the_seat(
+    store: Store, upstream: EchoUpstream, okta: FakeOkta
+) -> None:
+    async with provisioned(store, upstream, user_deprovision=True, seat_deprovision=True) as (
+        app,
+        person,
+        scim,
+    ):
+        await sign_in_everywhere(person, okta)
+        user = await create_user(scim)
+        record = await (await registry(app)).get(ALICE)
+        assert record is not None and record.access_seat is True
+        assert record.scim == {
+            "id": user["id"],
+            "userName": "alice@example.com",
+            "externalId": "00ualice",
+            "active": True,
+        }
+
+        await scim.patch(f"/Users/{user['id']}", json=deactivate())
+
+        await assert_sent_to_sign_in(person, upstream)
+        record = await (await registry(app)).get(ALICE)
+        assert record is not None
+        assert record.access_seat is False and record.public()["access_seat"] is False
+        assert record.scim is not None and record.scim["active"] is False
+        # Signing in again (Okta would allow it once reactivated) takes a seat again.
+        await scim.patch(
+            f"/Users/{user['id']}", json=patch({"op": "replace", "value": {"active": True}})
+        )
+        await sign_in_everywhere(person, okta)
+        record = await (await registry(app)).get(ALICE)
+        assert record is not None and record.access_seat is True
+
+
+async def test_without_user_deprovision_sessions_survive_deactivation(
+    store: Store, upstream: EchoUpstream, okta: FakeOkta
+) -> None:
+    async with provisioned(store, upstream) as (_, person, scim):
+        await sign_in_everywhere(person, okta)
+        user = await create_user(scim)
+
+        await scim.patch(f"/Users/{user['id']}", json=deactivate())
+
+        await assert_still_in(person)
+
+
+async def test_a_user_provisioned_before_signing_in_gets_the_scim_facts(
+    store: Store, upstream: EchoUpstream, okta: FakeOkta
+) -> None:
+    async with provisioned(store, upstream, user_deprovision=True) as (app, person, scim):
+        user = await create_user(scim)
+        await sign_in_everywhere(person, okta)
+
+        record = await (await registry(app)).get(ALICE)
+        assert record is not None and record.scim is not None
+        assert record.scim["id"] == user["id"]
+        assert record.identity is not None and record.identity["email"] == "alice@example.com"
+        await scim.patch(f"/Users/{user['id']}", json=deactivate())
+        await assert_sent_to_sign_in(person, upstream)
+
+
+# --- identity_update_behavior ----------------------------------------------------------------
+
+
+async def test_reauth_revokes_sessions_when_the_users_groups_change(
+    store: Store, upstream: EchoUpstream, okta: FakeOkta
+) -> None:
+    async with provisioned(store, upstream, identity_update_behavior="reauth") as (
+        _,
+        person,
+        scim,
+    ):
+        await sign_in_everywhere(person, okta)
+        alice = await create_user(scim)
+        bob = await create_user(scim, user_name="bob@example.com", external_id="00ubob")
+        group = await create_group(scim, "Platform", (bob["id"],))
+        await assert_still_in(person)  # a group change that is not Alice's
+
+        add = patch({"op": "add", "path": "members", "value": [{"value": alice["id"]}]})
+        assert (await scim.patch(f"/Groups/{group['id']}", json=add)).status_code == 200
+        await assert_sent_to_sign_in(person, upstream)
+
+        await sign_in_everywhere(person, okta)
+        title = patch({"op": "replace", "path": "title", "value": "Staff"})
+        await scim.patch(f"/Users/{alice['id']}", json=title)
+        await assert_still_in(person)  # not a groups (or email) change
+
+        rename = patch({"op": "replace", "value": {"id": group["id"], "displayName": "Infra"}})
+        await scim.patch(f"/Groups/{group['id']}", json=rename)
+        await assert_sent_to_sign_in(person, upstream)
+
+        await sign_in_everywhere(person, okta)
+        remove = patch({"op": "remove", "path": f'members[value eq "{alice["id"]}"]'})
+        await scim.patch(f"/Groups/{group['id']}", json=remove)
+        await assert_sent_to_sign_in(person, upstream)
+
+
+async def test_automatic_updates_the_registry_identity_and_keeps_sessions(
+    store: Store, upstream: EchoUpstream, okta: FakeOkta
+) -> None:
+    async with provisioned(store, upstream, identity_update_behavior="automatic") as (
+        app,
+        person,
+        scim,
+    ):
+        await sign_in_everywhere(person, okta)
+        reg = await registry(app)
+        alice = await create_user(scim, given="Alicia")
+        record = await reg.get(ALICE)
+        assert record is not None and record.name == "Alicia Example"
+
+        group = await create_group(scim, "Platform", (alice["id"],))
+        identity = await reg.last_seen_identity(ALICE)
+        assert identity is not None
+        assert identity["groups"] == ["Engineering", "Everyone", "Platform"]
+        assert identity["name"] == "Alicia Example"
+        await assert_still_in(person)
+        # The session keeps its identity until the next sign-in.
+        seen = (await person.get(f"{TEAM}/cdn-cgi/access/get-identity")).json()
+        assert seen["groups"] == ["Engineering", "Everyone"] and seen["name"] == "Alice Example"
+
+        rename = patch({"op": "replace", "value": {"id": group["id"], "displayName": "Infra"}})
+        await scim.patch(f"/Groups/{group['id']}", json=rename)
+        identity = await reg.last_seen_identity(ALICE)
+        assert identity is not None and identity["groups"] == ["Engineering", "Everyone", "Infra"]
+
+        await scim.delete(f"/Groups/{group['id']}")
+        identity = await reg.last_seen_identity(ALICE)
+        assert identity is not None and identity["groups"] == ["Engineering", "Everyone"]
+        await assert_still_in(person)
+
+
+async def test_no_action_changes_nothing(
+    store: Store, upstream: EchoUpstream, okta: FakeOkta
+) -> None:
+    async with provisioned(store, upstream, identity_update_behavior="no_action") as (
+        app,
+        person,
+        scim,
+    ):
+        await sign_in_everywhere(person, okta)
+        reg = await registry(app)
+        before = await reg.last_seen_identity(ALICE)
+        alice = await create_user(scim, given="Alicia")
+        group = await create_group(scim, "Platform", (alice["id"],))
+        rename = patch({"op": "replace", "value": {"id": group["id"], "displayName": "Infra"}})
+        await scim.patch(f"/Groups/{group['id']}", json=rename)
+
+        assert await reg.last_seen_identity(ALICE) == before
+        record = await reg.get(ALICE)
+        assert record is not None and record.name == "Alice Example"
+        await assert_still_in(person)
