@@ -28,6 +28,7 @@ UpdateBehavior = Literal["automatic", "reauth", "no_action"]
 
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_MAX_DURATION = 87600 * 3600.0
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -315,8 +316,8 @@ class _Reader:
         except ValueError as exc:
             self.problem(key, str(exc))
             return default
-        if seconds <= 0:
-            self.problem(key, "must be positive")
+        if not 0 < seconds <= _MAX_DURATION:
+            self.problem(key, "must be positive and at most 87600h (ten years)")
             return default
         return seconds
 
@@ -325,8 +326,12 @@ class _Reader:
         compared to the ID token's `iss` character for character)."""
         value = self.string(key, required=required)
         if value:
-            parts = urlsplit(value)
-            if parts.scheme not in ("https", "http") or not parts.hostname:
+            try:
+                parts = urlsplit(value)
+                valid = parts.scheme in ("https", "http") and bool(parts.hostname)
+            except ValueError:  # e.g. "http://[::1": urlsplit refuses it
+                valid = False
+            if not valid:
                 self.problem(key, "must be an absolute https or http URL")
         return value if exact else value.rstrip("/")
 
@@ -559,10 +564,8 @@ def _gateway(reader: _Reader) -> GatewaySettings:
     )
     # "memory" exactly: open_store() treats anything else as a Redis URL, so a typo such as
     # "memory_store" must be reported here, not fail at start-up.
-    if settings.store.startswith(("redis+sentinel://", "redis+cluster://")):
-        reader.problem("store", "Redis Sentinel and Cluster URLs are not supported yet")
-    elif settings.store != "memory" and not settings.store.startswith(
-        ("redis://", "rediss://", "unix://")
+    if settings.store != "memory" and not settings.store.startswith(
+        ("redis://", "rediss://", "unix://", "redis+sentinel://", "redis+cluster://")
     ):
         reader.problem("store", f"unsupported store {settings.store!r}")
     reader.finish()

@@ -42,10 +42,17 @@ def free_port() -> int:
 class RedisServer:
     """One `redis-server` process; `stop()` and `start()` again keep the same port and URL."""
 
-    def __init__(self, directory: Path, executable: str | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        executable: str | None = None,
+        extra: tuple[str, ...] = (),
+        port: int | None = None,
+    ) -> None:
         self.directory = directory
+        self.extra = extra  # more arguments, e.g. ("--cluster-enabled", "yes")
         self.executable = executable or find_redis_server()
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.socket = directory / "redis.sock"
         self.unix_url = f"unix://{self.socket}?db=0"
@@ -65,6 +72,7 @@ class RedisServer:
             "--unixsocket", str(self.socket),
             "--unixsocketperm", "700",
             "--dir", str(self.directory),
+            *self.extra,
         ]  # fmt: skip
         with self._log.open("ab") as log:
             self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)

@@ -530,7 +530,11 @@ def test_several_problems_are_all_reported_at_once() -> None:
             "ftp://files.internal",
             "apps[0].upstream: must be an absolute https or http URL",
         ),
-        ("gateway.idp_timeout", "0s", "gateway.idp_timeout: must be positive"),
+        (
+            "gateway.idp_timeout",
+            "0s",
+            "gateway.idp_timeout: must be positive and at most 87600h (ten years)",
+        ),
         (
             "gateway.trusted_proxies",
             ["10.0.0.0/8", "proxy.internal"],
@@ -910,9 +914,18 @@ def test_an_issuer_keeps_its_trailing_slash() -> None:
     assert generic.config.issuer == "https://tenant.auth0.example/"
 
 
-@pytest.mark.parametrize("url", ["redis+sentinel://h:26379/m", "redis+cluster://h:7000"])
-def test_sentinel_and_cluster_urls_are_refused_until_supported(url: str) -> None:
-    doc = set_key(full_document(), "gateway.store", url)
+def test_an_unparsable_url_and_an_endless_duration_are_problems_not_tracebacks() -> None:
+    doc = set_key(full_document(), "gateway.public_url", "http://[::1")
+    doc = set_key(doc, "gateway.session_duration", "999999999h")
     assert problems_of(doc) == [
-        "gateway.store: Redis Sentinel and Cluster URLs are not supported yet"
+        "gateway.public_url: must be an absolute https or http URL",
+        "gateway.session_duration: must be positive and at most 87600h (ten years)",
     ]
+
+
+@pytest.mark.parametrize(
+    "url", ["redis+sentinel://h1:26379,h2:26379/mymaster/0", "redis+cluster://h:7000,h2:7001"]
+)
+def test_sentinel_and_cluster_urls_are_accepted(url: str) -> None:
+    doc = set_key(full_document(), "gateway.store", url)
+    assert parse_settings(doc, ENV).gateway.store == url

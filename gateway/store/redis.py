@@ -1,6 +1,11 @@
 """`RedisStore`: the store in Redis (>= 6.2), shared by every gateway instance.
 
-One client with a bounded pool, made once at startup by `RedisStore.from_url`. Every method
+One client with a bounded pool, made once at startup by `RedisStore.from_url`: a plain Redis
+(`redis://`, `rediss://`, `unix://`), the master that Sentinel names
+(`redis+sentinel://[:password@]host:port[,host:port...]/<service>[/<db>]`), or a Cluster
+(`redis+cluster://[user:password@]host:port[,host:port...]`). Every command touches one key
+(multi-key work is single-key scripts, or DEL, which the Cluster client splits per slot), so
+Cluster takes every operation without hash tags. Every method
 turns a Redis failure (refused, timed out, loading, read-only, out of memory, ...) into
 `StoreUnavailableError`, so callers fail closed. TTLs go to Redis in whole milliseconds.
 """
@@ -10,11 +15,14 @@ from __future__ import annotations
 import builtins
 import math
 from typing import cast
+from urllib.parse import unquote
 
 from redis import exceptions as redis_errors
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 
 from gateway.errors import StoreUnavailableError
@@ -36,6 +44,12 @@ if current == -2 or (current >= 0 and current < ttl) then
 end
 """
 
+# One key, so a Cluster takes it (a MULTI pipeline is not what redis-py's Cluster client does).
+_PUSH_CAPPED = """
+redis.call('LPUSH', KEYS[1], ARGV[1])
+redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]))
+"""
+
 # Compare-and-set: ARGV[1] "1" when the key must be absent, else ARGV[2] is the expected value;
 # ARGV[3] "1" deletes, else ARGV[4] is stored, with ARGV[5] milliseconds of life ("0": none).
 _COMPARE_AND_SET = """
@@ -54,6 +68,55 @@ else
 end
 return 1
 """
+
+
+def _hosts(url: str) -> tuple[str, str, list[tuple[str, int]], str]:
+    """(username, password, [(host, port)...], path) of a URL with a comma-separated host list
+    (urllib cannot parse those)."""
+    rest = url.split("://", 1)[1]
+    netloc, _, path = rest.partition("/")
+    credentials, _, hosts = netloc.rpartition("@")
+    username, _, password = credentials.partition(":")
+    nodes = []
+    for host in hosts.split(","):
+        name, _, port = host.rpartition(":")
+        nodes.append((unquote(name or host), int(port) if name else 6379))
+    return unquote(username), unquote(password), nodes, path
+
+
+def _cluster_client(url: str) -> RedisCluster:
+    username, password, nodes, _ = _hosts(url)
+    return RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in nodes],
+        username=username or None,
+        password=password or None,
+        socket_connect_timeout=_TIMEOUT,
+        socket_timeout=_TIMEOUT,
+        max_connections=_MAX_CONNECTIONS,
+        protocol=2,
+    )
+
+
+def _sentinel_client(url: str) -> tuple[Redis, list[Redis]]:
+    _, password, nodes, path = _hosts(url)
+    service, _, db = path.partition("/")
+    if not service:
+        raise ValueError("redis+sentinel:// needs the master's service name as its path")
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+        nodes,
+        socket_connect_timeout=_TIMEOUT,
+        socket_timeout=_TIMEOUT,
+        protocol=2,
+    )
+    master: Redis = sentinel.master_for(
+        service,
+        db=int(db or 0),
+        password=password or None,
+        socket_connect_timeout=_TIMEOUT,
+        socket_timeout=_TIMEOUT,
+        protocol=2,
+    )
+    return master, list(sentinel.sentinels)
 
 
 def _pipelined_get(url: str) -> PipelinedGet | None:
@@ -79,11 +142,18 @@ _ERRORS = (redis_errors.RedisError, OSError)
 class RedisStore:
     """The `Store` protocol on a `redis.asyncio` client; it owns the client and its pool."""
 
-    def __init__(self, client: Redis, fast_get: PipelinedGet | None = None) -> None:
+    def __init__(
+        self,
+        client: Redis | RedisCluster,
+        fast_get: PipelinedGet | None = None,
+        sentinels: list[Redis] | None = None,
+    ) -> None:
         self._client = client
         self._fast_get = fast_get
+        self._sentinels = sentinels or []  # the Sentinel clients that name the master
         self._add_to_set = client.register_script(_ADD_TO_SET)
         self._compare_and_set = client.register_script(_COMPARE_AND_SET)
+        self._push_capped = client.register_script(_PUSH_CAPPED)
 
     @classmethod
     def from_url(cls, url: str) -> RedisStore:
@@ -95,6 +165,11 @@ class RedisStore:
         give a wrong answer. The pool replaces connections the server closed (a Redis restart)
         before it hands them out, so those cost no failed call.
         """
+        if url.startswith("redis+cluster://"):
+            return cls(_cluster_client(url))
+        if url.startswith("redis+sentinel://"):
+            master, sentinels = _sentinel_client(url)
+            return cls(master, sentinels=sentinels)
         pool = BlockingConnectionPool.from_url(
             url,
             max_connections=_MAX_CONNECTIONS,
@@ -197,10 +272,7 @@ class RedisStore:
         if limit < 1:
             raise ValueError("a capped list keeps at least one item")
         try:
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.lpush(key, value)
-                pipe.ltrim(key, 0, limit - 1)
-                await pipe.execute()
+            await self._push_capped(keys=[key], args=[value, limit - 1])
         except _ERRORS as exc:
             raise _unavailable("LPUSH/LTRIM", exc) from exc
 
@@ -222,7 +294,12 @@ class RedisStore:
         if self._fast_get is not None:
             self._fast_get.close()
         try:
-            await self._client.aclose(close_connection_pool=True)
+            if isinstance(self._client, RedisCluster):
+                await self._client.aclose()
+            else:
+                await self._client.aclose(close_connection_pool=True)
+            for sentinel in self._sentinels:
+                await sentinel.aclose(close_connection_pool=True)
         except _ERRORS as exc:
             raise _unavailable("close", exc) from exc
 
