@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from clock import FakeClock
 from fake_okta import FakeOkta
 from harness import (
     COOKIE_SECRET,
@@ -29,12 +30,15 @@ from harness import (
     start_sign_in,
 )
 from joserfc import jwt
+from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from gateway.app import Gateway, create_app
 from gateway.config import app_aud, parse_settings
 from gateway.sessions import CookieSigner
 from gateway.store import Store
+from gateway.store.memory import MemoryStore
+from gateway.tokens import KEEP_PREVIOUS
 
 # --- the happy path -------------------------------------------------------------------------
 
@@ -474,3 +478,30 @@ async def test_a_spoofed_app_token_never_reaches_the_upstream(
     await sign_in(client, okta, "00ualice")
     seen = (await client.get("/a", headers={"Cf-Access-Jwt-Assertion": "forged"})).json()
     assert seen["headers"]["cf-access-jwt-assertion"] != "forged"
+
+
+async def test_old_app_tokens_verify_from_certs_while_the_previous_key_is_served(
+    upstream: EchoUpstream, okta: FakeOkta, clock: FakeClock
+) -> None:
+    # The origin's view: only GET /cdn-cgi/access/certs and a standard JWT library.
+    okta.clock = clock
+    settings = parse_settings(settings_doc(upstream.url))
+    app = create_app(settings, store=MemoryStore(clock=clock), clock=clock)
+    async with running(app), browser(app) as client:
+        await sign_in(client, okta, "00ualice")
+        token = (await client.get("/a")).json()["headers"]["cf-access-jwt-assertion"]
+
+        async def verifies() -> bool:
+            certs = (await client.get("/cdn-cgi/access/certs")).json()
+            try:
+                jwt.decode(token, KeySet.import_key_set(certs), algorithms=["RS256"])
+            except JoseError:
+                return False
+            return True
+
+        assert await verifies()
+        assert app.runtime is not None
+        await app.runtime.signing_keys.rotate()
+        assert await verifies()  # the previous key is still served
+        clock.advance(KEEP_PREVIOUS + 1)
+        assert not await verifies()  # dropped after seven days
