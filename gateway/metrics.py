@@ -180,8 +180,8 @@ class Metrics:
             "Sessions created by this process that have not expired or been revoked through it.",
             registry=registry,
         ).set_function(self.live_sessions.count)
-        self._request_children: dict[tuple[str, str, int], Any] = {}
-        self._proxied_children: dict[str, Any] = {}
+        self._request_children: dict[tuple[str, str, int], Counter] = {}
+        self._proxied_children: dict[str, Histogram] = {}
 
     # --- the request path -------------------------------------------------------------------
 

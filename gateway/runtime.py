@@ -60,7 +60,7 @@ class Runtime:
     def __post_init__(self) -> None:
         keys = self.settings.gateway.cookie_secret
         self.sessions = SessionManager(
-            self.store, CookieSigner(keys, "gateway.session"), self.clock
+            self.store, CookieSigner(keys, "gateway.session"), self.clock, observer=self.metrics
         )
         self.bindings = CookieSigner(keys, "gateway.binding")
         self.service_tokens = ServiceTokens(self.store, self.clock)

@@ -19,7 +19,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from itsdangerous import BadSignature, Signer
 from itsdangerous.encoding import base64_decode, base64_encode
@@ -103,14 +103,29 @@ class CookieSigner:
             return None
 
 
+class SessionObserver(Protocol):
+    """Told about sessions made and ended (the metrics), whichever code path did it."""
+
+    def session_created(self, kind: str, user_uuid: str, app_id: str, expires: float) -> None: ...
+
+    def sessions_revoked(self, count: int, *, user_uuid: str = "", app_id: str = "") -> None: ...
+
+
 class SessionManager:
     """Creates, reads and revokes sessions in the store."""
 
-    def __init__(self, store: Store, signer: CookieSigner, clock: Clock = time.time):
+    def __init__(
+        self,
+        store: Store,
+        signer: CookieSigner,
+        clock: Clock = time.time,
+        observer: SessionObserver | None = None,
+    ):
         self.store = store
         self.signer = signer
         self.clock = clock
         self._recent: dict[tuple[str, bytes], Session] = {}
+        self.observer = observer
 
     async def create(
         self, identity: Identity, *, kind: SessionKind, duration: float, app_id: str = ""
@@ -129,6 +144,8 @@ class SessionManager:
         await self.store.add_to_set(_USER_INDEX_KEY + identity.user_uuid, session.id, ttl=duration)
         if app_id:
             await self.store.add_to_set(_APP_INDEX_KEY + app_id, session.id, ttl=duration)
+        if self.observer is not None:
+            self.observer.session_created(kind, identity.user_uuid, app_id, session.expires)
         return session, self.signer.sign(session.id)
 
     async def load(self, cookie_value: str | None) -> Session | None:
@@ -171,6 +188,8 @@ class SessionManager:
         ids = await self.store.set_members(index)
         revoked = await self.store.delete(*(_SESSION_KEY + i for i in ids)) if ids else 0
         await self.store.delete(index)
+        if self.observer is not None:
+            self.observer.sessions_revoked(revoked, user_uuid=user_uuid)
         return revoked
 
     async def revoke_app(self, app_id: str) -> int:
@@ -180,6 +199,8 @@ class SessionManager:
         ids = await self.store.set_members(index)
         revoked = await self.store.delete(*(_SESSION_KEY + i for i in ids)) if ids else 0
         await self.store.delete(index)
+        if self.observer is not None:
+            self.observer.sessions_revoked(revoked, app_id=app_id)
         return revoked
 
     async def active_sessions(self, user_uuid: str) -> list[Session]:

@@ -290,7 +290,6 @@ async def callback(request: Request) -> Response:
     # The registry first: SCIM deprovisioning finds the sessions through it (fails closed).
     await rt.registry.record_sign_in(identity)
     session, cookie_value = await rt.sessions.create(identity, kind="global", duration=duration)
-    rt.metrics.session_created("global", identity.user_uuid, "", session.expires)
     log.info(
         "sign-in ok idp=%s user=%s app=%s",
         idp.id,
@@ -387,10 +386,9 @@ async def authorized(request: Request) -> Response:
     global_session = Session.from_bytes(record["session_id"], raw_session)
     identity = global_session.identity
     duration = app_duration(rt, app, identity, _facts(rt, request))
-    app_session, cookie_value = await rt.sessions.create(
+    _, cookie_value = await rt.sessions.create(
         identity, kind="app", duration=duration, app_id=app.id
     )
-    rt.metrics.session_created("app", identity.user_uuid, app.id, app_session.expires)
     log.info(
         "sign-in: app session created",
         extra={"step": "authorized", "app": app.id, "user_uuid": identity.user_uuid},
@@ -419,7 +417,6 @@ async def logout(request: Request) -> Response:
     if session is not None:
         user_uuid = session.identity.user_uuid
         revoked = await rt.sessions.revoke_user(user_uuid)
-        rt.metrics.sessions_revoked(revoked, user_uuid=user_uuid)
         log.info(
             "logout user=%s sessions_revoked=%d",
             user_uuid,
