@@ -9,7 +9,7 @@ through the gateway, with the same connections and duration, and the script prin
 p50/p99 latency and the ratio.
 
     python bench/proxy_throughput.py [--duration 10] [--connections 32] [--workers 2]
-                                     [--upstream nginx|python]
+                                     [--upstream nginx|python|uvicorn]
 
 Needs `wrk` and `redis-server` (Debian: apt-get install wrk redis-server; nginx optional).
 """
@@ -80,6 +80,20 @@ def start_upstream(tmp: Path, port: int, kind: str) -> tuple[subprocess.Popen[by
         """)
         )
         return subprocess.Popen([nginx, "-c", str(conf), "-p", str(tmp)]), "nginx (1 worker)"
+    if kind == "uvicorn":
+        app = textwrap.dedent("""
+            async def app(scope, receive, send):
+                if scope["type"] != "http":
+                    return
+                await send({"type": "http.response.start", "status": 200,
+                            "headers": [(b"content-type", b"text/plain")]})
+                await send({"type": "http.response.body", "body": b"hello from upstream\\n"})
+        """)
+        (tmp / "tiny_upstream.py").write_text(app)
+        command = [sys.executable, "-m", "uvicorn", "tiny_upstream:app", "--port", str(port),
+                   "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+                   "--log-level", "warning", "--app-dir", str(tmp)]  # fmt: skip
+        return subprocess.Popen(command), "uvicorn + a pure ASGI hello (1 worker)"
     code = textwrap.dedent(f"""
         import asyncio
         BODY = (b"HTTP/1.1 200 OK\\r\\nContent-Length: 20\\r\\nContent-Type: text/plain\\r\\n"
@@ -157,8 +171,8 @@ def run_wrk(url: str, args: argparse.Namespace, headers: list[str]) -> tuple[flo
         cmd += ["-H", h]
     out = subprocess.run([*cmd, url], check=True, capture_output=True, text=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = re.search(r"50%\s+(\S+)", out).group(1)  # type: ignore[union-attr]
-    p99 = re.search(r"99%\s+(\S+)", out).group(1)  # type: ignore[union-attr]
+    p50 = re.search(r"^\s+50%\s+(\S+)", out, re.MULTILINE).group(1)  # type: ignore[union-attr]
+    p99 = re.search(r"^\s+99%\s+(\S+)", out, re.MULTILINE).group(1)  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     if non2xx:
         raise SystemExit(
@@ -175,9 +189,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(
         "--upstream",
-        choices=("nginx", "python"),
+        choices=("nginx", "python", "uvicorn"),
         default="nginx",
-        help="the tiny upstream: nginx's static answer, or a minimal asyncio HTTP server",
+        help="the tiny upstream: nginx's static answer, a minimal asyncio HTTP server, or a pure "
+        "ASGI hello under uvicorn",
     )
     args = parser.parse_args()
     for tool in ("wrk", "redis-server"):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+import functools
 import json
 import secrets
 from dataclasses import dataclass
@@ -158,7 +159,14 @@ def mint_app_token(
         "custom": identity.oidc_fields,
     }
     header = {"alg": "RS256", "kid": key.kid, "typ": "JWT"}
-    return jwt.encode(header, claims, RSAKey.import_key(key.jwk))
+    return jwt.encode(header, claims, _private_key(key.kid, json.dumps(key.jwk, sort_keys=True)))
+
+
+@functools.lru_cache(maxsize=16)
+def _private_key(kid: str, jwk: str) -> RSAKey:
+    """The imported signing key. Importing checks the RSA key and costs more than signing with
+    it, so each key is imported once per process (keyed by its content, not only its kid)."""
+    return RSAKey.import_key(json.loads(jwk))
 
 
 def certs_document(keys: list[SigningKey]) -> dict[str, Any]:
@@ -175,6 +183,10 @@ class AppTokens:
         self.sessions = sessions
         self.issuer = issuer
         self.clock = clock
+        # One mint at a time per (session, app): requests that arrive while it runs wait for it
+        # instead of each signing a token of their own (a page's burst of requests, at sign-in
+        # and at every renewal).
+        self._minting: dict[tuple[str, str], asyncio.Future[str]] = {}
 
     def cached(self, session: Session, app: App) -> str | None:
         """The session's token for this app if it is not near expiry (no I/O: the hot path)."""
@@ -183,6 +195,25 @@ class AppTokens:
 
     async def mint(self, session: Session, app: App) -> str:
         """A new token for this session and app, stored in the session record."""
+        key = (session.id, app.id)
+        running = self._minting.get(key)
+        if running is not None:
+            return await asyncio.shield(running)
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._minting[key] = future
+        try:
+            token = await self._mint(session, app)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved here, so an unawaited failure is not reported
+            raise
+        else:
+            future.set_result(token)
+            return token
+        finally:
+            del self._minting[key]
+
+    async def _mint(self, session: Session, app: App) -> str:
         now = self.clock()
         expires = min(session.expires, now + TOKEN_LIFETIME)
         token = mint_app_token(

@@ -148,3 +148,11 @@ async def test_instances_rotating_at_once_make_one_new_key(store: Store, clock: 
     current = await asyncio.gather(*(i.current() for i in instances))
     assert len({k.kid for k in current}) == 1
     assert len(await instances[0].published()) == 2
+
+
+async def test_a_burst_of_requests_on_a_new_session_mints_one_token(tokens: AppTokens) -> None:
+    session, cookie = await tokens.sessions.create(ALICE, kind="app", duration=7200, app_id="wiki")
+    minted = await asyncio.gather(*(tokens.mint(session, WIKI) for _ in range(20)))
+    assert len(set(minted)) == 1
+    reloaded = await tokens.sessions.load(cookie)
+    assert reloaded is not None and tokens.cached(reloaded, WIKI) == minted[0]
