@@ -13,20 +13,19 @@ from typing import Any, cast
 import httpx
 import pytest
 import pytest_asyncio
+from admin_harness import AUTH, TOKEN, assert_failure
 from harness import TEAM, running, settings_doc
 from starlette.requests import Request
 
 from gateway.admin import OPERATIONS
 from gateway.admin.api import Operation
-from gateway.admin.envelope import CODES, MAX_BODY, read_json
+from gateway.admin.envelope import MAX_BODY, read_json
 from gateway.app import Gateway, create_app
 from gateway.config import parse_settings
 from gateway.errors import GatewayError, StoreUnavailableError
 from gateway.store import Store
 from gateway.store.memory import MemoryStore
 
-TOKEN = "admin-token-0123456789"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 IDP_BODY = {
     "name": "my example idp",
     "type": "okta",
@@ -135,19 +134,6 @@ async def made(api: httpx.AsyncClient) -> dict[str, str]:
     idp = await api.post("/api/identity_providers", json=IDP_BODY)
     app = await api.post("/api/apps", json={**APP_BODY, "domain": "made.example.com"})
     return {"api_idp": idp.json()["result"]["id"], "api_app": app.json()["result"]["id"]}
-
-
-def assert_failure(response: httpx.Response, status: int, error: str) -> list[str]:
-    """The envelope of a failure with this status and code; returns the messages."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    body = response.json()
-    assert body["success"] is False
-    assert body["result"] is None
-    assert body["messages"] == []
-    assert body["errors"], body
-    assert {e["code"] for e in body["errors"]} == {CODES[error]}
-    return [e["message"] for e in body["errors"]]
 
 
 def target(op: Operation, made: dict[str, str]) -> tuple[str, dict[str, Any] | None]:

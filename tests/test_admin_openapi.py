@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import hypothesis
 import schemathesis
+from admin_harness import AUTH, TOKEN
 from harness import TEAM, running, settings_doc
-from test_admin_api import AUTH, TOKEN
 
 from gateway.admin import OPERATIONS
 from gateway.admin.openapi import build

@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
+from admin_harness import admin_client, assert_failure, with_admin_token
 from fake_okta import FakeOkta
-from harness import TEAM, WIKI, EchoUpstream, browser, running, settings_doc
-from test_admin_api import AUTH, TOKEN, assert_failure
+from harness import WIKI, EchoUpstream, browser, running, settings_doc
 
 from gateway.app import Gateway, create_app
 from gateway.config import parse_settings
@@ -30,20 +30,13 @@ PRIVATE_JWK_FIELDS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
 
 
 def admin_doc(upstream: str) -> dict[str, Any]:
-    doc = settings_doc(upstream)
-    doc["gateway"]["admin_token"] = TOKEN
-    return doc
+    return with_admin_token(settings_doc(upstream))
 
 
 @pytest_asyncio.fixture
 async def gateway(store: Store, upstream: EchoUpstream, okta: FakeOkta) -> AsyncIterator[Gateway]:
     async with running(create_app(parse_settings(admin_doc(upstream.url)), store=store)) as app:
         yield app
-
-
-def admin_client(app: Gateway) -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=app)
-    return httpx.AsyncClient(transport=transport, base_url=TEAM, headers=AUTH)
 
 
 @pytest_asyncio.fixture

@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
+from admin_harness import admin_client, assert_failure, with_admin_token
 from fake_okta import FakeOkta
 from harness import IDP_ID, TEAM, WIKI, EchoUpstream, browser, running
 from scim_harness import create_group, create_user, okta_client, scim_doc
-from test_admin_api import AUTH, TOKEN, assert_failure
 
 from gateway.app import Gateway, create_app
 from gateway.config import app_aud, parse_settings
@@ -27,20 +27,13 @@ XHR = {"X-Requested-With": "XMLHttpRequest"}
 
 
 def admin_doc(upstream: str, **scim_config: Any) -> dict[str, Any]:
-    doc = scim_doc(upstream, **scim_config)
-    doc["gateway"]["admin_token"] = TOKEN
-    return doc
+    return with_admin_token(scim_doc(upstream, **scim_config))
 
 
 @pytest_asyncio.fixture
 async def gateway(store: Store, upstream: EchoUpstream, okta: FakeOkta) -> AsyncIterator[Gateway]:
     async with running(create_app(parse_settings(admin_doc(upstream.url)), store=store)) as app:
         yield app
-
-
-def admin_client(app: Gateway) -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=app)
-    return httpx.AsyncClient(transport=transport, base_url=TEAM, headers=AUTH)
 
 
 @pytest_asyncio.fixture
