@@ -41,6 +41,9 @@ log = logging.getLogger("gateway")
 
 _GATEWAY_PREFIX = "/cdn-cgi/access/"
 _TEAM_ONLY_PATHS = ("/healthz", "/readyz", "/metrics", "/test-idp", "/api/", "/populations/")
+# Probed by address (load balancers; Prometheus scrapes each instance by its IP): answered on
+# hosts no app covers too. /metrics still needs the admin token.
+_PROBE_PATHS = ("/healthz", "/readyz", "/metrics")
 _SCIM_PREFIX = "/populations/"
 
 
@@ -77,11 +80,13 @@ class Gateway:
                     else PlainTextResponse("Bad request: invalid host or path.", status_code=400)
                 )
                 await response(scope, receive, send)
-            # The team host's own routes; health probes that name no app host (a load balancer
-            # probing an IP address) reach them too.
-            elif path.startswith(_GATEWAY_PREFIX) or (
-                path.startswith(_TEAM_ONLY_PATHS)
-                and (host == rt.team_host or rt.directory.match(host, path) is None)
+            # The team host's own routes. Probes that name no app host reach theirs too; the
+            # admin API and SCIM answer on the team host only, not on every name that happens
+            # to point here.
+            elif (
+                path.startswith(_GATEWAY_PREFIX)
+                or (host == rt.team_host and path.startswith(_TEAM_ONLY_PATHS))
+                or (path.startswith(_PROBE_PATHS) and rt.directory.match(host, path) is None)
             ):
                 await self.routes_app(scope, receive, send)
             else:

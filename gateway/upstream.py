@@ -430,8 +430,6 @@ class UpstreamConnection(asyncio.Protocol):
             and not self._chunks
             and not self._lost
         ):
-            if self._head_only:  # see on_headers_complete
-                self._parser = httptools.HttpResponseParser(self)
             self._state = _IDLE
             self._pool._put(self)
         else:
@@ -589,10 +587,11 @@ class UpstreamConnection(asyncio.Protocol):
                 self._fail(UpstreamBrokenError("the upstream switched protocols unasked"))
             return
         self.status = status
-        self._keep_alive = self._parser.should_keep_alive()
-        # RFC 9110 9.3.2: no body follows a HEAD response's head, whatever Content-Length
-        # says. llhttp cannot be told so and would take the next response for this body: the
-        # connection gets a new parser before it is reused.
+        # RFC 9110 9.3.2: no body follows a HEAD response's head, whatever Content-Length says.
+        # llhttp cannot be told so, and an upstream that sends body bytes anyway would have
+        # them read as the next user's response: a connection that answered a HEAD is closed,
+        # never pooled (HEAD is rare; a new connection is cheap).
+        self._keep_alive = self._parser.should_keep_alive() and not self._head_only
         self._state = _DONE if self._head_only else _BODY
         self._wake()
 

@@ -222,6 +222,30 @@ async def test_replace_keeps_the_secrets_it_leaves_out(
     assert document["config"]["api_token"] == ""
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"okta_account": "https://attacker.example"},
+        {"authorization_server_id": "ausattacker"},
+    ],
+)
+async def test_secrets_are_not_kept_for_new_endpoints(
+    gateway: Gateway, api: httpx.AsyncClient, change: dict[str, str]
+) -> None:
+    # Keeping them would send the client secret and API token to whoever runs the new ones.
+    idp_id = (await create(api, {**SEED, "config": {**SEED["config"], "api_token": API_TOKEN}}))[
+        "id"
+    ]
+    moved = {"name": "moved", "config": {"client_id": CLIENT_ID, "okta_account": BASE, **change}}
+    refused = await api.put(f"/api/identity_providers/{idp_id}", json=moved)
+    messages = assert_failure(refused, 400, "invalid_config")
+    assert any("config.client_secret: must be sent again" in m for m in messages)
+    assert any("config.api_token: must be sent again" in m for m in messages)
+    assert gateway.runtime is not None
+    document = await gateway.runtime.catalog.document("identity_providers", idp_id)
+    assert document["config"]["okta_account"] == BASE  # nothing stored
+
+
 async def test_a_replaced_idp_is_used_at_once(
     api: httpx.AsyncClient, client: httpx.AsyncClient, okta: FakeOkta
 ) -> None:

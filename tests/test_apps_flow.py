@@ -313,3 +313,17 @@ async def test_a_host_no_app_covers_is_404_never_another_apps_upstream(
     async with browser(apps, "https://unknown.example.com") as client:
         assert (await client.get("/")).status_code == 404
     assert upstream.requests == []
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/apps", "/api/openapi.json", "/populations/okta-test/scim/v2/Users"]
+)
+async def test_the_admin_api_and_scim_answer_on_the_team_host_only(
+    apps: Gateway, path: str
+) -> None:
+    # Any name that points at the gateway is not a second door to them.
+    async with browser(apps, "https://unknown.example.com") as client:
+        assert (await client.get(path)).status_code == 404
+    async with browser(apps, "https://203.0.113.9") as client:
+        assert (await client.get(path)).status_code == 404
+        assert (await client.get("/healthz")).status_code == 200  # probes still answer

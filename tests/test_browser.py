@@ -111,11 +111,17 @@ def new_browser(binaries: tuple[str, str], tmp_path: Path) -> Iterator[Callable[
 
 
 def wait_for(driver: Any, condition: Callable[[Any], object], what: str) -> None:
-    from selenium.common.exceptions import TimeoutException
+    from selenium.common.exceptions import (
+        NoSuchElementException,
+        StaleElementReferenceException,
+        TimeoutException,
+    )
     from selenium.webdriver.support.ui import WebDriverWait
 
+    # An element read while the page navigates goes stale: look again, as a person would.
+    ignored = (NoSuchElementException, StaleElementReferenceException)
     try:
-        WebDriverWait(driver, WAIT).until(condition)
+        WebDriverWait(driver, WAIT, ignored_exceptions=ignored).until(condition)
     except TimeoutException:
         pytest.fail(f"timed out waiting for {what}; at {driver.current_url}:\n{page_text(driver)}")
 

@@ -690,16 +690,18 @@ async def test_upstream_answering_before_reading_the_upload(
 # -- response framing: what httptools (llhttp) does with each kind of answer
 
 
-async def test_head_response_ends_at_the_head_and_the_connection_is_reused(
+async def test_head_response_ends_at_the_head_and_the_connection_is_not_reused(
     browser: httpx.AsyncClient, raw: RawUpstream
 ) -> None:
     response = await browser.head("/raw/length-only")
     assert response.status_code == 200
     assert response.headers["content-length"] == "1000"
     assert response.content == b""
-    # Reused with a new parser: the old one would take the next answer for the 1000 bytes.
+    # Never pooled: body bytes a sloppy upstream sent after the head would otherwise be read
+    # as the next request's answer. The next request gets a connection of its own.
     whoami = await browser.get("/raw/whoami")
-    assert whoami.text == str(raw.last("/raw/length-only"))
+    assert whoami.text != str(raw.last("/raw/length-only"))
+    assert whoami.status_code == 200
 
 
 @pytest.mark.parametrize(("path", "status"), [("/raw/no-content", 204), ("/raw/not-modified", 304)])

@@ -237,6 +237,17 @@ def _without(data: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k not in keys}
 
 
+_IDP_ENDPOINT_KEYS = (
+    "okta_account",
+    "authorization_server_id",
+    "issuer",
+    "auth_url",
+    "token_url",
+    "certs_url",
+    "userinfo_url",
+)
+
+
 def idp_document(
     body: Mapping[str, Any], object_id: str, stored: Mapping[str, Any] | None
 ) -> tuple[dict[str, Any], IdentityProvider]:
@@ -253,7 +264,19 @@ def idp_document(
         config = _without(config, ("redirect_url",))
         if stored is not None:
             kept = stored.get("config", {})
-            config.update({k: kept[k] for k in IDP_SECRETS if k not in config and k in kept})
+            omitted = [k for k in IDP_SECRETS if k not in config and k in kept]
+            # A kept secret goes where it went before, or nowhere: pointing the IdP at new
+            # endpoints while keeping its secrets would send them to whoever runs those.
+            moved = stored.get("type", "okta") != document.get("type", "okta") or any(
+                config.get(k) != kept.get(k) for k in _IDP_ENDPOINT_KEYS
+            )
+            if omitted and moved:
+                problems += [
+                    f"config.{k}: must be sent again when the IdP's type or endpoints change"
+                    for k in omitted
+                ]
+            else:
+                config.update({k: kept[k] for k in omitted})
         document["config"] = config
     scim = document.get("scim_config")
     if isinstance(scim, Mapping) and "secret" in scim:
