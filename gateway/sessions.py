@@ -74,6 +74,22 @@ class Session:
         )
 
 
+class _KeyCachingSigner(Signer):
+    """itsdangerous' Signer, deriving each key once instead of on every call (the cookie is
+    checked on every request; the derivation is a hash of salt and secret that never changes)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._derived: dict[bytes | None, bytes] = {}
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        cache_key = secret_key.encode() if isinstance(secret_key, str) else secret_key
+        derived = self._derived.get(cache_key)
+        if derived is None:
+            derived = self._derived[cache_key] = super().derive_key(secret_key)
+        return derived
+
+
 class CookieSigner:
     """Signs and verifies opaque cookie values; the first key signs, every key verifies."""
 
@@ -81,7 +97,9 @@ class CookieSigner:
         if not keys:
             raise ValueError("at least one cookie key is needed")
         # itsdangerous signs with the *last* key of the list; our contract is "first signs".
-        self._signer = Signer(list(reversed(keys)), salt=salt, digest_method=hashlib.sha256)
+        self._signer = _KeyCachingSigner(
+            list(reversed(keys)), salt=salt, digest_method=hashlib.sha256
+        )
 
     def sign(self, value: str) -> str:
         return self._signer.sign(value).decode()
