@@ -21,9 +21,10 @@ from gateway.config import App
 from gateway.errors import GatewayError, UpstreamError
 from gateway.logs import RequestRecord
 from gateway.policy import RequestFacts, evaluate, evaluate_before_sign_in
-from gateway.proxy import forward
+from gateway.proxy import forward, request_headers
 from gateway.runtime import Runtime, error_response
 from gateway.sessions import Session
+from gateway.websocket import relay
 
 log = logging.getLogger("gateway.guard")
 
@@ -166,6 +167,8 @@ async def decide(
     ]
 
 
+_POLICY_VIOLATION = 1008  # RFC 6455 7.4.1, for a WebSocket handshake refused
+
 # How a refusal from `decide` is reported: the request's log line and metrics "decision".
 _REFUSALS = {302: "unauthenticated", 401: "unauthenticated", 403: "deny"}
 
@@ -175,13 +178,13 @@ async def guard_request(
 ) -> None:
     """Decide one request to a protected app and proxy it if allowed; what happened goes on
     `record` (app, decision, user) for the request's log line and metrics."""
-    if scope["type"] != "http":
-        record.decision = "unsupported"
-        await _plain(404, "Not supported")(scope, receive, send)
-        return
+    websocket = scope["type"] == "websocket"
     app = rt.directory.match(host, scope["path"])
     if app is None:
         record.decision = "no_app"
+        if websocket:
+            await send({"type": "websocket.close", "code": _POLICY_VIOLATION})
+            return
         response = rt.pages.error(404, "No application is served at this address.")
         await response(scope, receive, send)
         return
@@ -191,6 +194,9 @@ async def guard_request(
         outcome = await decide(rt, app, host, scope, info, record)
         if isinstance(outcome, Response):
             record.decision = _REFUSALS.get(outcome.status_code, "deny")
+            if websocket:  # closed before the handshake: the server answers HTTP 403
+                await send({"type": "websocket.close", "code": _POLICY_VIOLATION})
+                return
             await outcome(scope, receive, send)
             return
         # bypass and non_identity policies let the request through with no identity headers
@@ -199,6 +205,24 @@ async def guard_request(
         outcome.append((b"x-request-id", record.request_id.encode()))
         if record.id_sent:  # the client's own X-Request-Id: replaced, never sent along too
             scope = {**scope, "headers": [h for h in scope["headers"] if h[0] != b"x-request-id"]}
+        if websocket:
+            headers, _, _ = request_headers(
+                scope["headers"],
+                method="GET",
+                forwarded_for=info.forwarded_for,
+                proto="https" if info.proto in ("https", "wss") else "http",
+                host=header(scope, b"host") or host,
+                identity_headers=outcome,
+            )
+            await relay(
+                scope,
+                receive,
+                send,
+                upstream=app.upstream,
+                headers=headers,
+                open_timeout=rt.settings.gateway.upstream_timeout,
+            )
+            return
         await forward(
             rt.upstreams,
             scope,
@@ -216,4 +240,7 @@ async def guard_request(
             rt.metrics.upstream_error(app.id, exc.error)
         elif not record.forwarded:
             record.decision = "error"  # e.g. the store did not answer: nobody gets in
+        if websocket:
+            await send({"type": "websocket.close", "code": 1011})
+            return
         await error_response(rt, exc)(scope, receive, send)

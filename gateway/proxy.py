@@ -68,7 +68,7 @@ async def forward(
     Returns quietly when the client goes away.
     """
     method: str = scope["method"]
-    headers, has_body, chunked = _request_headers(
+    headers, has_body, chunked = request_headers(
         scope["headers"],
         method=method,
         forwarded_for=forwarded_for,
@@ -197,7 +197,7 @@ _CLIENT_CLAIMS = frozenset(
 )
 
 
-def _request_headers(
+def request_headers(
     client_headers: Iterable[tuple[bytes, bytes]],
     *,
     method: str,
