@@ -3,13 +3,17 @@ it, and the check of Cloudflare's failure envelope."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-from harness import TEAM
+from harness import TEAM, running
 
 from gateway.admin.envelope import CODES
-from gateway.app import Gateway
+from gateway.app import Gateway, create_app
+from gateway.config import parse_settings
+from gateway.store.redis import RedisStore
 
 TOKEN = "admin-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -37,3 +41,15 @@ def assert_failure(response: httpx.Response, status: int, error: str) -> list[st
     assert body["errors"], body
     assert {e["code"] for e in body["errors"]} == {CODES[error]}
     return [e["message"] for e in body["errors"]]
+
+
+@contextlib.asynccontextmanager
+async def instance(redis_url: str, doc: dict[str, Any]) -> AsyncIterator[Gateway]:
+    """One running gateway with a Redis client of its own: several on one `redis_url` are the
+    multi-instance setup."""
+    store = RedisStore.from_url(redis_url)
+    try:
+        async with running(create_app(parse_settings(doc), store=store)) as app:
+            yield app
+    finally:
+        await store.close()

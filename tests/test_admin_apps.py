@@ -8,7 +8,6 @@ instance at the next request.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from admin_harness import admin_client, assert_failure, with_admin_token
+from admin_harness import admin_client, assert_failure, instance, with_admin_token
 from clock import FakeClock
 from fake_okta import FakeOkta
 from harness import WIKI, EchoUpstream, browser, running, settings_doc
@@ -27,7 +26,6 @@ from gateway.config import parse_duration, parse_settings
 from gateway.identity import Identity
 from gateway.sessions import CookieSigner, SessionManager
 from gateway.store import Store
-from gateway.store.redis import RedisStore
 
 NEW = "https://new.example.com"
 ENGINEERING = {
@@ -346,22 +344,12 @@ async def test_revoke_tokens_ends_the_app_sessions(
         assert okta.routes["token"].call_count == calls
 
 
-@contextlib.asynccontextmanager
-async def instance(redis_url: str, upstream: EchoUpstream) -> AsyncIterator[Gateway]:
-    store = RedisStore.from_url(redis_url)
-    try:
-        async with running(create_app(parse_settings(admin_doc(upstream.url)), store=store)) as app:
-            yield app
-    finally:
-        await store.close()
-
-
 async def test_revoke_tokens_takes_effect_on_every_instance(
     redis_url: str, upstream: EchoUpstream, okta: FakeOkta
 ) -> None:
     async with (
-        instance(redis_url, upstream) as one,
-        instance(redis_url, upstream) as two,
+        instance(redis_url, admin_doc(upstream.url)) as one,
+        instance(redis_url, admin_doc(upstream.url)) as two,
         admin_client(one) as api_one,
         browser(one, WIKI) as on_one,
     ):
@@ -389,8 +377,8 @@ async def test_an_app_made_on_one_instance_is_served_by_another(
     redis_url: str, upstream: EchoUpstream, okta: FakeOkta
 ) -> None:
     async with (
-        instance(redis_url, upstream) as one,
-        instance(redis_url, upstream) as two,
+        instance(redis_url, admin_doc(upstream.url)) as one,
+        instance(redis_url, admin_doc(upstream.url)) as two,
         admin_client(one) as api_one,
         browser(two, NEW) as on_two,
     ):

@@ -7,7 +7,6 @@ and its secret is shown once. A key rotation is visible on every instance at the
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime
 import json
 from collections.abc import AsyncIterator
@@ -16,14 +15,13 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from admin_harness import admin_client, assert_failure, with_admin_token
+from admin_harness import admin_client, assert_failure, instance, with_admin_token
 from fake_okta import FakeOkta
 from harness import WIKI, EchoUpstream, browser, running, settings_doc
 
 from gateway.app import Gateway, create_app
 from gateway.config import parse_settings
 from gateway.store import Store
-from gateway.store.redis import RedisStore
 
 CI = "https://ci.example.com"
 PRIVATE_JWK_FIELDS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
@@ -195,22 +193,12 @@ async def _signed_in_page(client: httpx.AsyncClient, okta: FakeOkta) -> httpx.Re
     return response
 
 
-@contextlib.asynccontextmanager
-async def instance(redis_url: str, upstream: EchoUpstream) -> AsyncIterator[Gateway]:
-    store = RedisStore.from_url(redis_url)
-    try:
-        async with running(create_app(parse_settings(admin_doc(upstream.url)), store=store)) as app:
-            yield app
-    finally:
-        await store.close()
-
-
 async def test_a_rotation_is_published_by_every_instance_at_once(
     redis_url: str, upstream: EchoUpstream, okta: FakeOkta
 ) -> None:
     async with (
-        instance(redis_url, upstream) as one,
-        instance(redis_url, upstream) as two,
+        instance(redis_url, admin_doc(upstream.url)) as one,
+        instance(redis_url, admin_doc(upstream.url)) as two,
         admin_client(one) as api_one,
         browser(two) as on_two,
     ):

@@ -4,14 +4,13 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
-from admin_harness import admin_client, assert_failure, with_admin_token
+from admin_harness import admin_client, assert_failure, instance, with_admin_token
 from fake_okta import FakeOkta
 from harness import IDP_ID, TEAM, WIKI, EchoUpstream, browser, running
 from scim_harness import create_group, create_user, okta_client, scim_doc
@@ -20,7 +19,6 @@ from gateway.app import Gateway, create_app
 from gateway.config import app_aud, parse_settings
 from gateway.identity import user_uuid_for
 from gateway.store import Store
-from gateway.store.redis import RedisStore
 
 ALICE = user_uuid_for(IDP_ID, "00ualice")
 XHR = {"X-Requested-With": "XMLHttpRequest"}
@@ -123,22 +121,12 @@ async def test_unknown_users_are_404(api: httpx.AsyncClient) -> None:
 # --- revoke_user ----------------------------------------------------------------------------
 
 
-@contextlib.asynccontextmanager
-async def instance(redis_url: str, upstream: EchoUpstream) -> AsyncIterator[Gateway]:
-    store = RedisStore.from_url(redis_url)
-    try:
-        async with running(create_app(parse_settings(admin_doc(upstream.url)), store=store)) as app:
-            yield app
-    finally:
-        await store.close()
-
-
 async def test_revoke_user_ends_every_session_on_every_instance(
     redis_url: str, upstream: EchoUpstream, okta: FakeOkta
 ) -> None:
     async with (
-        instance(redis_url, upstream) as one,
-        instance(redis_url, upstream) as two,
+        instance(redis_url, admin_doc(upstream.url)) as one,
+        instance(redis_url, admin_doc(upstream.url)) as two,
         admin_client(one) as api_one,
         browser(one, WIKI) as on_one,
         browser(two, WIKI) as on_two,

@@ -186,9 +186,10 @@ def paths() -> dict[str, dict[str, Schema]]:
             ),
             "put": _op(
                 "replaceIdentityProvider",
-                "Replace an identity provider; secrets left out are kept",
+                "Replace an identity provider; secrets left out are kept, unless the type or "
+                "an endpoint changes: then they must be sent again (422 otherwise)",
                 ref("IdentityProviderCreated"),
-                (403, 409),
+                (403, 409, 422),
                 body="IdentityProviderReplacement",
                 param=idp,
             ),

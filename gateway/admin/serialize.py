@@ -42,7 +42,7 @@ from gateway.config import (
     parse_duration,
     parse_identity_provider,
 )
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, GatewayError
 from gateway.runtime import CALLBACK_PATH
 from gateway.service_tokens import ServiceToken
 from gateway.sessions import Session
@@ -271,12 +271,17 @@ def idp_document(
                 config.get(k) != kept.get(k) for k in _IDP_ENDPOINT_KEYS
             )
             if omitted and moved:
-                problems += [
-                    f"config.{k}: must be sent again when the IdP's type or endpoints change"
-                    for k in omitted
-                ]
-            else:
-                config.update({k: kept[k] for k in omitted})
+                # Valid on its own, but not against what is stored: 422, like a reference to
+                # an object that does not exist.
+                raise GatewayError(
+                    "; ".join(
+                        f"config.{k}: must be sent again when the IdP's type or endpoints change"
+                        for k in omitted
+                    ),
+                    error="unprocessable",
+                    status=422,
+                )
+            config.update({k: kept[k] for k in omitted})
         document["config"] = config
     scim = document.get("scim_config")
     if isinstance(scim, Mapping) and "secret" in scim:
