@@ -148,8 +148,13 @@ async def decide(
         if service_token is None:
             return _plain(401, "Unauthorized: invalid service token.")
         facts = RequestFacts(client_ip=info.address, service_token_id=service_token.id)
-    if evaluate_before_sign_in(app, facts) is not None:
-        return []  # bypass / non_identity: through, with no identity attached
+    before = evaluate_before_sign_in(app, facts)
+    if before is not None and before.outcome == "non_identity" and client_id is not None:
+        # Admitted by its service token: the origin can tell which one (Cloudflare's shape).
+        token = await rt.app_tokens.for_service_token(client_id, app)
+        return [(b"cf-access-jwt-assertion", token.encode())]
+    if before is not None:
+        return []  # bypass: through, with no identity attached
     if client_id is not None:
         # A valid service token that no policy admits: no fallback to a browser sign-in.
         return _plain(403, "Forbidden: this service token is not allowed here.")

@@ -169,6 +169,25 @@ def _private_key(kid: str, jwk: str) -> RSAKey:
     return RSAKey.import_key(json.loads(jwk))
 
 
+def mint_service_token_jwt(
+    key: SigningKey, *, app: App, client_id: str, issuer: str, now: float, expires: float
+) -> str:
+    """The app token for a request authenticated by a service token: Cloudflare's shape, with
+    the token's client id as `common_name` and no user (`sub` empty)."""
+    claims = {
+        "aud": [app.aud],
+        "iss": issuer,
+        "sub": "",
+        "common_name": client_id,
+        "type": "app",
+        "iat": int(now),
+        "nbf": int(now),
+        "exp": int(expires),
+    }
+    header = {"alg": "RS256", "kid": key.kid, "typ": "JWT"}
+    return jwt.encode(header, claims, _private_key(key.kid, json.dumps(key.jwk, sort_keys=True)))
+
+
 def certs_document(keys: list[SigningKey]) -> dict[str, Any]:
     """`/cdn-cgi/access/certs`: Cloudflare's shape, current key first."""
     certs = [{"kid": k.kid, "cert": k.cert} for k in keys]
@@ -187,6 +206,29 @@ class AppTokens:
         # instead of each signing a token of their own (a page's burst of requests, at sign-in
         # and at every renewal).
         self._minting: dict[tuple[str, str], asyncio.Future[str]] = {}
+        self._service: dict[tuple[str, str], tuple[str, float]] = {}
+
+    async def for_service_token(self, client_id: str, app: App) -> str:
+        """The app token for a service token's requests to one app: minted once per process
+        and reused until near expiry (service tokens have no session to keep it in)."""
+        key = (client_id, app.id)
+        token, expires = self._service.get(key, ("", 0.0))
+        now = self.clock()
+        if expires - now > REMINT_BEFORE:
+            return token
+        if len(self._service) >= 4096:  # bounded: drop them all, they are cheap to mint again
+            self._service.clear()
+        expires = now + TOKEN_LIFETIME
+        token = mint_service_token_jwt(
+            await self.keys.current(),
+            app=app,
+            client_id=client_id,
+            issuer=self.issuer,
+            now=now,
+            expires=expires,
+        )
+        self._service[key] = (token, expires)
+        return token
 
     def cached(self, session: Session, app: App) -> str | None:
         """The session's token for this app if it is not near expiry (no I/O: the hot path)."""

@@ -24,9 +24,11 @@ from harness import (
     settings_doc,
     start_sign_in,
 )
+from joserfc import jwt
+from joserfc.jwk import KeySet
 
 from gateway.app import Gateway, create_app
-from gateway.config import parse_settings
+from gateway.config import app_aud, parse_settings
 from gateway.service_tokens import ServiceTokens
 from gateway.store import Store
 from gateway.store.memory import MemoryStore
@@ -261,9 +263,23 @@ async def test_a_valid_service_token_in_the_policy_reaches_the_app_without_ident
             "/api/run",
             headers={"CF-Access-Client-Id": client_id, "CF-Access-Client-Secret": secret},
         )
+        again = await client.get(
+            "/api/run",
+            headers={"CF-Access-Client-Id": client_id, "CF-Access-Client-Secret": secret},
+        )
+        first = response.json()["headers"]["cf-access-jwt-assertion"]
+        assert again.json()["headers"]["cf-access-jwt-assertion"] == first  # minted once
+        certs = (await client.get(f"{TEAM}/cdn-cgi/access/certs")).json()
     assert response.status_code == 200
     seen = response.json()["headers"]
-    assert not any(name.startswith("cf-access-") for name in seen)  # secret stripped too
+    assert "cf-access-client-secret" not in seen and "cf-access-client-id" not in seen
+    assert "cf-access-authenticated-user-email" not in seen  # no user behind a service token
+    # The origin can tell which service token it was, from a token it verifies with /certs.
+    claims = jwt.decode(
+        seen["cf-access-jwt-assertion"], KeySet.import_key_set(certs), algorithms=["RS256"]
+    ).claims
+    assert claims["common_name"] == client_id and claims["sub"] == ""
+    assert claims["aud"] == [app_aud("payroll")] and claims["type"] == "app"
 
 
 async def test_a_wrong_service_token_secret_is_401(store: Store, upstream: EchoUpstream) -> None:

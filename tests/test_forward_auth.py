@@ -294,7 +294,9 @@ async def test_service_tokens(setup: Setup, proxy: httpx.AsyncClient) -> None:
     admitted = await ask(proxy, "payroll.example.com", "/api/run", accept="*/*", **good)
     refused = await ask(proxy, "payroll.example.com", "/api/run", accept="*/*", **wrong)
     elsewhere = await ask(proxy, WIKI_HOST, "/docs", **good)
-    assert admitted.status_code == 200 and not identity_headers(admitted)
+    # No user behind a service token: only the app token naming it (its common_name).
+    assert admitted.status_code == 200
+    assert set(identity_headers(admitted)) == {"cf-access-jwt-assertion"}
     assert refused.status_code == 401 and "location" not in refused.headers
     assert elsewhere.status_code == 403
 
