@@ -47,17 +47,22 @@ def cluster_port() -> int:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Three master nodes, all 16384 slots assigned; yields a redis+cluster:// URL."""
-    nodes = []
-    for i in range(3):
-        directory = tmp_path_factory.mktemp(f"cluster{i}")
-        node = RedisServer(
-            directory,
-            extra=("--cluster-enabled", "yes", "--cluster-config-file", str(directory / "n.conf")),
-            port=cluster_port(),
-        )
-        node.start()
-        nodes.append(node)
+    nodes: list[RedisServer] = []
     try:
+        for i in range(3):
+            directory = tmp_path_factory.mktemp(f"cluster{i}")
+            node = RedisServer(
+                directory,
+                extra=(
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    str(directory / "n.conf"),
+                ),
+                port=cluster_port(),
+            )
+            nodes.append(node)  # before start(): a later failure still stops it
+            node.start()
         addresses = [f"127.0.0.1:{n.port}" for n in nodes]
         subprocess.run(
             [redis_cli(), "--cluster", "create", *addresses, "--cluster-replicas", "0",
