@@ -12,6 +12,7 @@ import pytest_asyncio
 import redis
 import respx
 import uvloop
+from admin_harness import admin_client
 from clock import FakeClock
 from fake_okta import API_TOKEN, CLIENT_SECRET, FakeOkta
 from harness import COOKIE_SECRET, EchoUpstream, browser, running, settings_doc
@@ -134,3 +135,10 @@ async def gateway(store: Store, upstream: EchoUpstream, okta: FakeOkta) -> Async
 async def client(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
     async with browser(gateway) as c:
         yield c
+
+
+@pytest_asyncio.fixture
+async def api(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
+    """The admin API of the test's `gateway` (a module's own override when it has one)."""
+    async with admin_client(gateway) as client:
+        yield client

@@ -23,6 +23,11 @@ from gateway.app import Gateway
 
 TEAM = "https://access.example.com"
 WIKI = "https://wiki.example.com"
+# The keys of the SPEC 4 identity document (get-identity, the test page).
+IDENTITY_KEYS = {
+    "id", "user_uuid", "name", "email", "groups", "idp", "oidc_fields", "amr", "iat", "ip",
+    "service_token_id", "service_token_status", "version",
+}  # fmt: skip
 
 
 def free_port() -> int:

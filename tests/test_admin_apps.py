@@ -55,12 +55,6 @@ async def gateway(store: Store, upstream: EchoUpstream, okta: FakeOkta) -> Async
         yield app
 
 
-@pytest_asyncio.fixture
-async def api(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
-    async with admin_client(gateway) as client:
-        yield client
-
-
 async def create(api: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, Any]:
     response = await api.post("/api/apps", json=body)
     assert response.status_code == 201, response.text

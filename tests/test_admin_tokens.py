@@ -37,12 +37,6 @@ async def gateway(store: Store, upstream: EchoUpstream, okta: FakeOkta) -> Async
         yield app
 
 
-@pytest_asyncio.fixture
-async def api(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
-    async with admin_client(gateway) as client:
-        yield client
-
-
 def kid_of(token: str) -> str:
     header = token.split(".")[0]
     kid: str = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["kid"]

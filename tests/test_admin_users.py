@@ -34,12 +34,6 @@ async def gateway(store: Store, upstream: EchoUpstream, okta: FakeOkta) -> Async
         yield app
 
 
-@pytest_asyncio.fixture
-async def api(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
-    async with admin_client(gateway) as client:
-        yield client
-
-
 async def sign_in(client: httpx.AsyncClient, okta: FakeOkta, url: str = f"{WIKI}/") -> None:
     response = await client.get(url)
     while response.status_code == 302:

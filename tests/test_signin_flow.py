@@ -17,6 +17,7 @@ from clock import FakeClock
 from fake_okta import FakeOkta
 from harness import (
     COOKIE_SECRET,
+    IDENTITY_KEYS,
     IDP_ID,
     TEAM,
     WIKI,
@@ -77,21 +78,7 @@ async def test_get_identity_returns_the_identity_document(
     assert identity["groups"] == ["Engineering", "Everyone"]
     assert identity["idp"] == {"id": IDP_ID, "type": "okta"}
     assert identity["ip"] == "203.0.113.7"
-    assert set(identity) == {
-        "id",
-        "user_uuid",
-        "name",
-        "email",
-        "groups",
-        "idp",
-        "oidc_fields",
-        "amr",
-        "iat",
-        "ip",
-        "service_token_id",
-        "service_token_status",
-        "version",
-    }
+    assert set(identity) == IDENTITY_KEYS
     assert abs(identity["iat"] - time.time()) < 60
 
 

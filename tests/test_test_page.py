@@ -19,6 +19,7 @@ import httpx
 import pytest
 from fake_okta import API_TOKEN, FakeOkta
 from harness import (
+    IDENTITY_KEYS,
     IDP_ID,
     TEAM,
     EchoUpstream,
@@ -110,21 +111,7 @@ async def test_the_test_page_shows_what_the_sign_in_learned(
         assert identity["user_uuid"] == user_uuid_for(IDP_ID, "00udana")
         assert identity["oidc_fields"] == {"department": "R&D"}
         assert identity["ip"] == "203.0.113.7"
-        assert set(identity) == {
-            "id",
-            "user_uuid",
-            "name",
-            "email",
-            "groups",
-            "idp",
-            "oidc_fields",
-            "amr",
-            "iat",
-            "ip",
-            "service_token_id",
-            "service_token_status",
-            "version",
-        }
+        assert set(identity) == IDENTITY_KEYS
         assert kept == {"department": "R&D"}
         assert "not sent by the identity provider:\ncost_center" in page.text
         assert id_token_claims["iss"] == okta.issuer
