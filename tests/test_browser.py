@@ -111,17 +111,14 @@ def new_browser(binaries: tuple[str, str], tmp_path: Path) -> Iterator[Callable[
 
 
 def wait_for(driver: Any, condition: Callable[[Any], object], what: str) -> None:
-    from selenium.common.exceptions import (
-        NoSuchElementException,
-        StaleElementReferenceException,
-        TimeoutException,
-    )
+    from selenium.common.exceptions import TimeoutException, WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    # An element read while the page navigates goes stale: look again, as a person would.
-    ignored = (NoSuchElementException, StaleElementReferenceException)
+    # A page read while the browser navigates can fail in several ways (a stale element, a node
+    # that left the document, a script on an unloading page): look again, as a person would. A
+    # failure that lasts shows up as the timeout, with the page as it was.
     try:
-        WebDriverWait(driver, WAIT, ignored_exceptions=ignored).until(condition)
+        WebDriverWait(driver, WAIT, ignored_exceptions=(WebDriverException,)).until(condition)
     except TimeoutException:
         pytest.fail(f"timed out waiting for {what}; at {driver.current_url}:\n{page_text(driver)}")
 
@@ -133,10 +130,11 @@ def page_text(driver: Any) -> str:
 
 
 def heading(driver: Any) -> str:
-    from selenium.webdriver.common.by import By
-
-    headings = driver.find_elements(By.TAG_NAME, "h1")
-    return str(headings[0].text) if headings else ""
+    # One script reads the heading at one instant: an element handle found first could belong to
+    # a document the browser has left by the time its text is asked for.
+    return str(
+        driver.execute_script("const h = document.querySelector('h1'); return h ? h.innerText : ''")
+    )
 
 
 def status_code(driver: Any) -> int:
