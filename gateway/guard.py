@@ -159,7 +159,11 @@ async def decide(
         # A valid service token that no policy admits: no fallback to a browser sign-in.
         return _plain(403, "Forbidden: this service token is not allowed here.")
     session = await rt.sessions.load(read_cookie(scope, SESSION_COOKIE))
-    if session is None or not session_fits(rt, session, app, host):
+    if (
+        session is None
+        or not session_fits(rt, session, app, host)
+        or not rt.accepts_sign_in(session.identity, app)
+    ):
         return unauthenticated(rt, app, host, scope)
     if record is not None:
         record.user = session.identity.user_uuid

@@ -16,6 +16,7 @@ from starlette.responses import Response
 from gateway.catalog import Catalog
 from gateway.config import App, IdentityProvider, Settings
 from gateway.errors import GatewayError
+from gateway.identity import Identity
 from gateway.metrics import Metrics
 from gateway.oidc import OIDCClient
 from gateway.pages import Pages
@@ -104,6 +105,13 @@ class Runtime:
         """The IdPs a user may sign in to this app with (all of them unless restricted)."""
         allowed = app.allowed_idps
         return [i for i in self.settings.identity_providers if not allowed or i.id in allowed]
+
+    def accepts_sign_in(self, identity: Identity, app: App | None = None) -> bool:
+        """Whether a session's sign-in still counts: its IdP is still served (deleting an IdP
+        ends the sessions it gave) and, for `app`, is one of the app's `allowed_idps`."""
+        if identity.idp_id not in self.oidc:
+            return False
+        return app is None or not app.allowed_idps or identity.idp_id in app.allowed_idps
 
     def is_known_host(self, host: str) -> bool:
         """The team host or a host some app is served on (for `returnTo`)."""

@@ -141,7 +141,12 @@ async def login(request: Request) -> Response:
     if app is None or rt.directory.match(app_host, urlsplit(redirect_url).path) is not app:
         raise GatewayError("Unknown application.", error="unknown_app", status=404)
     session = await _session(rt, request)
-    if session is not None and session.kind == "global":
+    # A global session from an IdP this app does not allow is no sign-in here: pick one it does.
+    if (
+        session is not None
+        and session.kind == "global"
+        and rt.accepts_sign_in(session.identity, app)
+    ):
         return await continue_to_app(rt, request, session, app, app_host, redirect_url, app_binding)
     idps = rt.idps_for(app)
     if not idps:
@@ -405,7 +410,7 @@ async def authorized(request: Request) -> Response:
 async def get_identity(request: Request) -> Response:
     rt = _rt(request)
     session = await _session(rt, request)
-    if session is None:
+    if session is None or not rt.accepts_sign_in(session.identity):
         return _no_store(JSONResponse({"err": "no session"}, status_code=401))
     return _no_store(JSONResponse(session.identity.to_json()))
 

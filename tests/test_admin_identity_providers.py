@@ -387,3 +387,87 @@ async def test_an_idp_made_on_one_instance_signs_in_on_another(
         page = await sign_in_with(browser_two, okta, idp_id)
         assert page.status_code == 200, page.text
         assert page.json()["headers"]["cf-access-authenticated-user-email"] == "alice@example.com"
+
+
+# --- which sessions an IdP's sign-in still opens -------------------------------------------
+
+
+async def add_app(
+    api: httpx.AsyncClient, upstream: EchoUpstream, domain: str, allowed_idps: list[str]
+) -> None:
+    engineering = {"okta": {"name": "Engineering"}}
+    made = await api.post(
+        "/api/apps",
+        json={
+            "name": "Partners",
+            "domain": domain,
+            "upstream": upstream.url,
+            "allowed_idps": allowed_idps,
+            "policies": [{"name": "Eng", "decision": "allow", "include": [engineering]}],
+        },
+    )
+    assert made.status_code == 201, made.text
+
+
+async def follow(client: httpx.AsyncClient, response: httpx.Response) -> httpx.Response:
+    while response.status_code == 302:
+        response = await client.get(str(response.url.join(response.headers["location"])))
+    return response
+
+
+def sent_to_sign_in(response: httpx.Response) -> bool:
+    return response.status_code == 302 and "/cdn-cgi/access/login/" in response.headers["location"]
+
+
+async def test_a_sign_in_through_an_idp_the_app_does_not_allow_is_not_reused_there(
+    api: httpx.AsyncClient, client: httpx.AsyncClient, okta: FakeOkta, upstream: EchoUpstream
+) -> None:
+    partners = (await create(api))["id"]
+    await add_app(api, upstream, "partners.example.com", [partners])
+    assert (await sign_in_with(client, okta, "okta-test")).status_code == 200  # the wiki
+    calls = okta.routes["token"].call_count
+
+    to_login = await client.get("https://partners.example.com/report")
+    assert sent_to_sign_in(to_login)
+    to_okta = await client.get(to_login.headers["location"])
+    # Not the silent pass a global session gives: Okta is asked again, through the allowed IdP.
+    assert to_okta.headers["location"].startswith(okta.authorization_endpoint)
+    page = await follow(
+        client, await client.get(okta.authorize(to_okta.headers["location"], "00ualice"))
+    )
+    assert page.status_code == 200, page.text
+    assert okta.routes["token"].call_count == calls + 1
+    identity = await client.get("https://partners.example.com/cdn-cgi/access/get-identity")
+    assert identity.json()["idp"]["id"] == partners
+
+
+async def test_a_session_on_a_host_does_not_open_a_path_app_there_that_allows_another_idp(
+    api: httpx.AsyncClient, client: httpx.AsyncClient, okta: FakeOkta, upstream: EchoUpstream
+) -> None:
+    partners = (await create(api))["id"]
+    await add_app(api, upstream, "wiki.example.com/partners", [partners])
+    assert (await sign_in_with(client, okta, "okta-test")).status_code == 200
+    hits = len(upstream.requests)
+
+    assert sent_to_sign_in(await client.get(f"{WIKI}/partners/report"))
+    assert len(upstream.requests) == hits
+    assert (await client.get(f"{WIKI}/page")).status_code == 200  # the wiki itself still opens
+
+
+async def test_deleting_an_idp_ends_the_sessions_it_gave(
+    api: httpx.AsyncClient, client: httpx.AsyncClient, okta: FakeOkta, upstream: EchoUpstream
+) -> None:
+    idp_id = (await create(api))["id"]
+    assert (await sign_in_with(client, okta, idp_id)).status_code == 200
+    assert (await client.get(f"{WIKI}/cdn-cgi/access/get-identity")).status_code == 200
+    assert (await api.delete(f"/api/identity_providers/{idp_id}")).status_code == 200
+    hits = len(upstream.requests)
+
+    assert sent_to_sign_in(await client.get(f"{WIKI}/page"))  # the app session
+    assert sent_to_sign_in(await client.get(f"{TEAM}/docs"))  # the global one
+    assert (await client.get(f"{WIKI}/cdn-cgi/access/get-identity")).status_code == 401
+    assert len(upstream.requests) == hits
+    # and the next sign-in is a real one, through the IdP that is left
+    to_login = await client.get(f"{WIKI}/page")
+    to_okta = await client.get(to_login.headers["location"])
+    assert to_okta.headers["location"].startswith(okta.authorization_endpoint)
