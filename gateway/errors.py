@@ -7,6 +7,7 @@
     │   ├── IdPError             Okta / the OIDC provider answered with an error or not at all
     │   └── TokenValidationError the ID token failed a check
     ├── UpstreamError            the protected application refused (502) or was too slow (504)
+    ├── RateLimitedError         too many requests of one kind from one client (429)
     ├── NotFoundError            no such object (404)
     ├── ConflictError            the object clashes with another (409)
     └── ReadOnlyError            the object comes from the config file; the API cannot change it
@@ -89,6 +90,17 @@ class UpstreamError(GatewayError):
 
     error = "upstream_error"
     status = 502
+
+
+class RateLimitedError(GatewayError):
+    """Too many requests of one kind from one client; `retry_after` seconds until it may."""
+
+    error = "rate_limited"
+    status = 429
+
+    def __init__(self, description: str, *, retry_after: int):
+        super().__init__(description)
+        self.retry_after = retry_after
 
 
 class NotFoundError(GatewayError):

@@ -19,6 +19,7 @@ _TITLES = {
     403: "Access denied",
     404: "Not found",
     413: "Request too large",
+    429: "Too many sign-ins",
     502: "Bad gateway",
     503: "Service unavailable",
     504: "Gateway timeout",

@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from gateway.catalog import Catalog
 from gateway.config import App, IdentityProvider, Settings
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, RateLimitedError
 from gateway.identity import Identity
 from gateway.metrics import Metrics
 from gateway.oidc import OIDCClient
@@ -140,4 +140,7 @@ def error_response(rt: Runtime, exc: GatewayError) -> Response:
         exc.description,
         extra={"ref": ref, "error": exc.error, "status": exc.status, "step": step},
     )
-    return rt.pages.gateway_error(exc, ref)
+    response = rt.pages.gateway_error(exc, ref)
+    if isinstance(exc, RateLimitedError):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from gateway import admin, forward_auth, signin, testpage
+from gateway import admin, forward_auth, login_limit, signin, testpage
 from gateway.clientinfo import client_info
 from gateway.config import App, IdentityProvider
 from gateway.errors import GatewayError, NotFoundError, SignInError, StoreUnavailableError
@@ -165,6 +165,7 @@ async def login(request: Request) -> Response:
             for i in idps
         ]
         return rt.pages.render("picker.html", 200, title="Sign in", app_name=app.name, idps=choices)
+    await login_limit.count_start(rt.store, _facts(rt, request).client_ip, rt.clock)
     binding = rt.bindings.unsign(
         request.cookies.get(LOGIN_BINDING_COOKIE, "")
     ) or secrets.token_urlsafe(24)
@@ -356,6 +357,7 @@ async def test_idp(request: Request) -> Response:
     if _host(request) != rt.team_host:
         raise NotFoundError("Not found.")
     binding_cookie = request.cookies.get(LOGIN_BINDING_COOKIE, "")
+    await login_limit.count_start(rt.store, _facts(rt, request).client_ip, rt.clock)
     return await testpage.begin(rt, request.query_params.get("idp", ""), binding_cookie)
 
 

@@ -56,10 +56,11 @@ async def running(app: Gateway) -> AsyncIterator[Gateway]:
         await task
 
 
-def browser(app: Gateway, base_url: str = TEAM) -> httpx.AsyncClient:
-    """A browser: sends Accept text/html, keeps cookies, does not follow redirects itself."""
+def browser(app: Gateway, base_url: str = TEAM, address: str = "203.0.113.7") -> httpx.AsyncClient:
+    """A browser at `address`: sends Accept text/html, keeps cookies, does not follow
+    redirects itself."""
     return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app, client=("203.0.113.7", 50000)),
+        transport=httpx.ASGITransport(app=app, client=(address, 50000)),
         base_url=base_url,
         headers={"Accept": "text/html,application/xhtml+xml"},
         follow_redirects=False,

@@ -255,6 +255,25 @@ async def test_capped_list_keeps_the_newest_items_newest_first(store: Store) -> 
         await store.push_capped("log", b"x", limit=0)
 
 
+async def test_a_counter_counts_and_expires_a_ttl_after_its_first_count(
+    store: Store, clock: FakeClock
+) -> None:
+    assert await store.count("hits", ttl=SHORT) == 1
+    assert [await store.count("hits", ttl=60) for _ in range(2)] == [2, 3]  # life not lengthened
+    assert await store.count("other", ttl=60) == 1
+
+    await _let_short_ttls_lapse(store, clock)
+
+    assert await store.count("hits", ttl=60) == 1
+    assert await store.count("other", ttl=60) == 2
+
+
+async def test_concurrent_counts_are_never_lost(store: Store) -> None:
+    totals = await asyncio.gather(*(store.count("hits", ttl=60) for _ in range(50)))
+
+    assert sorted(totals) == list(range(1, 51))
+
+
 async def test_ping_answers_and_close_can_repeat(store: Store) -> None:
     await store.ping()
     await store.close()
@@ -307,6 +326,7 @@ def _every_call(store: Store) -> dict[str, Callable[[], Awaitable[object]]]:
         "compare_and_set": lambda: store.compare_and_set("k", None, b"v"),
         "push_capped": lambda: store.push_capped("l", b"v", limit=3),
         "list_items": lambda: store.list_items("l", 3),
+        "count": lambda: store.count("c", ttl=60),
         "ping": store.ping,
     }
 

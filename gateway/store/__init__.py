@@ -60,6 +60,10 @@ class Store(Protocol):
     async def list_items(self, key: str, limit: int) -> list[bytes]:
         """The newest `limit` items of a list, newest first (empty when absent)."""
 
+    async def count(self, key: str, ttl: float) -> int:
+        """Add one to a counter and return its new value, atomically; a counter that did not
+        exist starts at one and expires `ttl` seconds later (later counts keep that expiry)."""
+
     async def ping(self) -> None:
         """Raise StoreUnavailableError if the store cannot be reached."""
 

@@ -119,6 +119,15 @@ class MemoryStore:
             return []
         return self._items(key, entry[0])[:limit]
 
+    async def count(self, key: str, ttl: float) -> int:
+        entry = self._live(key)
+        if entry is None:
+            self._write(key, b"1", self._expiry(ttl))
+            return 1
+        total = int(self._value(key) or b"0") + 1
+        self._entries[key] = (str(total).encode(), entry[1])
+        return total
+
     async def ping(self) -> None:
         """Always reachable."""
 

@@ -50,6 +50,13 @@ redis.call('LPUSH', KEYS[1], ARGV[1])
 redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]))
 """
 
+# A counter that expires ARGV[1] milliseconds after its first count; later counts keep that.
+_COUNT = """
+local total = redis.call('INCR', KEYS[1])
+if total == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return total
+"""
+
 # Compare-and-set: ARGV[1] "1" when the key must be absent, else ARGV[2] is the expected value;
 # ARGV[3] "1" deletes, else ARGV[4] is stored, with ARGV[5] milliseconds of life ("0": none).
 _COMPARE_AND_SET = """
@@ -154,6 +161,7 @@ class RedisStore:
         self._add_to_set = client.register_script(_ADD_TO_SET)
         self._compare_and_set = client.register_script(_COMPARE_AND_SET)
         self._push_capped = client.register_script(_PUSH_CAPPED)
+        self._count = client.register_script(_COUNT)
 
     @classmethod
     def from_url(cls, url: str) -> RedisStore:
@@ -283,6 +291,12 @@ class RedisStore:
             return cast("list[bytes]", await self._client.lrange(key, 0, limit - 1))
         except _ERRORS as exc:
             raise _unavailable("LRANGE", exc) from exc
+
+    async def count(self, key: str, ttl: float) -> int:
+        try:
+            return int(await self._count(keys=[key], args=[_milliseconds(ttl)]))
+        except _ERRORS as exc:
+            raise _unavailable("INCR", exc) from exc
 
     async def ping(self) -> None:
         try:
