@@ -332,6 +332,24 @@ async def test_a_pinned_secret_verifies_and_cannot_be_regenerated(
             assert_scim_error(await client.get("/Users"), 401)
 
 
+async def test_pinning_a_secret_retires_the_generated_one(
+    store: Store, upstream: EchoUpstream
+) -> None:
+    """Pinning is how an operator replaces a generated secret that leaked (a pinned one cannot
+    be regenerated): after the restart, the leaked one must be refused."""
+    async with running(create_app(parse_settings(scim_doc(upstream.url)), store=store)) as app:
+        idp = runtime(app).settings.idp(IDP_ID)
+        assert idp is not None
+        leaked = await runtime(app).scim_secrets.regenerate(idp)
+
+    doc = scim_doc(upstream.url, secret="pinned-secret-0123456789")
+    async with running(create_app(parse_settings(doc), store=store)) as app:
+        async with okta_client(app, leaked) as attacker:
+            assert_scim_error(await attacker.get("/Users"), 401)
+        async with okta_client(app, "pinned-secret-0123456789") as okta:
+            assert (await okta.get("/Users")).status_code == 200
+
+
 async def test_ensure_generates_the_first_secret_once(store: Store, upstream: EchoUpstream) -> None:
     async with running(create_app(parse_settings(scim_doc(upstream.url)), store=store)) as app:
         rt = runtime(app)

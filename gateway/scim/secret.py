@@ -3,8 +3,9 @@
 A secret is 256 random bits, shown once (by `gateway scim-secret` or the admin API) and stored
 only as its SHA-256 under `scim_secret:<idp id>`; it never expires. Regenerating overwrites
 the hash, so the old secret stops working on every instance at the next request. A secret
-pinned in the config (`scim_config.secret = "${ENV}"`) is accepted as well and cannot be
-regenerated. Comparison is on digests, in constant time.
+pinned in the config (`scim_config.secret = "${ENV}"`) is then the only one accepted (pinning is
+how an operator replaces a generated secret that leaked) and cannot be regenerated. Comparison
+is on digests, in constant time.
 """
 
 from __future__ import annotations
@@ -42,14 +43,16 @@ class ScimSecrets:
         self.store = store
 
     async def verify(self, idp: IdentityProvider, presented: str) -> bool:
-        """Whether `presented` is this IdP's SCIM secret (stored or pinned)."""
+        """Whether `presented` is this IdP's SCIM secret: the pinned one if the config pins
+        one, else the generated one."""
         if not presented or len(presented) > _MAX_LENGTH:
             return False
         digest = _digest(presented)
         pinned = idp.scim_config.secret
-        matches = bool(pinned) and hmac.compare_digest(digest, _digest(pinned))
+        if pinned:
+            return hmac.compare_digest(digest, _digest(pinned))
         stored = await self.store.get(_KEY + idp.id)
-        return (stored is not None and hmac.compare_digest(digest, stored)) or matches
+        return stored is not None and hmac.compare_digest(digest, stored)
 
     async def regenerate(self, idp: IdentityProvider) -> str:
         """A new secret, returned this once; the previous one stops working at once."""
