@@ -3,7 +3,8 @@
 An app's `domain` is `host[/path]`. A `*` stands for part or all of one host label or one path
 segment (one `*` per label or segment): `*.example.com` covers exactly one subdomain level and not
 the apex. A trailing `/*` covers every path below and not the path itself (`example.com/alpha/*`
-does not cover `/alpha`); a path without it covers itself and everything below. The most specific
+covers `/alpha/` and `/alpha/x`, not `/alpha`); a path without it covers itself and everything
+below. The most specific
 match wins (more literal host labels, then more path segments), with no inheritance. A port in the
 Host header is ignored; hosts and paths compare case-insensitively, and "." / ".." path segments
 are resolved before matching.
@@ -56,7 +57,9 @@ class _Route:
 def _segments(path: str) -> list[str]:
     """The path's segments with "." and ".." resolved (RFC 3986 5.2.4), as the upstream will
     read them: "/beta/../alpha" must be matched as "/alpha", not against the "/beta" app.
-    Path parameters are dropped ("/admin;x" is "/admin" to Tomcat and Spring)."""
+    Path parameters are dropped ("/admin;x" is "/admin" to Tomcat and Spring). A trailing slash
+    below the root is an empty last segment: "/admin/" is the index page under "/admin", which
+    "example.com/admin/*" covers."""
     segments: list[str] = []
     for raw in path.split("/"):
         segment = raw.split(";", 1)[0]
@@ -65,6 +68,8 @@ def _segments(path: str) -> list[str]:
                 segments.pop()
         elif segment not in ("", "."):
             segments.append(segment)
+    if segments and path.endswith("/"):
+        segments.append("")
     return segments
 
 
@@ -102,12 +107,13 @@ def split_host(host_header: str) -> str:
 
 
 def is_ambiguous_path(path: str) -> bool:
-    """A decoded path with "." or ".." segments or a backslash. Browsers never send these;
-    upstreams disagree on how to read them, so such a request could be judged against one app's
-    policy and served as another's path. Refused rather than guessed at."""
+    """A decoded path with "." or ".." segments (with path parameters too: "..;x" is ".." to
+    Tomcat and a name to most others) or a backslash. Browsers never send these; upstreams
+    disagree on how to read them, so such a request could be judged against one app's policy
+    and served as another's path. Refused rather than guessed at."""
     if "\\" in path:
         return True
-    return any(segment in (".", "..") for segment in path.split("/"))
+    return any(segment.split(";", 1)[0] in (".", "..") for segment in path.split("/"))
 
 
 class AppDirectory:

@@ -324,6 +324,8 @@ async def test_a_host_no_app_covers_is_403(proxy: httpx.AsyncClient) -> None:
         (WIKI_HOST, "/docs/./x", "GET"),
         (WIKI_HOST, "/docs\\..\\admin", "GET"),
         (WIKI_HOST, "/docs%5c..%5cadmin", "GET"),
+        (WIKI_HOST, "/docs/..;/admin", "GET"),
+        (WIKI_HOST, "/docs/%2e%2e;x/admin", "GET"),
         (WIKI_HOST, "/docs", "G T"),
     ],
 )

@@ -90,6 +90,11 @@ def test_split_host_drops_the_port_and_lowercases(host_header: str, host: str) -
         (["example.com/alpha/*"], "example.com", "/alpha/x", "example.com/alpha/*"),
         (["example.com/alpha/*"], "example.com", "/alpha/x/y", "example.com/alpha/*"),
         (["example.com/alpha/*"], "example.com", "/alpha", None),
+        # ...but its index page is below it, not the parent app's (found by a security review)
+        (["example.com/alpha/*", "example.com"], "example.com", "/alpha/", "example.com/alpha/*"),
+        (["example.com/alpha/*", "example.com"], "example.com", "/alpha//", "example.com/alpha/*"),
+        (["example.com/alpha/*", "example.com"], "example.com", "/alpha;x/", "example.com/alpha/*"),
+        (["example.com/alpha/*", "example.com"], "example.com", "/alpha", "example.com"),
         (["example.com/alpha/*"], "example.com", "/alphabet", None),
         (["example.com/alpha/*"], "example.com", "/alphabet/x", None),
         (["example.com/alpha/*"], "example.com", "/", None),
@@ -244,6 +249,10 @@ def test_path_parameters_do_not_dodge_a_path_app(path: str) -> None:
         ("/admin/./x", True),
         ("/admin/..", True),
         ("/a\\..\\b", True),
+        ("/secret/..;/public/x", True),  # ".." to Tomcat, a name to most other servers
+        ("/secret/..;jsessionid=1/public", True),
+        ("/secret/.;x/y", True),
+        ("/files;v=1/a", False),
         ("/public/x", False),
         ("/files/a..b", False),
         ("/", False),

@@ -385,7 +385,15 @@ async def test_pkce_verifier_is_sent_if_and_only_if_enabled(
     # (httpx itself resolves a literal "/../", so these are the encoded spellings a raw client
     # can send; the decoded path is what the gateway judges.)
     "path",
-    ["/docs/%2E%2E/admin", "/docs/%2e%2e/admin", "/docs/..%2Fadmin", "/a/%2e/b", "/a\\..\\b"],
+    [
+        "/docs/%2E%2E/admin",
+        "/docs/%2e%2e/admin",
+        "/docs/..%2Fadmin",
+        "/a/%2e/b",
+        "/a\\..\\b",
+        "/secret/..;/public/x",  # ".." to Tomcat, a directory name to Go, Express or nginx
+        "/secret/%2e%2e;jsessionid=1/public/x",
+    ],
 )
 async def test_ambiguous_paths_are_refused_before_any_policy(
     client: httpx.AsyncClient, upstream: EchoUpstream, path: str
