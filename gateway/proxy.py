@@ -191,9 +191,21 @@ class _Downstream:
 
 
 # Headers in which a client could claim an address or identity that origins may trust (Cloudflare
-# origins trust CF-Connecting-IP). The gateway's own X-Forwarded-* replace them.
+# origins trust CF-Connecting-IP), or a path other than the one the policy was decided on (IIS
+# URL Rewrite, Symfony and Zend serve X-Original-URL / X-Rewrite-URL instead of the request
+# line). The gateway's own X-Forwarded-* replace the first kind.
 _CLIENT_CLAIMS = frozenset(
-    {b"host", b"forwarded", b"x-real-ip", b"true-client-ip", b"cf-connecting-ip", b"x-client-ip"}
+    {
+        b"host",
+        b"forwarded",
+        b"x-real-ip",
+        b"true-client-ip",
+        b"cf-connecting-ip",
+        b"x-client-ip",
+        b"x-original-url",
+        b"x-original-uri",
+        b"x-rewrite-url",
+    }
 )
 
 
