@@ -32,6 +32,7 @@ from gateway.guard import (
     SESSION_COOKIE,
     binding_hash,
     denied,
+    read_cookie,
     set_binding_cookie,
 )
 from gateway.identity import Identity
@@ -103,7 +104,8 @@ def clear_session_cookie(rt: Runtime, response: Response) -> None:
 
 
 async def _session(rt: Runtime, request: Request) -> Session | None:
-    return await rt.sessions.load(request.cookies.get(SESSION_COOKIE))
+    # The same cookie the proxy reads when a request carries several (read_cookie: the first).
+    return await rt.sessions.load(read_cookie(request.scope, SESSION_COOKIE))
 
 
 def _facts(rt: Runtime, request: Request) -> RequestFacts:

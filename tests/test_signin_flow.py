@@ -86,6 +86,23 @@ async def test_get_identity_without_a_session_is_401(client: httpx.AsyncClient) 
     assert (await client.get("/cdn-cgi/access/get-identity")).status_code == 401
 
 
+async def test_with_two_session_cookies_the_proxy_and_get_identity_mean_the_same_user(
+    gateway: Gateway, okta: FakeOkta
+) -> None:
+    """A cookie tossed in from a sibling domain makes a browser send two CF_Authorization
+    cookies: the app, get-identity and logout must all act on the same one (the first)."""
+    cookies = []
+    for sub in ("00ualice", "00ubob"):
+        async with browser(gateway) as someone:
+            cookies.append(session_cookie(await sign_in(someone, okta, sub)))
+    async with browser(gateway) as both:
+        sent = {"Cookie": f"CF_Authorization={cookies[0]}; CF_Authorization={cookies[1]}"}
+        page = await both.get("/docs", headers=sent)
+        identity = await both.get("/cdn-cgi/access/get-identity", headers=sent)
+    assert page.json()["headers"]["cf-access-authenticated-user-email"] == "alice@example.com"
+    assert identity.json()["email"] == "alice@example.com"
+
+
 async def test_logout_ends_the_session_and_the_old_cookie_stops_working(
     client: httpx.AsyncClient, okta: FakeOkta, upstream: EchoUpstream, gateway: Gateway
 ) -> None:
