@@ -173,6 +173,10 @@ class SessionManager:
         session_id = self.signer.unsign(cookie_value)
         if session_id is None:
             return None
+        return await self.by_id(session_id)
+
+    async def by_id(self, session_id: str) -> Session | None:
+        """The live session with this id, or None."""
         raw = await self.store.get(_SESSION_KEY + session_id)
         if raw is None:
             return None
@@ -199,6 +203,12 @@ class SessionManager:
         if remaining <= 0:
             return False
         return await self.store.replace(_SESSION_KEY + session.id, session.to_bytes(), remaining)
+
+    async def end(self, session: Session) -> None:
+        """Delete one session. Its id stays in the user's index until that is next revoked."""
+        ended = await self.store.delete(_SESSION_KEY + session.id)
+        if ended and self.observer is not None:
+            self.observer.sessions_revoked(ended, user_uuid=session.identity.user_uuid)
 
     async def revoke_user(self, user_uuid: str) -> int:
         """Delete every session of a user; returns how many were live."""

@@ -387,17 +387,20 @@ async def authorized(request: Request) -> Response:
             hint="cookies must be enabled for this application's domain",
         )
     app = rt.app_by_id(record["app_id"])
-    raw_session = await rt.store.get("session:" + record["session_id"])
-    if app is None or raw_session is None:
-        raise SignInError(
-            "Your sign-in ended before it reached the application.", step="authorized"
-        )
-    global_session = Session.from_bytes(record["session_id"], raw_session)
+    ended = SignInError("Your sign-in ended before it reached the application.", step="authorized")
+    global_session = await rt.sessions.by_id(record["session_id"])
+    if app is None or global_session is None:
+        raise ended
     identity = global_session.identity
     duration = app_duration(rt, app, identity, _facts(rt, request))
-    _, cookie_value = await rt.sessions.create(
+    app_session, cookie_value = await rt.sessions.create(
         identity, kind="app", duration=duration, app_id=app.id
     )
+    if await rt.sessions.by_id(global_session.id) is None:
+        # Signed out or deprovisioned while the app session was being made, possibly before it
+        # reached the user's session index: it must not outlive the sign-in it came from.
+        await rt.sessions.end(app_session)
+        raise ended
     log.info(
         "sign-in: app session created",
         extra={"step": "authorized", "app": app.id, "user_uuid": identity.user_uuid},

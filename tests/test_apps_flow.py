@@ -29,6 +29,7 @@ from joserfc.jwk import KeySet
 
 from gateway.app import Gateway, create_app
 from gateway.config import app_aud, parse_settings
+from gateway.identity import Identity
 from gateway.service_tokens import ServiceTokens
 from gateway.store import Store
 from gateway.store.memory import MemoryStore
@@ -188,6 +189,39 @@ async def test_a_one_time_token_without_the_app_binding_cookie_is_refused(
         refused = await client.get(url)
         assert refused.status_code == 400
         assert session_cookie(refused) is None
+
+
+@pytest.mark.parametrize("revoked", ["before the app session is made", "while it is made"])
+async def test_a_sign_out_racing_the_one_time_token_leaves_no_app_session(
+    apps: Gateway, okta: FakeOkta, upstream: EchoUpstream, revoked: str
+) -> None:
+    """The user signs out (or Okta deprovisions them) after /authorized has read the global
+    session: the app session it goes on to make must not survive the revocation."""
+    rt = apps.runtime
+    assert rt is not None
+    create = rt.sessions.create
+
+    async def create_racing_a_revocation(identity: Identity, **kwargs: Any) -> Any:
+        if revoked == "before the app session is made":
+            await rt.sessions.revoke_user(identity.user_uuid)
+            return await create(identity, **kwargs)
+        made = await create(identity, **kwargs)
+        # as if the revocation read the index before the new id was added
+        await rt.sessions.end(made[0])
+        await rt.sessions.revoke_user(identity.user_uuid)
+        await rt.store.set("session:" + made[0].id, made[0].to_bytes(), ttl=3600)
+        return made
+
+    async with browser(apps, WIKI) as client:
+        url = await authorized_url(client, okta, "/page")
+        rt.sessions.create = create_racing_a_revocation  # type: ignore[method-assign]
+        refused = await client.get(url)
+        assert refused.status_code == 400
+        assert "ended before it reached the application" in refused.text
+        assert session_cookie(refused) is None
+        hits = len(upstream.requests)
+        assert (await client.get(f"{WIKI}/page")).status_code == 302
+        assert len(upstream.requests) == hits
 
 
 async def test_a_one_time_token_redeemed_on_another_host_is_refused(
