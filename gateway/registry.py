@@ -10,12 +10,17 @@ admin API reads it.
     registry:email:<folded email>           the uuids with that email (any identity provider)
     registry:scim:<idp>:sub:<externalId>    the SCIM facts of a person, for their first sign-in
     registry:scim:<idp>:email:<userName>    (the same, by `userName`)
+    registry:scim:<idp>:id:<SCIM id>        the uuids of the people a SCIM user was found to be
 
 Records change by compare-and-set (read, change, write only if unchanged meanwhile), so a
 sign-in and a SCIM update of one person on two instances never lose either change. SPEC 6
 matches a SCIM user to people who signed in by `userName` = email (case-insensitively) or
 `externalId` = the Okta user id (`sub`); `matching` answers that from the email index and the
-uuid, which is a function of the identity provider and `sub`.
+uuid, which is a function of the identity provider and `sub`, and also from the people the SCIM
+user was linked to before: once linked, a rename in Okta (a new `userName`, and no
+`externalId`) must not let the person escape a later deactivation. The record's `email` is the
+one they signed in with (what sessions, the origin and `revoke_user` know); SCIM changes reach
+the last-seen identity, not that.
 """
 
 from __future__ import annotations
@@ -35,6 +40,18 @@ _FOREVER = 10 * 365 * 86400.0  # index sets take a TTL; registry data lives unti
 _RECORD_KEY = "registry:user:"
 _USERS_KEY = "registry:users"
 _EMAIL_KEY = "registry:email:"
+
+
+def _link_key(idp_id: str, scim_id: str) -> str:
+    return f"registry:scim:{idp_id}:id:{scim_id}"
+
+
+def _pending_keys(idp_id: str, facts: dict[str, Any]) -> list[str]:
+    """Where a SCIM user's facts wait for the person's first sign-in."""
+    keys = [f"registry:scim:{idp_id}:email:{facts['userName'].casefold()}"]
+    if facts["externalId"]:
+        keys.append(f"registry:scim:{idp_id}:sub:{facts['externalId']}")
+    return keys
 
 
 def _iso(moment: float | None) -> str | None:
@@ -126,12 +143,13 @@ class Registry:
         ids = await self.store.set_members(_EMAIL_KEY + email.casefold())
         return [r for r in await self._records(ids) if r.email.casefold() == email.casefold()]
 
-    async def matching(self, idp_id: str, user_name: str, external_id: str) -> list[UserRecord]:
-        """The people of `idp_id` a SCIM user is (SPEC 6): `userName` = their email, or
-        `externalId` = their `sub`."""
-        ids = {r.id for r in await self.by_email(user_name) if r.idp_id == idp_id}
-        if external_id:
-            ids.add(user_uuid_for(idp_id, external_id))
+    async def matching(self, idp_id: str, user: dict[str, Any]) -> list[UserRecord]:
+        """The people of `idp_id` the SCIM user `user` is (SPEC 6): `userName` = their email,
+        or `externalId` = their `sub`, or someone it was linked to before."""
+        ids = {r.id for r in await self.by_email(user["userName"]) if r.idp_id == idp_id}
+        if user.get("externalId"):
+            ids.add(user_uuid_for(idp_id, user["externalId"]))
+        ids |= await self.store.set_members(_link_key(idp_id, user["id"]))
         return await self._records(ids)
 
     # --- writing ------------------------------------------------------------------------
@@ -188,6 +206,8 @@ class Registry:
         record = await self._update(identity.user_uuid, signed_in)
         assert record is not None  # noqa: S101 - `signed_in` always returns one
         await self.store.add_to_set(_USERS_KEY, record.id, ttl=_FOREVER)
+        if facts is not None:
+            await self._link(identity.idp_id, facts["id"], [record])
         return record
 
     async def _pending_scim(self, identity: Identity) -> dict[str, Any] | None:
@@ -206,38 +226,44 @@ class Registry:
                 return facts
         return None
 
-    async def provisioned(self, idp_id: str, resource: dict[str, Any]) -> list[UserRecord]:
-        """A SCIM user was created or changed: link its facts to the people it is (returned),
-        and keep them for a first sign-in yet to come."""
+    async def provisioned(
+        self, idp_id: str, resource: dict[str, Any], before: dict[str, Any] | None = None
+    ) -> list[UserRecord]:
+        """A SCIM user was created or changed (from `before`): link its facts to the people it
+        is (returned), and keep them for a first sign-in yet to come under its new names only."""
         facts = scim_facts(resource)
+        if before is not None:
+            await self.store.delete(*_pending_keys(idp_id, scim_facts(before)))
         raw = json.dumps(facts).encode()
-        if facts["externalId"]:
-            await self.store.set(f"registry:scim:{idp_id}:sub:{facts['externalId']}", raw)
-        await self.store.set(f"registry:scim:{idp_id}:email:{facts['userName'].casefold()}", raw)
+        for key in _pending_keys(idp_id, facts):
+            await self.store.set(key, raw)
         linked = []
-        for record in await self.matching(idp_id, facts["userName"], facts["externalId"]):
+        for record in await self.matching(idp_id, resource):
             updated = await self._update(
                 record.id, lambda r: dataclasses.replace(r, scim=facts) if r else None
             )
             if updated is not None:
                 linked.append(updated)
+        await self._link(idp_id, facts["id"], linked)
         return linked
 
     async def unprovisioned(self, idp_id: str, resource: dict[str, Any]) -> list[UserRecord]:
         """A SCIM user was deleted: its facts go; the people it was are returned."""
         facts = scim_facts(resource)
-        await self.store.delete(
-            f"registry:scim:{idp_id}:sub:{facts['externalId']}",
-            f"registry:scim:{idp_id}:email:{facts['userName'].casefold()}",
-        )
+        await self.store.delete(*_pending_keys(idp_id, facts))
         unlinked = []
-        for record in await self.matching(idp_id, facts["userName"], facts["externalId"]):
+        for record in await self.matching(idp_id, resource):
             updated = await self._update(
                 record.id, lambda r: dataclasses.replace(r, scim=None) if r else None
             )
             if updated is not None:
                 unlinked.append(updated)
+        await self.store.delete(_link_key(idp_id, facts["id"]))
         return unlinked
+
+    async def _link(self, idp_id: str, scim_id: str, people: Iterable[UserRecord]) -> None:
+        for person in people:
+            await self.store.add_to_set(_link_key(idp_id, scim_id), person.id, ttl=_FOREVER)
 
     async def remove_seat(self, user_id: str) -> None:
         """SPEC 6 `seat_deprovision`: the person no longer holds a seat (until a sign-in)."""
@@ -261,7 +287,8 @@ class Registry:
         remove_groups: Iterable[str] = (),
     ) -> None:
         """SPEC 6 `identity_update_behavior = "automatic"`: SCIM changes reach the registry
-        identity (sessions keep theirs until the next sign-in). Empty name/email: unchanged."""
+        identity (sessions keep theirs until the next sign-in). Empty name/email: unchanged.
+        The record's own `email` stays the signed-in one (see the module docstring)."""
         now = self.clock()
         added, removed = list(add_groups), set(remove_groups) - set(add_groups)
 
@@ -274,9 +301,7 @@ class Registry:
                 identity["groups"] = groups + [g for g in added if g not in groups]
                 identity["name"] = name or identity["name"]
                 identity["email"] = email or identity["email"]
-            candidate = dataclasses.replace(
-                record, name=name or record.name, email=email or record.email, identity=identity
-            )
+            candidate = dataclasses.replace(record, name=name or record.name, identity=identity)
             return dataclasses.replace(candidate, updated_at=now) if candidate != record else None
 
         await self._update(user_id, updated)

@@ -13,7 +13,14 @@ import pytest_asyncio
 from admin_harness import admin_client, assert_failure, instance, with_admin_token
 from fake_okta import FakeOkta
 from harness import IDP_ID, TEAM, WIKI, EchoUpstream, browser, running
-from scim_harness import create_group, create_user, okta_client, scim_doc
+from scim_harness import (
+    create_group,
+    create_user,
+    new_secret,
+    okta_client,
+    okta_user,
+    scim_doc,
+)
 
 from gateway.app import Gateway, create_app
 from gateway.config import app_aud, parse_settings
@@ -158,6 +165,27 @@ async def test_revoke_user_refusals(
     response = await api.post("/api/revoke_user", json=body)
     error = "not_found" if status == 404 else "invalid_config"
     assert assert_failure(response, status, error) == problems
+
+
+async def test_revoke_user_finds_the_signed_in_email_after_scim_changed_it(
+    gateway: Gateway, api: httpx.AsyncClient, okta: FakeOkta, upstream: EchoUpstream
+) -> None:
+    """Under `automatic`, SCIM's primary email reaches the last-seen identity; the email the
+    user signs in with (the one the origin sees) still names them for revoke_user."""
+    secret = await new_secret(gateway)
+    async with browser(gateway, WIKI) as person, okta_client(gateway, secret) as scim:
+        await sign_in(person, okta)
+        body = okta_user(user_name="alice@example.com")
+        body["emails"] = [{"primary": True, "value": "alice@mail.example.net"}]
+        assert (await scim.post("/Users", json=body)).status_code == 201
+        seen = upstream.requests[-1]["headers"]["cf-access-authenticated-user-email"]
+
+        revoked = await result(await api.post("/api/revoke_user", json={"email": seen}))
+
+        assert (revoked["user_ids"], revoked["revoked_sessions"]) == ([ALICE], 2)
+        assert (await person.get(f"{WIKI}/")).status_code == 302
+        listed = await result(await api.get("/api/users"))
+        assert [(u["id"], u["email"]) for u in listed] == [(ALICE, "alice@example.com")]
 
 
 # --- SCIM -----------------------------------------------------------------------------------

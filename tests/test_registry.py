@@ -94,9 +94,45 @@ async def test_matching_a_scim_user_by_user_name_or_external_id(
     )
     await registry.record_sign_in(other_idp)
 
-    assert [r.id for r in await registry.matching(IDP, "ALICE@example.com", "")] == [alice.id]
-    assert [r.id for r in await registry.matching(IDP, "someone@else", "00ualice")] == [alice.id]
-    assert await registry.matching(IDP, "someone@else", "00uother") == []
+    by_name = scim_user(userName="ALICE@example.com", externalId="")
+    assert [r.id for r in await registry.matching(IDP, by_name)] == [alice.id]
+    by_sub = scim_user(userName="someone@else")
+    assert [r.id for r in await registry.matching(IDP, by_sub)] == [alice.id]
+    assert await registry.matching(IDP, scim_user(userName="someone@else", externalId="00uo")) == []
+
+
+async def test_a_scim_user_stays_linked_to_the_person_across_renames(
+    store: Store, clock: FakeClock
+) -> None:
+    """Okta may send no externalId: once found by userName, a renamed SCIM user is still that
+    person (a later deactivation must find them), and the old name no longer waits for anyone."""
+    registry = Registry(store, clock)
+    alice = await registry.record_sign_in(identity())
+    before = scim_user(externalId="")
+    assert [r.id for r in await registry.provisioned(IDP, before)] == [alice.id]
+
+    renamed = scim_user(userName="alice.new@example.com", externalId="")
+    assert [r.id for r in await registry.provisioned(IDP, renamed, before)] == [alice.id]
+    assert [r.id for r in await registry.matching(IDP, renamed)] == [alice.id]
+    assert await registry.matching(IDP, scim_user(id="scim-2", userName="x@y", externalId="")) == []
+
+    newcomer = await registry.record_sign_in(identity(sub="00unew"))  # alice@ again, new person
+    assert newcomer.scim is None  # the facts left the old userName with the rename
+    assert [r.id for r in await registry.unprovisioned(IDP, renamed)] == [alice.id]
+    assert await registry.matching(IDP, renamed) == []
+
+
+async def test_a_person_provisioned_before_signing_in_is_linked_at_the_sign_in(
+    store: Store, clock: FakeClock
+) -> None:
+    registry = Registry(store, clock)
+    before = scim_user(externalId="")
+    assert await registry.provisioned(IDP, before) == []
+    alice = await registry.record_sign_in(identity())
+    renamed = scim_user(userName="alice.new@example.com", externalId="")
+    await registry.provisioned(IDP, renamed, before)
+
+    assert [r.id for r in await registry.matching(IDP, renamed)] == [alice.id]
 
 
 async def test_scim_facts_link_now_and_at_a_later_first_sign_in(
@@ -142,11 +178,13 @@ async def test_seats_and_automatic_identity_updates(store: Store, clock: FakeClo
     record = await registry.get(alice.id)
     assert record is not None
     assert record.access_seat is False
-    assert (record.name, record.email) == ("Alicia", "alicia@example.com")
+    # The record keeps the email the person signs in with (sessions, revoke_user); the
+    # last-seen identity shows what SCIM said.
+    assert (record.name, record.email) == ("Alicia", "alice@example.com")
     assert record.identity is not None
     assert record.identity["groups"] == ["Engineering", "Platform"]
     assert record.identity["email"] == "alicia@example.com"
-    assert [r.id for r in await registry.by_email("alicia@example.com")] == [alice.id]
+    assert [r.id for r in await registry.by_email("alice@example.com")] == [alice.id]
 
     clock.advance(5)
     await registry.update_identity(alice.id, name="Alicia", add_groups=["Platform"])  # no change

@@ -25,6 +25,7 @@ from scim_harness import (
 
 from gateway.app import Gateway, create_app
 from gateway.config import parse_settings
+from gateway.errors import StoreUnavailableError
 from gateway.identity import user_uuid_for
 from gateway.registry import Registry
 from gateway.store import Store
@@ -281,3 +282,110 @@ async def test_no_action_changes_nothing(
         record = await reg.get(ALICE)
         assert record is not None and record.name == "Alice Example"
         await assert_still_in(person)
+
+
+# --- the person behind a SCIM user, across renames (from a security review) -----------------
+
+
+async def alice_without_external_id(
+    scim: httpx.AsyncClient, email: str = "alice@example.com"
+) -> dict[str, Any]:
+    body = okta_user(user_name="alice@example.com")
+    del body["externalId"]  # Okta does not always send one
+    body["emails"] = [{"primary": True, "value": email, "type": "work"}]
+    created = await scim.post("/Users", json=body)
+    assert created.status_code == 201, created.text
+    user: dict[str, Any] = created.json()
+    return user
+
+
+def renamed(user: dict[str, Any], email: str) -> dict[str, Any]:
+    return {**user, "userName": email, "emails": [{"primary": True, "value": email}]}
+
+
+async def test_deactivating_a_renamed_user_still_revokes_their_sessions(
+    store: Store, upstream: EchoUpstream, okta: FakeOkta
+) -> None:
+    async with provisioned(store, upstream, user_deprovision=True) as (_, person, scim):
+        await sign_in_everywhere(person, okta)
+        user = await alice_without_external_id(scim)
+        put = await scim.put(f"/Users/{user['id']}", json=renamed(user, "alice.new@example.com"))
+        assert put.status_code == 200
+
+        assert (await scim.patch(f"/Users/{user['id']}", json=deactivate())).status_code == 200
+
+        await assert_sent_to_sign_in(person, upstream)
+
+
+async def test_reauth_revokes_when_the_email_changes_with_the_user_name(
+    store: Store, upstream: EchoUpstream, okta: FakeOkta
+) -> None:
+    async with provisioned(store, upstream, identity_update_behavior="reauth") as (
+        _,
+        person,
+        scim,
+    ):
+        await sign_in_everywhere(person, okta)
+        user = await alice_without_external_id(scim)
+        put = await scim.put(f"/Users/{user['id']}", json=renamed(user, "mallory@example.com"))
+        assert put.status_code == 200
+
+        await assert_sent_to_sign_in(person, upstream)
+
+
+async def test_deactivation_revokes_when_the_primary_email_differs_from_the_user_name(
+    store: Store, upstream: EchoUpstream, okta: FakeOkta
+) -> None:
+    """Under `automatic`, the SCIM primary email reaches the registry identity; the person is
+    still found by the userName they sign in with."""
+    async with provisioned(store, upstream, user_deprovision=True) as (_, person, scim):
+        await sign_in_everywhere(person, okta)
+        user = await alice_without_external_id(scim, email="alice@mail.example.net")
+
+        assert (await scim.patch(f"/Users/{user['id']}", json=deactivate())).status_code == 200
+
+        await assert_sent_to_sign_in(person, upstream)
+
+
+class FlakyStore:
+    """The test's store, except that reading one key's set fails `failures` times (a Redis
+    blip while a SCIM write revokes sessions)."""
+
+    def __init__(self, inner: Store, key: str):
+        self._inner, self._key, self.failures = inner, key, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def set_members(self, key: str) -> set[str]:
+        if key == self._key and self.failures > 0:
+            self.failures -= 1
+            raise StoreUnavailableError("Redis SMEMBERS failed (test)")
+        members: set[str] = await self._inner.set_members(key)
+        return members
+
+
+async def test_a_revocation_that_failed_happens_when_okta_retries(
+    store: Store, upstream: EchoUpstream, okta: FakeOkta
+) -> None:
+    """The write waits for its effects: a failed revocation stores nothing (503), so Okta's
+    retry of the same PATCH still finds a change to make, and revokes."""
+    flaky = FlakyStore(store, "user_sessions:" + user_uuid_for(IDP_ID, "00ualice"))
+    async with provisioned(flaky, upstream, identity_update_behavior="reauth") as (  # type: ignore[arg-type]
+        _,
+        person,
+        scim,
+    ):
+        await sign_in_everywhere(person, okta)
+        alice = await create_user(scim)
+        group = await create_group(scim, "Platform")
+        add = patch({"op": "add", "path": "members", "value": [{"value": alice["id"]}]})
+
+        flaky.failures = 1
+        first = await scim.patch(f"/Groups/{group['id']}", json=add)
+        assert first.status_code == 503, first.text
+        assert "members" not in (await scim.get(f"/Groups/{group['id']}")).json()
+        await assert_still_in(person)
+        assert (await scim.patch(f"/Groups/{group['id']}", json=add)).status_code == 200
+
+        await assert_sent_to_sign_in(person, upstream)

@@ -12,7 +12,8 @@
   change of their email; other attribute changes do not.
   `no_action`: nothing.
 A SCIM user is a signed-in person when `userName` = their email or `externalId` = their
-`sub` (`Registry.matching`); the registry also keeps the SCIM facts on their record.
+`sub`, or when it was found to be them before a rename (`Registry.matching`); the registry also
+keeps the SCIM facts on their record.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class ProvisioningEffects:
             people = await self.registry.unprovisioned(self.idp.id, before)
             await self._deprovision(before, people)
             return
-        people = await self.registry.provisioned(self.idp.id, after)
+        people = await self.registry.provisioned(self.idp.id, after, before)
         if after.get("active") is False:
             await self._deprovision(after, people)
             return
@@ -109,10 +110,7 @@ class ProvisioningEffects:
         for user_id in sorted(user_ids):
             user = await self.repository.get(USERS, user_id)
             if user is not None:
-                people = await self.registry.matching(
-                    self.idp.id, user["userName"], user.get("externalId", "")
-                )
-                found.append((user, people))
+                found.append((user, await self.registry.matching(self.idp.id, user)))
         return found
 
     async def _deprovision(self, user: dict[str, Any], people: list[UserRecord]) -> None:

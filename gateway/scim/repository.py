@@ -18,6 +18,10 @@ claimed under a short lock on that name (set-if-absent with a TTL), so two creat
 to one name never both succeed; a claim whose user is gone or renamed is stale and is taken
 over. Records are validated whole before anything is written, so a request that fails stores
 nothing.
+
+A write's effects on sessions and the registry (`Effects`) run just before the record is
+written, never after: if they fail (the store blipped), nothing is written and Okta's retry
+finds the change still to make, so a revocation cannot be lost to a retry that sees no change.
 """
 
 from __future__ import annotations
@@ -53,6 +57,13 @@ class Change:
 
     before: Record | None
     after: Record | None
+
+
+Effects = Callable[[Change], Awaitable[None]]
+
+
+async def _no_effects(change: Change) -> None:
+    """A write with nothing to do before it."""
 
 
 def attributes_of(record: Record) -> Record:
@@ -250,7 +261,12 @@ class ScimRepository:
         moment = datetime.fromtimestamp(self.clock(), UTC)
         return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
-    async def create(self, resource_type: ResourceType, attributes: Record) -> Record:
+    async def create(
+        self,
+        resource_type: ResourceType,
+        attributes: Record,
+        effects: Effects = _no_effects,
+    ) -> Record:
         """Store a new resource with a server-assigned id; ScimError 409 `uniqueness` for a
         `userName` another user has in any letter case."""
         if resource_type is GROUPS:
@@ -267,10 +283,12 @@ class ScimRepository:
         if resource_type is USERS:
             async with self._user_name_lock(record["userName"]):
                 await self._check_user_name_free(record["userName"], record["id"])
+                await effects(Change(None, record))
                 # The record, then the claim: a claim always has its record.
                 await self.store.set(key, _encode(record))
                 await self.store.set(self._user_name_key(record["userName"]), record["id"].encode())
         else:
+            await effects(Change(None, record))
             await self.store.set(key, _encode(record))
             await self._index_group(None, record)
         # The order index last: the resource is listed once it is complete.
@@ -336,6 +354,7 @@ class ScimRepository:
         resource_id: str,
         compute: Compute,
         if_match: str | None = None,
+        effects: Effects = _no_effects,
     ) -> Change:
         """Apply `compute` (current record -> new attributes) with compare-and-set, retrying
         when another writer came first. `compute` raises to refuse: nothing is then written."""
@@ -353,7 +372,10 @@ class ScimRepository:
                 if not attributes["members"]:
                     del attributes["members"]
             if attributes == attributes_of(current):
-                return Change(current, current)  # nothing changes: no new version
+                # Nothing changes and no new version; the effects still run, so a repeated
+                # deactivation cuts sessions made since the first.
+                await effects(Change(current, current))
+                return Change(current, current)
             meta = current["meta"]
             new = {
                 **attributes,
@@ -363,6 +385,7 @@ class ScimRepository:
             renamed = resource_type is USERS and _fold(new["userName"]) != _fold(
                 current["userName"]
             )
+            await effects(Change(current, new))
             if renamed:
                 written = await self._write_renamed(key, raw, new)
             else:
@@ -393,7 +416,11 @@ class ScimRepository:
             return False
 
     async def delete(
-        self, resource_type: ResourceType, resource_id: str, if_match: str | None = None
+        self,
+        resource_type: ResourceType,
+        resource_id: str,
+        if_match: str | None = None,
+        effects: Effects = _no_effects,
     ) -> Record:
         """Delete a resource (RFC 7644 3.6); a deleted user leaves every group it was in."""
         key = self._key(resource_type, resource_id)
@@ -403,6 +430,7 @@ class ScimRepository:
                 raise not_found(resource_type, resource_id)
             current: Record = json.loads(raw)
             check_version(current, if_match)
+            await effects(Change(current, None))
             if await self.store.compare_and_set(key, raw, None):
                 break
             await _backoff(attempt)

@@ -26,7 +26,7 @@ from gateway.scim import ERROR, LIST_RESPONSE, SEARCH_REQUEST, ScimError
 from gateway.scim.effects import ProvisioningEffects
 from gateway.scim.filter import compile_filter, parse_filter
 from gateway.scim.patch import apply_patch
-from gateway.scim.repository import Change, Record, ScimRepository, attributes_of
+from gateway.scim.repository import Effects, Record, ScimRepository, attributes_of
 from gateway.scim.resources import project, render, validate_resource, version_tag
 from gateway.scim.schema import (
     GROUPS,
@@ -284,11 +284,11 @@ def _if_match(call: _Call) -> str | None:
     return call.request.headers.get("if-match")
 
 
-async def _changed(call: _Call, resource_type: ResourceType, change: Change) -> None:
+def _effects(call: _Call, resource_type: ResourceType) -> Effects:
+    """What a write does to sessions and the registry, run just before it is stored."""
     if resource_type is USERS:
-        await call.effects.user_changed(change)
-    else:
-        await call.effects.group_changed(change)
+        return call.effects.user_changed
+    return call.effects.group_changed
 
 
 def _handlers(
@@ -305,8 +305,9 @@ def _handlers(
     async def create(call: _Call) -> Response:
         attributes = validate_resource(resource_type, await _body(call))
         call.resource_name = attributes.get("userName") or attributes.get("displayName", "")
-        record = await call.repository.create(resource_type, attributes)
-        await _changed(call, resource_type, Change(None, record))
+        record = await call.repository.create(
+            resource_type, attributes, _effects(call, resource_type)
+        )
         return _resource_response(call, resource_type, record, 201)
 
     async def read(call: _Call) -> Response:
@@ -338,9 +339,10 @@ def _handlers(
 
     async def delete(call: _Call) -> Response:
         call.resource_id = _id(call)
-        record = await call.repository.delete(resource_type, call.resource_id, _if_match(call))
+        record = await call.repository.delete(
+            resource_type, call.resource_id, _if_match(call), _effects(call, resource_type)
+        )
         call.concerns(record)
-        await _changed(call, resource_type, Change(record, None))
         return scim_response(None, 204)
 
     return (
@@ -353,9 +355,10 @@ def _handlers(
 async def _write(
     call: _Call, resource_type: ResourceType, compute: Callable[[Record], Awaitable[Record]]
 ) -> Response:
-    change = await call.repository.update(resource_type, call.resource_id, compute, _if_match(call))
+    change = await call.repository.update(
+        resource_type, call.resource_id, compute, _if_match(call), _effects(call, resource_type)
+    )
     assert change.after is not None  # noqa: S101 - an update never deletes
-    await _changed(call, resource_type, change)
     record = change.after
     if resource_type is USERS:
         await call.repository.add_groups([record])
