@@ -34,6 +34,7 @@ from gateway.metrics import InstrumentedClient, Metrics
 from gateway.proxy import UpstreamPool
 from gateway.routing import is_ambiguous_path, split_host
 from gateway.runtime import Runtime, error_response
+from gateway.scim.routes import invalid_path as scim_invalid_path
 from gateway.store import Clock, Store, open_store
 from gateway.views import routes
 
@@ -74,11 +75,15 @@ class Gateway:
         try:
             if not host or is_ambiguous_path(path):
                 record.decision = "bad_request"
-                response = (
-                    invalid_path()  # the admin API answers in its JSON envelope, even here
-                    if path.startswith("/api/")
-                    else PlainTextResponse("Bad request: invalid host or path.", status_code=400)
-                )
+                # the admin API and SCIM answer in their own formats, even here
+                if path.startswith("/api/"):
+                    response = invalid_path()
+                elif path.startswith("/populations/"):
+                    response = scim_invalid_path()
+                else:
+                    response = PlainTextResponse(
+                        "Bad request: invalid host or path.", status_code=400
+                    )
                 await response(scope, receive, send)
             # The team host's own routes. Probes that name no app host reach theirs too; the
             # admin API and SCIM answer on the team host only, not on every name that happens

@@ -328,8 +328,9 @@ class _Reader:
         if value:
             try:
                 parts = urlsplit(value)
+                parts.port  # noqa: B018 - raises for a port out of 0-65535 or not a number
                 valid = parts.scheme in ("https", "http") and bool(parts.hostname)
-            except ValueError:  # e.g. "http://[::1": urlsplit refuses it
+            except ValueError:  # e.g. "http://[::1" or "http://h:99999": urlsplit refuses it
                 valid = False
             if not valid:
                 self.problem(key, "must be an absolute https or http URL")

@@ -45,10 +45,20 @@ class ConfigError(GatewayError):
 
 
 class StoreUnavailableError(GatewayError):
-    """The session store did not answer. Nobody gets in while this is so."""
+    """The session store did not answer. Nobody gets in while this is so.
+
+    `description` is what callers see; `detail` (also `str(exc)`), what happened, for the log
+    only: a Redis address or error text is no business of an anonymous caller."""
 
     error = "store_unavailable"
     status = 503
+
+    def __init__(self, description: str, *, detail: str = ""):
+        super().__init__(description)
+        self.detail = detail or description
+
+    def __str__(self) -> str:
+        return self.detail
 
 
 class SignInError(GatewayError):

@@ -63,7 +63,7 @@ class ProvisioningLog:
             if known_idp:
                 await self.store.push_capped(f"{_KEY}:{idp_id}", raw, self.limit)
         except StoreUnavailableError as exc:
-            log.warning("provisioning log entry lost: %s: %s", exc.description, entry)
+            log.warning("provisioning log entry lost: %s: %s", exc, entry)
 
     async def entries(self, idp_id: str | None, limit: int) -> list[dict[str, Any]]:
         """The newest `limit` entries, newest first: of one IdP, or of all (None)."""

@@ -137,7 +137,7 @@ def error_response(rt: Runtime, exc: GatewayError) -> Response:
         exc.error,
         exc.status,
         step,
-        exc.description,
+        str(exc),
         extra={"ref": ref, "error": exc.error, "status": exc.status, "step": step},
     )
     response = rt.pages.gateway_error(exc, ref)

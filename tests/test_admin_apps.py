@@ -211,6 +211,10 @@ async def test_unknown_ids_are_404(api: httpx.AsyncClient, upstream: EchoUpstrea
         ({"domain": 5}, ["domain: must be a string"]),
         ({"upstream": "ftp://x"}, ["upstream: must be an absolute https or http URL"]),
         ({"upstream": "http://[x"}, ["upstream: must be an absolute https or http URL"]),
+        (
+            {"upstream": "http://127.0.0.1:99999"},
+            ["upstream: must be an absolute https or http URL"],
+        ),
         ({"domain": "https://x.example.com"}, ["domain: must be host[/path] without a scheme"]),
         (
             {"session_duration": "soon"},

@@ -531,6 +531,16 @@ def test_several_problems_are_all_reported_at_once() -> None:
             "apps[0].upstream: must be an absolute https or http URL",
         ),
         (
+            "apps[0].upstream",
+            "http://127.0.0.1:99999",
+            "apps[0].upstream: must be an absolute https or http URL",
+        ),
+        (
+            "identity_providers[0].config.okta_account",
+            "https://dev-123.okta.com:port",
+            "identity_providers[0].config.okta_account: must be an absolute https or http URL",
+        ),
+        (
             "gateway.idp_timeout",
             "0s",
             "gateway.idp_timeout: must be positive and at most 87600h (ten years)",

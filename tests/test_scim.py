@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from harness import IDP_ID, TEAM, EchoUpstream, running, settings_doc
+from harness import IDP_ID, TEAM, EchoUpstream, free_port, running, settings_doc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scim_harness import (
@@ -38,6 +38,7 @@ from gateway.scim.repository import ScimRepository
 from gateway.scim.routes import MAX_BODY
 from gateway.scim.schema import GROUPS, USERS
 from gateway.store import Store
+from gateway.store.redis import RedisStore
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 SEARCH = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
@@ -546,6 +547,11 @@ async def test_bad_patch_requests(
 async def test_an_unsupported_method_is_a_scim_405(client: httpx.AsyncClient) -> None:
     assert_scim_error(await client.delete("/Users"), 405)
     assert_scim_error(await client.put("/ServiceProviderConfig", json={}), 405)
+    assert_scim_error(await client.options("/Users"), 405)
+
+
+async def test_an_ambiguous_path_is_refused_in_the_scim_format(client: httpx.AsyncClient) -> None:
+    assert_scim_error(await client.get("/Users/..%2Fx"), 400)
 
 
 async def test_bulk_and_me_are_not_implemented(client: httpx.AsyncClient) -> None:
@@ -679,6 +685,13 @@ async def test_search_with_post(client: httpx.AsyncClient) -> None:
     wrong = await client.post("/Users/.search", json={**search, "filter": 7})
     assert_scim_error(wrong, 400, "invalidFilter")
     wrong = await client.post("/Users/.search", json={**search, "count": [1]})
+    assert_scim_error(wrong, 400, "invalidValue")
+    # Only integers: JSON's 1e400 is infinity, 1.5 and true are no page sizes.
+    for field, number in [("count", "1e400"), ("startIndex", "1e400"), ("count", "1.5")]:
+        body = f'{{"schemas":["{search["schemas"][0]}"],"{field}":{number}}}'
+        wrong = await client.post("/Users/.search", content=body)
+        assert_scim_error(wrong, 400, "invalidValue")
+    wrong = await client.post("/Users/.search", json={**search, "count": True})
     assert_scim_error(wrong, 400, "invalidValue")
 
 
@@ -850,3 +863,18 @@ async def fuzzed(client: httpx.AsyncClient) -> tuple[httpx.AsyncClient, str, str
     alice = await create_user(client)
     group = await create_group(client, "Engineering", (alice["id"],))
     return client, alice["id"], group["id"]
+
+
+async def test_with_the_store_down_scim_is_a_503_that_names_no_address(
+    upstream: EchoUpstream,
+) -> None:
+    port = free_port()  # nothing listens here: the store is down
+    store = RedisStore.from_url(f"redis://127.0.0.1:{port}/0")
+    try:
+        async with running(create_app(parse_settings(scim_doc(upstream.url)), store=store)) as app:
+            async with okta_client(app, "not-the-secret") as stranger:
+                response = await stranger.get("/Users")
+    finally:
+        await store.close()
+    assert_scim_error(response, 503)
+    assert "Redis" not in response.text and str(port) not in response.text

@@ -81,6 +81,12 @@ def scim_response(
     return response
 
 
+def invalid_path() -> Response:
+    """The answer to a SCIM path the gateway refuses before routing it (a "." or ".." segment
+    or a backslash: `routing.is_ambiguous_path`), in the SCIM error format."""
+    return error_response(ScimError(400, "Bad request: invalid path."))
+
+
 def error_response(exc: GatewayError) -> Response:
     """The RFC 7644 3.12 error document; `status` is a string there."""
     document: dict[str, Any] = {
@@ -135,7 +141,7 @@ async def _serve(request: Request, label: str, handlers: Handlers) -> Response:
         error = ""
     except GatewayError as exc:
         # ScimError, and the store failing (503): the SCIM error document either way.
-        response, error = error_response(exc), exc.description
+        response, error = error_response(exc), str(exc)
         if exc.status >= 500:
             log.warning("scim request failed idp=%s %s: %s", idp_id, request.url.path, error)
     await rt.provisioning_log.record(
@@ -180,12 +186,17 @@ async def _body(call: _Call) -> Any:
 
 
 def _integer(raw: Any, name: str, default: int) -> int:
+    """A query parameter's text or a search body's JSON integer: nothing else (no 1.5, true or
+    1e400, which JSON decodes to infinity)."""
     if raw is None or raw == "":
         return default
+    problem = ScimError(400, f"{name} must be an integer.", "invalidValue")
+    if isinstance(raw, bool) or not isinstance(raw, int | str):
+        raise problem
     try:
         return int(raw)
-    except (TypeError, ValueError) as exc:
-        raise ScimError(400, f"{name} must be an integer.", "invalidValue") from exc
+    except ValueError as exc:
+        raise problem from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -428,9 +439,8 @@ async def _not_implemented(call: _Call) -> Response:
 
 def _route(path: str, label: str, handlers: Handlers) -> Route:
     # Every method reaches `_serve`, so an unsupported one is a SCIM 405, not Starlette's.
-    return Route(
-        path, _endpoint(label, handlers), methods=["GET", "POST", "PUT", "PATCH", "DELETE"]
-    )
+    methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+    return Route(path, _endpoint(label, handlers), methods=methods)
 
 
 def routes() -> list[BaseRoute]:

@@ -324,4 +324,7 @@ def _milliseconds(ttl: float) -> int:
 
 
 def _unavailable(command: str, exc: BaseException) -> StoreUnavailableError:
-    return StoreUnavailableError(f"Redis {command} failed: {exc}")
+    return StoreUnavailableError(
+        "The gateway's store is not answering. Try again in a moment.",
+        detail=f"Redis {command} failed: {exc}",
+    )
