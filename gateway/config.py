@@ -573,17 +573,27 @@ def _gateway(reader: _Reader) -> GatewaySettings:
     return settings
 
 
+def same_domain(a: str, b: str) -> bool:
+    """Whether two app domains are one for uniqueness: `host/path/*` covers everything
+    `host/path` does but that one path, so a second app with it would silently take the
+    first one's place (an API-made app over a file-defined one, say)."""
+
+    def key(domain: str) -> str:
+        return domain.lower().removesuffix("/*")
+
+    return key(a) == key(b)
+
+
 def _check_references(settings: Settings, problems: list[str]) -> None:
     idp_ids = [idp.id for idp in settings.identity_providers]
     for i, idp_id in enumerate(idp_ids):
         if idp_id and idp_ids.index(idp_id) != i:
             problems.append(f"identity_providers[{i}].id: duplicate id {idp_id!r}")
     app_ids = [app.id for app in settings.apps]
-    domains = [app.domain for app in settings.apps]
     for i, app in enumerate(settings.apps):
         if app.id and app_ids.index(app.id) != i:
             problems.append(f"apps[{i}].id: duplicate id {app.id!r}")
-        if app.domain and domains.index(app.domain) != i:
+        if app.domain and any(same_domain(app.domain, a.domain) for a in settings.apps[:i]):
             problems.append(f"apps[{i}].domain: duplicate domain {app.domain!r}")
         for j, allowed in enumerate(app.allowed_idps):
             if allowed not in idp_ids:

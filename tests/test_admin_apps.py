@@ -306,6 +306,11 @@ async def test_a_domain_another_app_serves_is_a_conflict(
     assert assert_failure(response, 409, "conflict") == [
         "domain: 'wiki.example.com' is already served by app 'wiki'."
     ]
+    # "host/*" covers all that "host" does but "/": it would take the file app's place
+    response = await api.post("/api/apps", json=app_body(upstream.url, domain="wiki.example.com/*"))
+    assert assert_failure(response, 409, "conflict") == [
+        "domain: 'wiki.example.com/*' is already served by app 'wiki'."
+    ]
     made = await create(api, app_body(upstream.url))
     same = await api.put(f"/api/apps/{made['id']}", json=app_body(upstream.url))
     assert same.status_code == 200  # its own domain is no clash

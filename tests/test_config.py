@@ -634,6 +634,11 @@ def test_several_problems_are_all_reported_at_once() -> None:
             "apps[1].domain: duplicate domain 'wiki.example.com'",
         ),
         (
+            "apps[1].domain",
+            "wiki.example.com/*",
+            "apps[1].domain: duplicate domain 'wiki.example.com/*'",
+        ),
+        (
             "apps[0].allowed_idps",
             [OKTA_ID, "azure"],
             "apps[0].allowed_idps[1]: no identity provider 'azure'",

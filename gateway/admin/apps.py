@@ -24,7 +24,7 @@ from gateway.admin.api import commit
 from gateway.admin.envelope import envelope, read_json
 from gateway.admin.serialize import app_document, app_json
 from gateway.catalog import Kind
-from gateway.config import App
+from gateway.config import App, same_domain
 from gateway.errors import ConflictError, GatewayError, NotFoundError, ReadOnlyError
 from gateway.runtime import Runtime
 
@@ -46,7 +46,7 @@ def _writable(rt: Runtime, app_id: str) -> None:
 def _check_references(rt: Runtime, app: App) -> None:
     """The checks that involve other objects, with messages that name them."""
     for other in rt.settings.apps:
-        if other.id != app.id and other.domain == app.domain:
+        if other.id != app.id and same_domain(other.domain, app.domain):
             raise ConflictError(f"domain: {app.domain!r} is already served by app {other.id!r}.")
     known = {idp.id for idp in rt.settings.identity_providers}
     missing = [
