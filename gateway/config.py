@@ -27,6 +27,9 @@ SameSite = Literal["none", "lax", "strict"]
 UpdateBehavior = Literal["automatic", "reauth", "no_action"]
 
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+_IDENTIFIER = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# An app domain: a host (wildcards allowed; no port) and an optional path of visible ASCII.
+_DOMAIN = re.compile(r"[a-z0-9*._-]+(?:/[\x21-\x7e]*)?")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _MAX_DURATION = 87600 * 3600.0
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -274,6 +277,14 @@ class _Reader:
             return default
         return self._secret(key, self._typed(key, str, "a string", default))
 
+    def identifier(self, key: str) -> str:
+        """A required id. Ids end up in store keys, URLs and user uuids (`<idp>:<sub>`), so only
+        letters, digits, ".", "_" and "-": one id can never read as another with a suffix."""
+        value = self.string(key, required=True)
+        if value and not _IDENTIFIER.fullmatch(value):
+            self.problem(key, 'must be 1 to 64 letters, digits, ".", "_" or "-"')
+        return value
+
     def _secret(self, key: str, value: str) -> str:
         match = _ENV_REF.match(value)
         if not match:
@@ -455,9 +466,9 @@ def _policy(reader: _Reader) -> Policy:
 
 
 def _app(reader: _Reader, default_duration: float) -> App:
-    app_id = reader.string("id", required=True)
+    app_id = reader.identifier("id")
     domain = reader.string("domain", required=True).lower().rstrip("/")
-    if domain and ("://" in domain or " " in domain):
+    if domain and not _DOMAIN.fullmatch(domain):
         reader.problem("domain", "must be host[/path] without a scheme")
     app = App(
         id=app_id,
@@ -519,7 +530,7 @@ def _scim_config(reader: _Reader) -> ScimConfig:
 def _idp(reader: _Reader) -> IdentityProvider:
     idp_type = reader.choice("type", ("okta", "oidc"), "okta")
     idp = IdentityProvider(
-        id=reader.string("id", required=True),
+        id=reader.identifier("id"),
         name=reader.string("name", required=True),
         type=idp_type,  # type: ignore[arg-type]
         config=_idp_config(reader.table("config"), idp_type),

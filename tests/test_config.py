@@ -531,6 +531,22 @@ def test_several_problems_are_all_reported_at_once() -> None:
             "apps[0].upstream: must be an absolute https or http URL",
         ),
         (
+            "identity_providers[0].id",
+            "okta:corp",  # "okta:corp" + sub "x" and "okta" + sub "corp:x" would be one user
+            'identity_providers[0].id: must be 1 to 64 letters, digits, ".", "_" or "-"',
+        ),
+        ("apps[0].id", "wiki/x", 'apps[0].id: must be 1 to 64 letters, digits, ".", "_" or "-"'),
+        (
+            "apps[0].domain",
+            "wiki.example.com\nx",
+            "apps[0].domain: must be host[/path] without a scheme",
+        ),
+        (
+            "apps[0].domain",
+            "wiki.example.com:8443",
+            "apps[0].domain: must be host[/path] without a scheme",
+        ),
+        (
             "apps[0].upstream",
             "http://127.0.0.1:99999",
             "apps[0].upstream: must be an absolute https or http URL",
