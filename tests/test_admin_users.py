@@ -260,6 +260,34 @@ async def test_an_idp_made_with_scim_on_shows_its_first_secret_once(
     assert await scim_status(gateway, on["scim_config"]["secret"], later["id"]) == 200
 
 
+async def test_turning_scim_off_retires_its_secret(
+    gateway: Gateway, api: httpx.AsyncClient
+) -> None:
+    """An operator whose SCIM secret leaked turns SCIM off; turning it on again must not bring
+    the leaked secret back: the answer that turns it on has a new one."""
+    body = {
+        "name": "Provisioned",
+        "config": {
+            "client_id": "c",
+            "client_secret": "s",
+            "okta_account": "https://dev-9.okta.com",
+        },
+        "scim_config": {"enabled": True},
+    }
+    created = await api.post("/api/identity_providers", json=body)
+    assert created.status_code == 201, created.text
+    idp = created.json()["result"]
+    leaked = idp["scim_config"]["secret"]
+    path = f"/api/identity_providers/{idp['id']}"
+    await result(await api.put(path, json={**body, "scim_config": {"enabled": False}}))
+
+    again = await result(await api.put(path, json=body))
+
+    assert again["scim_config"]["secret"] != leaked
+    assert await scim_status(gateway, leaked, idp["id"]) == 401
+    assert await scim_status(gateway, again["scim_config"]["secret"], idp["id"]) == 200
+
+
 async def test_provisioned_users_and_groups(gateway: Gateway, api: httpx.AsyncClient) -> None:
     secret = (
         await result(await api.post(f"/api/identity_providers/{IDP_ID}/refresh_scim_secret"))

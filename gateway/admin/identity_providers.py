@@ -59,12 +59,15 @@ async def list_identity_providers(request: Request, rt: Runtime) -> Response:
 
 
 async def _with_first_secret(rt: Runtime, idp: IdentityProvider) -> dict[str, Any]:
-    """The IdP's JSON; with SCIM on and no secret yet, a first one (shown this once)."""
+    """The IdP's JSON; with SCIM on and no secret yet, a first one (shown this once). With SCIM
+    off, no secret is kept: one that leaked cannot come back by turning SCIM on again."""
     result = _json(rt, idp)
-    if idp.scim_config.enabled:
-        secret = await rt.scim_secrets.ensure(idp)
-        if secret is not None:
-            result["scim_config"]["secret"] = secret
+    if not idp.scim_config.enabled:
+        await rt.scim_secrets.forget(idp.id)
+        return result
+    secret = await rt.scim_secrets.ensure(idp)
+    if secret is not None:
+        result["scim_config"]["secret"] = secret
     return result
 
 
@@ -99,6 +102,7 @@ async def delete_identity_provider(request: Request, rt: Runtime) -> Response:
             f"{', '.join(repr(u) for u in users)}; remove it there first."
         )
     await commit(rt, rt.catalog.delete(KIND, idp_id))
+    await rt.scim_secrets.forget(idp_id)
     return envelope({"id": idp_id})
 
 

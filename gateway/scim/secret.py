@@ -66,6 +66,11 @@ class ScimSecrets:
         await self.store.set(_KEY + idp.id, _digest(secret))
         return secret
 
+    async def forget(self, idp_id: str) -> None:
+        """SCIM was turned off, or the IdP deleted: its secret stops working for good (turning
+        SCIM on again makes a new one)."""
+        await self.store.delete(_KEY + idp_id)
+
     async def ensure(self, idp: IdentityProvider) -> str | None:
         """When SCIM gets enabled: a first secret (returned this once), unless there is one
         already or the config pins one (None then)."""
