@@ -33,6 +33,11 @@ def identity(user: str = "alice", groups: tuple[str, ...] = ("Engineering",)) ->
     )
 
 
+# seconds: a session life that real Redis ends quickly, yet long enough that reading the session
+# right after creating it never races its expiry on a loaded machine.
+SHORT = 0.5
+
+
 @pytest.fixture
 def manager(store: Store, clock: FakeClock) -> SessionManager:
     # The memory store runs on the fake clock; Redis expires on real time, so its manager does too.
@@ -63,9 +68,9 @@ async def test_the_cookie_holds_no_identity_only_an_opaque_id(manager: SessionMa
 async def test_a_session_expires_after_its_duration(
     manager: SessionManager, store: Store, clock: FakeClock
 ) -> None:
-    _, cookie = await manager.create(identity(), kind="global", duration=0.2)
+    _, cookie = await manager.create(identity(), kind="global", duration=SHORT)
     assert await manager.load(cookie) is not None
-    await expire(store, clock, 0.3)
+    await expire(store, clock, SHORT + 0.1)
     assert await manager.load(cookie) is None
 
 
@@ -83,9 +88,9 @@ async def test_active_sessions_lists_live_ones_and_forgets_expired(
     manager: SessionManager, store: Store, clock: FakeClock
 ) -> None:
     await manager.create(identity(), kind="global", duration=3600)
-    await manager.create(identity(), kind="app", duration=0.2, app_id="wiki")
+    await manager.create(identity(), kind="app", duration=SHORT, app_id="wiki")
     assert len(await manager.active_sessions("uuid-alice")) == 2
-    await expire(store, clock, 0.3)
+    await expire(store, clock, SHORT + 0.1)
     live = await manager.active_sessions("uuid-alice")
     assert [s.kind for s in live] == ["global"]
 

@@ -107,7 +107,11 @@ async def wait_ready(process: subprocess.Popen[bytes], url: str, timeout: float 
 
 
 async def refuses_connections(url: str, timeout: float = 3) -> bool:
-    """Whether new connections are refused within `timeout` (each probe on a new one)."""
+    """Whether new connections are refused within `timeout` (each probe on a new one).
+
+    A probe that lands while the server closes its listening socket may be accepted and then
+    dropped (reset, or closed as idle before its request was read): that proves nothing either
+    way, so probe again; only a refused connect counts."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -115,6 +119,8 @@ async def refuses_connections(url: str, timeout: float = 3) -> bool:
                 await probe.get(f"{url}/healthz")
         except httpx.ConnectError:
             return True
+        except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError, httpx.ReadTimeout):
+            pass  # accepted during the handover, then dropped
         await asyncio.sleep(0.05)
     return False
 

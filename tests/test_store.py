@@ -1,8 +1,8 @@
 """The store contract, run on `MemoryStore` and on `RedisStore` against a real Redis.
 
 Expiry is observed without sleeping on a guess: the fake clock jumps for the memory store, and
-for Redis a tiny TTL is polled until it lapses (bounded at 2 s). To check that something did
-*not* expire, a timer key set afterwards with the same TTL is waited out first.
+for Redis a short TTL is polled until it lapses (bounded by EXPIRY_BOUND). To check that
+something did *not* expire, a timer key set afterwards with the same TTL is waited out first.
 """
 
 from __future__ import annotations
@@ -22,8 +22,11 @@ from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisStore
 from gateway.store.resp import RespError
 
-SHORT = 0.05  # seconds: a TTL that lapses quickly on real Redis
-EXPIRY_BOUND = 2.0  # seconds: how long a lapsed TTL may take to show
+# seconds: a TTL that lapses quickly on real Redis, yet long enough that the read or write
+# right after the one that set it always lands before it lapses (a GC pause or a descheduled
+# process on a loaded machine can take 50 ms, which would fail those assertions).
+SHORT = 0.5
+EXPIRY_BOUND = SHORT + 2.0  # seconds: how long a lapsed TTL may take to show
 
 
 async def _eventually(check: Callable[[], Awaitable[bool]]) -> bool:
