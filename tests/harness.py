@@ -72,8 +72,10 @@ class EchoUpstream:
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        # Known once start() has bound port 0: a port picked here and bound later could be
+        # taken in between (another job's server, an outgoing connection's ephemeral port).
+        self.port = 0
+        self.url = ""
         self._runner: web.AppRunner | None = None
 
     async def _echo(self, request: web.Request) -> web.Response:
@@ -90,7 +92,9 @@ class EchoUpstream:
         app.router.add_route("*", "/{tail:.*}", self._echo)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        self.port = int(self._runner.addresses[0][1])
+        self.url = f"http://127.0.0.1:{self.port}"
 
     async def stop(self) -> None:
         if self._runner is not None:
