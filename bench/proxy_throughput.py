@@ -165,6 +165,28 @@ async def make_session(redis_port: int) -> str:
     return cookie
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by a process and its children that are running
+    (`gateway serve` and its workers), from /proc; 0.0 where /proc is not there."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for each in [pid, *_children(pid)]:
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        found = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+    return [int(child) for child in found]
+
+
 def run_wrk(url: str, args: argparse.Namespace, headers: list[str]) -> tuple[float, str, str, str]:
     cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency"]
     for h in headers:
@@ -255,7 +277,9 @@ def main() -> None:
                 capture_output=True,
             )
             direct = run_wrk(f"http://127.0.0.1:{upstream_port}/", args, [])
+            cpu_before = cpu_seconds(procs[-1].pid)
             through = run_wrk(f"http://127.0.0.1:{gateway_port}/", args, headers)
+            cpu_used = cpu_seconds(procs[-1].pid) - cpu_before
         finally:
             for proc in reversed(procs):
                 proc.send_signal(signal.SIGTERM)
@@ -272,6 +296,10 @@ def main() -> None:
     print(f"{'direct':10} {direct[0]:>10.0f} {direct[1]:>10} {direct[2]:>10}")
     print(f"{'gateway':10} {through[0]:>10.0f} {through[1]:>10} {through[2]:>10}")
     print(f"ratio gateway/direct: {through[0] / direct[0]:.3f}x")
+    if cpu_used > 0:
+        # Steadier than req/s on a shared machine: what one request costs the gateway's CPUs.
+        per_request = cpu_used / (through[0] * args.duration) * 1e6
+        print(f"gateway CPU per request: {per_request:.0f} us (all workers, user + system)")
 
 
 if __name__ == "__main__":
