@@ -252,4 +252,4 @@ async def guard_request(
         if websocket:
             await send({"type": "websocket.close", "code": 1011})
             return
-        await error_response(rt, exc)(scope, receive, send)
+        await error_response(rt, exc, browser=wants_redirect(scope))(scope, receive, send)

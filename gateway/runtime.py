@@ -11,7 +11,7 @@ import secrets
 from dataclasses import dataclass, field
 
 import httpx
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from gateway.catalog import Catalog
 from gateway.config import App, IdentityProvider, Settings
@@ -127,8 +127,9 @@ def reference_id() -> str:
     return secrets.token_hex(6)
 
 
-def error_response(rt: Runtime, exc: GatewayError) -> Response:
-    """The HTML page for a gateway error, logged with the same reference id."""
+def error_response(rt: Runtime, exc: GatewayError, *, browser: bool = True) -> Response:
+    """The HTML page for a gateway error (plain text for a client that is not a browser),
+    logged with the same reference id."""
     ref = reference_id()
     step = getattr(exc, "step", "")
     log.warning(
@@ -140,7 +141,14 @@ def error_response(rt: Runtime, exc: GatewayError) -> Response:
         str(exc),
         extra={"ref": ref, "error": exc.error, "status": exc.status, "step": step},
     )
-    response = rt.pages.gateway_error(exc, ref)
+    if browser:
+        response: Response = rt.pages.gateway_error(exc, ref)
+    else:
+        response = PlainTextResponse(
+            f"{exc.description} (reference {ref})",
+            status_code=exc.status,
+            headers={"Cache-Control": "no-store"},
+        )
     if isinstance(exc, RateLimitedError):
         response.headers["Retry-After"] = str(exc.retry_after)
     return response

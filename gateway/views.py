@@ -416,7 +416,11 @@ async def authorized(request: Request) -> Response:
 
 async def get_identity(request: Request) -> Response:
     rt = _rt(request)
-    session = await _session(rt, request)
+    try:
+        session = await _session(rt, request)
+    except StoreUnavailableError as exc:  # JSON callers get JSON, even now
+        log.warning("get-identity: %s", exc)
+        return _no_store(JSONResponse({"err": exc.description}, status_code=503))
     if session is None or not rt.accepts_sign_in(session.identity):
         return _no_store(JSONResponse({"err": "no session"}, status_code=401))
     return _no_store(JSONResponse(session.identity.to_json()))

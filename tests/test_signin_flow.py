@@ -362,7 +362,8 @@ async def test_with_the_store_down_nobody_gets_in_and_sees_a_503_page(
 
     from gateway.store.redis import RedisStore
 
-    dead = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0")
+    port = free_port()  # nothing listens here: the store is down
+    dead = RedisStore.from_url(f"redis://127.0.0.1:{port}/0")
     settings = parse_settings(settings_doc(upstream.url))
     async with running(create_app(settings, store=dead)) as app, browser(app) as client:
         signed = CookieSigner((COOKIE_SECRET,), "gateway.session").sign("some-session-id")
@@ -370,6 +371,18 @@ async def test_with_the_store_down_nobody_gets_in_and_sees_a_503_page(
         response = await client.get("/docs")
         assert response.status_code == 503
         assert "text/html" in response.headers["content-type"]
+        # The answer fits the asker: JSON for get-identity, plain text for a script.
+        identity = await client.get("/cdn-cgi/access/get-identity")
+        assert identity.status_code == 503
+        assert identity.json() == {
+            "err": "The gateway's store is not answering. Try again in a moment."
+        }
+        script = await client.get("/docs", headers={"Accept": "*/*"})
+        assert script.status_code == 503
+        assert script.headers["content-type"].startswith("text/plain")
+        assert re.fullmatch(r"The gateway's store .* \(reference [0-9a-f]{12}\)", script.text)
+        for answer in (response, identity, script):  # what failed is for the log only
+            assert "Redis" not in answer.text and str(port) not in answer.text
         client.cookies.clear()
         to_login = await client.get("/docs")
         assert (await client.get(to_login.headers["location"])).status_code == 503
