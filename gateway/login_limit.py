@@ -5,7 +5,9 @@ Without a cap one client could fill the store, and a store that is full or down 
 out. Starts are counted per client address (per /64 for IPv6, which one host often holds whole)
 in one-minute windows, one store round trip each; the cap is high enough for an office signing
 in from behind one NAT address. A silent sign-in with a global session starts nothing and is not
-counted.
+counted. Loopback and unknown (Unix socket) peers are not counted: they are a local proxy that
+is not in `trusted_proxies`, whose one address every user would share (a cap on it would lock
+them all out), or local tooling and tests.
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ _WINDOW = 60  # seconds
 _KEY = "loginlimit:"
 
 
-def client_network(address: IPAddress | None) -> str:
-    """What the starts of `address` are counted under."""
-    if address is None:
-        return "unknown"
+def client_network(address: IPAddress | None) -> str | None:
+    """What the starts of `address` are counted under; None: they are not counted."""
+    if address is None or address.is_loopback:
+        return None
     if address.version == 6:
         return str(ipaddress.ip_network(f"{address}/64", strict=False).network_address) + "/64"
     return str(address)
@@ -32,9 +34,12 @@ def client_network(address: IPAddress | None) -> str:
 
 async def count_start(store: Store, address: IPAddress | None, clock: Clock) -> None:
     """Count one sign-in start from `address`; RateLimitedError (429) past the minute's cap."""
+    network = client_network(address)
+    if network is None:
+        return
     now = clock()
     window = int(now // _WINDOW)
-    starts = await store.count(f"{_KEY}{client_network(address)}:{window}", ttl=_WINDOW)
+    starts = await store.count(f"{_KEY}{network}:{window}", ttl=_WINDOW)
     if starts > STARTS_PER_MINUTE:
         raise RateLimitedError(
             "Too many sign-ins were started from your network in the last minute. "

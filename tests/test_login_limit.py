@@ -26,11 +26,14 @@ from gateway.store import Store
         ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
         ("2001:db8:1:2:bbbb::9", "2001:db8:1:2::/64"),  # the same host's other addresses
         ("2001:db8:1:3::1", "2001:db8:1:3::/64"),
-        (None, "unknown"),
+        # a local proxy not in trusted_proxies, local tooling: not counted
+        ("127.0.0.1", None),
+        ("::1", None),
+        (None, None),  # a Unix socket peer
     ],
 )
 def test_starts_are_counted_per_address_and_per_ipv6_64(
-    address: str | None, counted_as: str
+    address: str | None, counted_as: str | None
 ) -> None:
     assert client_network(ipaddress.ip_address(address) if address else None) == counted_as
 
@@ -106,6 +109,13 @@ async def test_the_cap_is_per_network_and_per_minute(
         assert (await neighbour.get(await login_url(neighbour))).status_code == 302
         clock.advance(60)
         assert (await flooding.get(url)).status_code == 302
+
+
+async def test_a_loopback_peer_is_never_capped(gateway: Gateway, okta: FakeOkta) -> None:
+    async with browser(gateway, WIKI, "127.0.0.1") as local:
+        url = await use_up_the_minute(local, okta)
+
+        assert (await local.get(url)).status_code == 302
 
 
 async def test_an_untrusted_x_forwarded_for_does_not_get_around_the_cap(
