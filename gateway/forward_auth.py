@@ -69,10 +69,26 @@ def peer_is_trusted(scope: Scope, trusted: tuple[Network, ...]) -> bool:
     return peer is not None and any(peer in network for network in trusted)
 
 
+# The headers that describe the original request. A proxy passes the client's own headers along
+# (nginx's auth_request does), so a client can add any of them: each must come once, and the
+# two spellings of the URI must agree, or which one is judged would be the client's choice.
+_DESCRIPTION = (b"x-forwarded-host", b"x-forwarded-uri", b"x-original-uri", b"x-forwarded-method")
+
+
+def _described_once(scope: Scope) -> bool:
+    names = [key for key, _ in scope["headers"] if key in _DESCRIPTION]
+    if len(names) != len(set(names)):
+        return False
+    forwarded, original = header(scope, b"x-forwarded-uri"), header(scope, b"x-original-uri")
+    return forwarded is None or original is None or forwarded == original
+
+
 def original_request(scope: Scope) -> tuple[str, Scope] | None:
     """The request the proxy asks about: its host (no port) and an ASGI scope for it with the
     method, path and query the proxy reported and the headers it copied; None if the
-    description is missing or malformed."""
+    description is missing, malformed or ambiguous (a header twice, two URIs that differ)."""
+    if not _described_once(scope):
+        return None
     host = split_host(header(scope, b"x-forwarded-host") or "")
     uri = header(scope, b"x-forwarded-uri") or header(scope, b"x-original-uri") or ""
     method = header(scope, b"x-forwarded-method") or scope["method"]

@@ -338,6 +338,35 @@ async def test_a_missing_or_malformed_description_is_400(
     assert not identity_headers(response)
 
 
+async def test_a_uri_the_client_adds_beside_the_proxys_is_400(
+    setup: Setup, proxy: httpx.AsyncClient
+) -> None:
+    """nginx sets X-Original-URI and passes the client's headers on: a client-sent
+    X-Forwarded-Uri must not choose the path that is judged."""
+    response = await ask(proxy, WIKI_HOST, "/docs", X_Original_URI="/docs/other")
+    assert response.status_code == 400
+    same = await ask(proxy, WIKI_HOST, "/docs", X_Original_URI="/docs")
+    assert same.status_code != 400
+    only_original = await ask(proxy, WIKI_HOST, None, X_Original_URI="/docs")
+    assert only_original.status_code != 400
+
+
+async def test_a_description_header_sent_twice_is_400(
+    setup: Setup, proxy: httpx.AsyncClient
+) -> None:
+    """A proxy that appends its own X-Forwarded-Host after the client's: neither is believed."""
+    headers = [
+        ("Accept", HTML),
+        ("X-Forwarded-For", CLIENT_ADDRESS),
+        ("X-Forwarded-Host", "elsewhere.example.com"),  # the client's
+        ("X-Forwarded-Host", WIKI_HOST),  # the proxy's
+        ("X-Forwarded-Uri", "/docs"),
+    ]
+    response = await proxy.get("/cdn-cgi/access/authz", headers=headers)
+    assert response.status_code == 400
+    assert not identity_headers(response)
+
+
 async def test_the_check_takes_any_method_and_reads_the_original_from_the_header(
     setup: Setup, proxy: httpx.AsyncClient
 ) -> None:
