@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.types import Receive, Scope, Send
@@ -97,6 +97,20 @@ def set_binding_cookie(rt: Runtime, response: Response, name: str, binding: str)
         httponly=True,
         samesite="lax",
     )
+
+
+def cross_site(scope: Scope, host: str) -> bool:
+    """A handshake from a page on another host, by its Origin (browsers always send one on a
+    WebSocket; a client that sends none is no page). WebSocket has no CORS: a page elsewhere
+    that opened a socket carrying this browser's cookie would read all it returns."""
+    origin = header(scope, b"origin")
+    if origin is None:
+        return False
+    try:
+        origin_host = urlsplit(origin).hostname
+    except ValueError:
+        return True
+    return origin_host != host
 
 
 def _plain(status: int, text: str) -> Response:
@@ -207,6 +221,10 @@ async def guard_request(
                 await send({"type": "websocket.close", "code": _POLICY_VIOLATION})
                 return
             await outcome(scope, receive, send)
+            return
+        if websocket and record.user and cross_site(scope, host):
+            record.decision = "deny"  # cross-site WebSocket hijacking: not as this user
+            await send({"type": "websocket.close", "code": _POLICY_VIOLATION})
             return
         # bypass and non_identity policies let the request through with no identity headers
         record.decision = "allow" if outcome else "bypass"

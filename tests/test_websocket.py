@@ -109,7 +109,35 @@ async def test_a_socket_without_access_is_refused_before_the_handshake(
     if who is not None:
         headers["Cookie"] = await cookie_for(app, *who)
     with pytest.raises(InvalidStatus) as refused:
-        async with dial(port, headers):
+        # the subprotocol the upstream wants: a refusal here can only be the gateway's
+        async with dial(port, headers, subprotocols=["chat"]):
+            pass
+    assert refused.value.response.status_code == 403
+    assert echo_socket.handshakes == []
+
+
+@pytest.mark.parametrize(
+    ("origin", "opens"),
+    [
+        ("https://evil.example", False),  # a page elsewhere, with the user's cookie
+        ("null", False),  # a sandboxed or file: page
+        (f"https://{HOST}", True),  # the app's own page
+    ],
+)
+async def test_a_signed_in_socket_opens_only_from_the_apps_own_pages(
+    served: tuple[Gateway, int], echo_socket: EchoSocket, origin: str, opens: bool
+) -> None:
+    """WebSocket has no CORS: a socket a page on another site opens with this browser's cookie
+    (SameSite=None apps) would be read by that page, as the user."""
+    app, port = served
+    headers = {"Cookie": await cookie_for(app, "alice@example.com", ("Engineering",))}
+    if opens:
+        async with dial(port, headers, origin=origin, subprotocols=["chat"]) as socket:
+            await socket.send("hello")
+            assert await socket.recv() == "hello"
+        return
+    with pytest.raises(InvalidStatus) as refused:
+        async with dial(port, headers, origin=origin, subprotocols=["chat"]):
             pass
     assert refused.value.response.status_code == 403
     assert echo_socket.handshakes == []
