@@ -156,6 +156,7 @@ async def decide(
     """
     facts = RequestFacts(client_ip=info.address)
     client_id = header(scope, b"cf-access-client-id")
+    service_token = None
     if client_id is not None:
         secret = header(scope, b"cf-access-client-secret") or ""
         service_token = await rt.service_tokens.authenticate(client_id, secret)
@@ -163,9 +164,9 @@ async def decide(
             return _plain(401, "Unauthorized: invalid service token.")
         facts = RequestFacts(client_ip=info.address, service_token_id=service_token.id)
     before = evaluate_before_sign_in(app, facts)
-    if before is not None and before.outcome == "non_identity" and client_id is not None:
+    if before is not None and before.outcome == "non_identity" and service_token is not None:
         # Admitted by its service token: the origin can tell which one (Cloudflare's shape).
-        token = await rt.app_tokens.for_service_token(client_id, app)
+        token = await rt.app_tokens.for_service_token(service_token, app)
         return [(b"cf-access-jwt-assertion", token.encode())]
     if before is not None:
         return []  # bypass: through, with no identity attached

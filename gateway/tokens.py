@@ -31,6 +31,7 @@ from joserfc.jwk import RSAKey
 from gateway.config import App
 from gateway.errors import StoreUnavailableError
 from gateway.identity import Identity
+from gateway.service_tokens import ServiceToken
 from gateway.sessions import Session, SessionManager
 from gateway.store import Clock, Store
 
@@ -208,9 +209,11 @@ class AppTokens:
         self._minting: dict[tuple[str, str], asyncio.Future[str]] = {}
         self._service: dict[tuple[str, str], tuple[str, float]] = {}
 
-    async def for_service_token(self, client_id: str, app: App) -> str:
+    async def for_service_token(self, service_token: ServiceToken, app: App) -> str:
         """The app token for a service token's requests to one app: minted once per process
-        and reused until near expiry (service tokens have no session to keep it in)."""
+        and reused until near expiry (service tokens have no session to keep it in); never
+        valid past the service token's own expiry."""
+        client_id = service_token.client_id
         key = (client_id, app.id)
         token, expires = self._service.get(key, ("", 0.0))
         now = self.clock()
@@ -219,6 +222,8 @@ class AppTokens:
         if len(self._service) >= 4096:  # bounded: drop them all, they are cheap to mint again
             self._service.clear()
         expires = now + TOKEN_LIFETIME
+        if service_token.expires_at is not None:
+            expires = min(expires, service_token.expires_at)
         token = mint_service_token_jwt(
             await self.keys.current(),
             app=app,

@@ -316,6 +316,26 @@ async def test_a_valid_service_token_in_the_policy_reaches_the_app_without_ident
     assert claims["aud"] == [app_aud("payroll")] and claims["type"] == "app"
 
 
+async def test_an_app_token_never_outlives_its_service_token(
+    store: Store, upstream: EchoUpstream
+) -> None:
+    tokens = ServiceTokens(store)
+    short, secret = await tokens.create("short-lived", duration=120)
+    doc = apps_doc(upstream.url)
+    doc["apps"][3]["policies"][0]["include"] = [{"service_token": {"token_id": short.id}}]
+    app = create_app(parse_settings(doc), store=store)
+    async with running(app), browser(app, PAYROLL) as client:
+        response = await client.get(
+            "/api/run",
+            headers={"CF-Access-Client-Id": short.client_id, "CF-Access-Client-Secret": secret},
+        )
+        certs = KeySet.import_key_set((await client.get(f"{TEAM}/cdn-cgi/access/certs")).json())
+    assert response.status_code == 200
+    token = response.json()["headers"]["cf-access-jwt-assertion"]
+    claims = jwt.decode(token, certs, algorithms=["RS256"]).claims
+    assert short.expires_at is not None and claims["exp"] <= short.expires_at
+
+
 async def test_a_wrong_service_token_secret_is_401(store: Store, upstream: EchoUpstream) -> None:
     app, client_id, _ = await service_app(store, upstream)
     async with running(app), browser(app, PAYROLL) as client:
