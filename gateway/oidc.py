@@ -326,6 +326,17 @@ class OIDCClient:
                     "(or fix email_claim_name)",
                 )
             )
+        if self.idp.type == "oidc" and lookup("email_verified") in (False, "false"):
+            # A generic provider may let anyone claim any address; an unverified one must not
+            # satisfy `email` or `email_domain` rules. (Okta's flag is advisory: OKTA.md.)
+            raise self._log(
+                SignInError(
+                    "The identity provider says this email address is not verified",
+                    step="email",
+                    status=403,
+                    hint="verify the address at the identity provider, then sign in again",
+                )
+            )
         groups = await self._groups(claims, userinfo, sub)
         amr = self._string_list(claims.get("amr"), "amr", "id_token") or ()
         oidc_fields = {

@@ -828,6 +828,31 @@ async def test_generic_oidc_configured_scopes_and_checks(
     assert "issuer" in caught.value.description
 
 
+@pytest.mark.parametrize("verified", [False, "false"])
+async def test_generic_oidc_refuses_an_email_the_provider_calls_unverified(
+    router: respx.MockRouter, http: httpx.AsyncClient, clock: FakeClock, verified: object
+) -> None:
+    okta = FakeOkta(router, clock=clock)
+    okta.add_user(ALICE, "alice@example.com", "Alice Example")
+    client = OIDCClient(generic_idp(okta), http, redirect_uri=okta.redirect_uri, clock=clock)
+
+    okta.id_token_claims = {"email_verified": verified}
+    with pytest.raises(SignInError) as caught:
+        await sign_in(client, okta)
+    assert (caught.value.status, caught.value.step) == (403, "email")
+
+    okta.id_token_claims = {"email_verified": True}
+    assert (await sign_in(client, okta)).email == "alice@example.com"
+
+
+async def test_okta_s_email_verified_is_advisory(
+    okta: FakeOkta, http: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    """OKTA.md: admin-made Okta users are often unverified; Okta vouches for the address."""
+    okta.id_token_claims = {"email_verified": False}
+    assert (await sign_in(client_for(okta, http, clock), okta)).email == "alice@example.com"
+
+
 # --- the fake's redirect errors -------------------------------------------------------------
 
 
