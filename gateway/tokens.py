@@ -110,8 +110,9 @@ class SigningKeys:
         """Start signing with a new key; the old one is kept for KEEP_PREVIOUS. Returns the
         keys, newest first. With `only_if_stale`, several instances finding the key old at
         once make one new key between them (checked again under the lock)."""
+        holder = secrets.token_bytes(16)  # released only by us: it may have lapsed meanwhile
         for _ in range(50):
-            if await self.store.set_if_absent(_LOCK, b"1", ttl=10):
+            if await self.store.set_if_absent(_LOCK, holder, ttl=10):
                 break
             await asyncio.sleep(0.1)
         else:
@@ -130,7 +131,7 @@ class SigningKeys:
             await self.store.set(_KEYS, json.dumps([_as_dict(k) for k in keys]).encode())
             return keys
         finally:
-            await self.store.delete(_LOCK)
+            await self.store.compare_and_set(_LOCK, holder, None)
 
 
 def _as_dict(key: SigningKey) -> dict[str, Any]:

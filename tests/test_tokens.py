@@ -16,12 +16,14 @@ from gateway.config import App, app_aud
 from gateway.identity import Identity
 from gateway.sessions import CookieSigner, SessionManager
 from gateway.store import Store
+from gateway.tokens import _LOCK as LOCK
 from gateway.tokens import (
     KEEP_PREVIOUS,
     REMINT_BEFORE,
     ROTATE_AFTER,
     TOKEN_LIFETIME,
     AppTokens,
+    SigningKey,
     SigningKeys,
     certs_document,
 )
@@ -148,6 +150,25 @@ async def test_instances_rotating_at_once_make_one_new_key(store: Store, clock: 
     current = await asyncio.gather(*(i.current() for i in instances))
     assert len({k.kid for k in current}) == 1
     assert len(await instances[0].published()) == 2
+
+
+async def test_a_rotation_whose_lock_lapsed_leaves_the_next_holders_lock_alone(
+    store: Store, clock: FakeClock
+) -> None:
+    """A rotation slower than the lock's life: another instance took the lock meanwhile, and
+    the slow one must not release it for them."""
+    keys = SigningKeys(store, clock)
+    load = keys._load
+
+    async def load_after_the_lock_lapsed() -> list[SigningKey]:
+        await store.delete(LOCK)  # our lock's TTL ran out...
+        await store.set(LOCK, b"next", ttl=10)  # ...and another instance took it
+        return await load()
+
+    keys._load = load_after_the_lock_lapsed  # type: ignore[method-assign]
+    await keys.rotate()
+
+    assert await store.get(LOCK) == b"next"
 
 
 async def test_a_burst_of_requests_on_a_new_session_mints_one_token(tokens: AppTokens) -> None:
