@@ -15,7 +15,7 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Literal
 
@@ -27,6 +27,7 @@ from gateway.config import (
 )
 from gateway.errors import ConflictError, NotFoundError, ReadOnlyError, StoreUnavailableError
 from gateway.store import Store
+from gateway.store.lock import held
 
 log = logging.getLogger("gateway.catalog")
 
@@ -127,18 +128,9 @@ class Catalog:
         await self.store.set(_OBJECTS, json.dumps(documents).encode())
         await self.store.set(_VERSION, str(version).encode())
 
-    @contextlib.asynccontextmanager
-    async def _locked(self) -> AsyncIterator[None]:
-        for _ in range(100):
-            if await self.store.set_if_absent(_LOCK, b"1", ttl=10):
-                break
-            await asyncio.sleep(0.05)
-        else:
-            raise StoreUnavailableError("The catalog is locked by another change; try again.")
-        try:
-            yield
-        finally:
-            await self.store.delete(_LOCK)
+    def _locked(self) -> contextlib.AbstractAsyncContextManager[None]:
+        busy = "The catalog is locked by another change; try again."
+        return held(self.store, _LOCK, ttl=10, attempts=100, pause=0.05, busy=busy)
 
 
 async def watch(catalog: Catalog, apply: Callable[[Settings], None], stop: asyncio.Event) -> None:

@@ -29,11 +29,11 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 
 from gateway.config import App
-from gateway.errors import StoreUnavailableError
 from gateway.identity import Identity
 from gateway.service_tokens import ServiceToken
 from gateway.sessions import Session, SessionManager
 from gateway.store import Clock, Store
+from gateway.store.lock import held
 
 ROTATE_AFTER = 6 * 7 * 86400.0  # SPEC 4: keys rotate every 6 weeks
 KEEP_PREVIOUS = 7 * 86400.0  # the previous key is served 7 days after it stops signing
@@ -110,14 +110,8 @@ class SigningKeys:
         """Start signing with a new key; the old one is kept for KEEP_PREVIOUS. Returns the
         keys, newest first. With `only_if_stale`, several instances finding the key old at
         once make one new key between them (checked again under the lock)."""
-        holder = secrets.token_bytes(16)  # released only by us: it may have lapsed meanwhile
-        for _ in range(50):
-            if await self.store.set_if_absent(_LOCK, holder, ttl=10):
-                break
-            await asyncio.sleep(0.1)
-        else:
-            raise StoreUnavailableError("Could not take the signing-key lock.")
-        try:
+        busy = "Could not take the signing-key lock."
+        async with held(self.store, _LOCK, ttl=10, attempts=50, pause=0.1, busy=busy):
             now = self.clock()
             keys = await self._load()
             if only_if_stale and keys and now - keys[0].created < ROTATE_AFTER:
@@ -130,8 +124,6 @@ class SigningKeys:
             keys = [_new_key(now), *retired]
             await self.store.set(_KEYS, json.dumps([_as_dict(k) for k in keys]).encode())
             return keys
-        finally:
-            await self.store.compare_and_set(_LOCK, holder, None)
 
 
 def _as_dict(key: SigningKey) -> dict[str, Any]:
