@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-from harness import TEAM, running
+from harness import TEAM, running, settings_doc
 
 from gateway.admin.envelope import CODES
 from gateway.app import Gateway, create_app
@@ -23,6 +23,11 @@ def with_admin_token(doc: dict[str, Any]) -> dict[str, Any]:
     """A settings document (harness.settings_doc or scim_harness.scim_doc) with the token."""
     doc["gateway"]["admin_token"] = TOKEN
     return doc
+
+
+def admin_doc(upstream: str) -> dict[str, Any]:
+    """The harness settings (the wiki and team-host apps, one Okta IdP) with the admin token."""
+    return with_admin_token(settings_doc(upstream))
 
 
 def admin_client(app: Gateway) -> httpx.AsyncClient:

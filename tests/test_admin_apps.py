@@ -15,10 +15,10 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from admin_harness import admin_client, assert_failure, instance, with_admin_token
+from admin_harness import admin_client, admin_doc, assert_failure, instance
 from clock import FakeClock
 from fake_okta import FakeOkta
-from harness import WIKI, EchoUpstream, browser, running, settings_doc
+from harness import WIKI, EchoUpstream, browser, running
 
 from gateway.admin.serialize import format_duration
 from gateway.app import Gateway, create_app
@@ -44,10 +44,6 @@ def app_body(upstream_url: str, **fields: Any) -> dict[str, Any]:
         "policies": [ENGINEERING],
         **fields,
     }
-
-
-def admin_doc(upstream: str) -> dict[str, Any]:
-    return with_admin_token(settings_doc(upstream))
 
 
 @pytest_asyncio.fixture

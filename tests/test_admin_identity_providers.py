@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from admin_harness import admin_client, assert_failure, instance, with_admin_token
+from admin_harness import admin_client, admin_doc, assert_failure, instance
 from fake_okta import API_TOKEN, BASE, CLIENT_ID, CLIENT_SECRET, FakeOkta
-from harness import TEAM, WIKI, EchoUpstream, browser, running, settings_doc
+from harness import TEAM, WIKI, EchoUpstream, browser, running
 
 from gateway.app import Gateway, create_app
 from gateway.catalog import POLL_INTERVAL
@@ -30,10 +30,6 @@ SEED = {
     "type": "okta",
     "name": "my example idp",
 }
-
-
-def admin_doc(upstream: str) -> dict[str, Any]:
-    return with_admin_token(settings_doc(upstream))
 
 
 @pytest_asyncio.fixture

@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from admin_harness import admin_client, assert_failure, instance, with_admin_token
+from admin_harness import admin_client, admin_doc, assert_failure, instance
 from fake_okta import FakeOkta
-from harness import WIKI, EchoUpstream, browser, running, settings_doc
+from harness import WIKI, EchoUpstream, browser, running
 
 from gateway.app import Gateway, create_app
 from gateway.config import parse_settings
@@ -25,10 +25,6 @@ from gateway.store import Store
 
 CI = "https://ci.example.com"
 PRIVATE_JWK_FIELDS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
-
-
-def admin_doc(upstream: str) -> dict[str, Any]:
-    return with_admin_token(settings_doc(upstream))
 
 
 @pytest_asyncio.fixture
