@@ -31,8 +31,8 @@ import time
 from pathlib import Path
 
 from gateway.identity import Identity
-from gateway.sessions import CookieSigner, SessionManager
-from gateway.store.redis import RedisStore
+from gateway.state.sessions import CookieSigner, SessionManager
+from gateway.state.store.redis import RedisStore
 
 COOKIE_SECRET = "bench-cookie-secret-0123456789abcdef"
 

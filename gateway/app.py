@@ -25,18 +25,18 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from gateway.admin.envelope import invalid_path
-from gateway.catalog import watch
+from gateway.authz.routing import is_ambiguous_path, split_host
 from gateway.config import Settings
 from gateway.errors import GatewayError
-from gateway.guard import guard_request
-from gateway.logs import REQUEST_ID, RequestRecord, log_request
-from gateway.metrics import InstrumentedClient, Metrics
-from gateway.proxy import UpstreamPool
-from gateway.routing import is_ambiguous_path, split_host
+from gateway.ops.logs import REQUEST_ID, RequestRecord, log_request
+from gateway.ops.metrics import InstrumentedClient, Metrics
+from gateway.proxy.forwarding import UpstreamPool
+from gateway.proxy.guard import guard_request
 from gateway.runtime import Runtime, error_response
 from gateway.scim.routes import invalid_path as scim_invalid_path
-from gateway.store import Clock, Store, open_store
-from gateway.views import routes
+from gateway.state.catalog import watch
+from gateway.state.store import Clock, Store, open_store
+from gateway.web.views import routes
 
 log = logging.getLogger("gateway")
 

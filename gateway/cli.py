@@ -26,7 +26,7 @@ import uvicorn
 from gateway.app import Gateway, create_app
 from gateway.config import load_config, parse_settings
 from gateway.errors import ConfigError, GatewayError
-from gateway.logs import logging_config
+from gateway.ops.logs import logging_config
 
 CONFIG_ENV = "GATEWAY_CONFIG"
 SHUTDOWN_TIMEOUT = 20  # seconds in-flight requests get to finish after SIGTERM
@@ -135,8 +135,8 @@ def demo_settings(
 
 
 async def _run_demo(port: int) -> None:
-    from gateway.devidp import create_dev_idp, demo_users
-    from gateway.echo import create_echo_app
+    from gateway.demo.devidp import create_dev_idp, demo_users
+    from gateway.demo.echo import create_echo_app
 
     idp_port, upstream_port = port + 1, port + 2
     client_secret, api_token = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
@@ -204,9 +204,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 async def _new_scim_secret(config: str, idp_id: str) -> str:
     """A new SCIM secret for the IdP, its hash stored in the config's store (SPEC 1)."""
-    from gateway.catalog import Catalog
     from gateway.scim.secret import ScimSecrets
-    from gateway.store import open_store
+    from gateway.state.catalog import Catalog
+    from gateway.state.store import open_store
 
     settings = load_config(config)
     if settings.gateway.store == "memory":

@@ -13,22 +13,22 @@ from dataclasses import dataclass, field
 import httpx
 from starlette.responses import PlainTextResponse, Response
 
-from gateway.catalog import Catalog
+from gateway.authn.oidc import OIDCClient
+from gateway.authz.app_tokens import AppTokens, SigningKeys
+from gateway.authz.routing import AppDirectory
+from gateway.authz.service_tokens import ServiceTokens
 from gateway.config import App, IdentityProvider, Settings
 from gateway.errors import GatewayError, RateLimitedError
 from gateway.identity import Identity
-from gateway.metrics import Metrics
-from gateway.oidc import OIDCClient
-from gateway.pages import Pages
-from gateway.provisioning_log import ProvisioningLog
-from gateway.proxy import UpstreamPool
-from gateway.registry import Registry
-from gateway.routing import AppDirectory
+from gateway.ops.metrics import Metrics
+from gateway.proxy.forwarding import UpstreamPool
 from gateway.scim.secret import ScimSecrets
-from gateway.service_tokens import ServiceTokens
-from gateway.sessions import CookieSigner, SessionManager
-from gateway.store import Clock, Store
-from gateway.tokens import AppTokens, SigningKeys
+from gateway.state.catalog import Catalog
+from gateway.state.provisioning_log import ProvisioningLog
+from gateway.state.registry import Registry
+from gateway.state.sessions import CookieSigner, SessionManager
+from gateway.state.store import Clock, Store
+from gateway.web.pages import Pages
 
 log = logging.getLogger("gateway")
 

@@ -13,7 +13,7 @@ from harness import TEAM, running, settings_doc
 from gateway.admin.envelope import CODES
 from gateway.app import Gateway, create_app
 from gateway.config import parse_settings
-from gateway.store.redis import RedisStore
+from gateway.state.store.redis import RedisStore
 
 TOKEN = "admin-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

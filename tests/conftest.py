@@ -21,9 +21,9 @@ from redis_server import RedisServer
 
 from gateway.app import Gateway, create_app
 from gateway.config import parse_settings
-from gateway.store import Store
-from gateway.store.memory import MemoryStore
-from gateway.store.redis import RedisStore
+from gateway.state.store import Store
+from gateway.state.store.memory import MemoryStore
+from gateway.state.store.redis import RedisStore
 
 
 def pytest_asyncio_loop_factories(

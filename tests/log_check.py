@@ -30,7 +30,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
-from gateway.logs import JSONFormatter
+from gateway.ops.logs import JSONFormatter
 
 _MIN_SECRET = 6  # shorter values would turn up by chance ("s3cret" is the shortest one used)
 _SECRET_PARAMS = frozenset(

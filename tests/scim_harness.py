@@ -13,7 +13,7 @@ from harness import IDP_ID, TEAM, running, settings_doc
 from gateway.app import Gateway, create_app
 from gateway.config import parse_settings
 from gateway.runtime import Runtime
-from gateway.store import Store
+from gateway.state.store import Store
 
 BASE = f"{TEAM}/populations/{IDP_ID}/scim/v2"
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"

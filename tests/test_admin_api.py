@@ -23,8 +23,8 @@ from gateway.admin.envelope import MAX_BODY, read_json
 from gateway.app import Gateway, create_app
 from gateway.config import parse_settings
 from gateway.errors import GatewayError, StoreUnavailableError
-from gateway.store import Store
-from gateway.store.memory import MemoryStore
+from gateway.state.store import Store
+from gateway.state.store.memory import MemoryStore
 
 IDP_BODY = {
     "name": "my example idp",

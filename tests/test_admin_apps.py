@@ -22,11 +22,11 @@ from harness import WIKI, EchoUpstream, browser, running
 
 from gateway.admin.serialize import format_duration
 from gateway.app import Gateway, create_app
-from gateway.catalog import POLL_INTERVAL
 from gateway.config import parse_duration, parse_settings
 from gateway.identity import Identity
-from gateway.sessions import CookieSigner, SessionManager
-from gateway.store import Store
+from gateway.state.catalog import POLL_INTERVAL
+from gateway.state.sessions import CookieSigner, SessionManager
+from gateway.state.store import Store
 
 NEW = "https://new.example.com"
 ENGINEERING = {

@@ -19,10 +19,10 @@ from fake_okta import API_TOKEN, BASE, CLIENT_ID, CLIENT_SECRET, FakeOkta
 from harness import TEAM, WIKI, EchoUpstream, browser, running
 
 from gateway.app import Gateway, create_app
-from gateway.catalog import POLL_INTERVAL
 from gateway.config import parse_settings
 from gateway.identity import user_uuid_for
-from gateway.store import Store
+from gateway.state.catalog import POLL_INTERVAL
+from gateway.state.store import Store
 
 # The seed body, exactly (with FakeOkta's client and org).
 SEED = {

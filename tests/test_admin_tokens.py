@@ -21,7 +21,7 @@ from harness import WIKI, EchoUpstream, browser, running
 
 from gateway.app import Gateway, create_app
 from gateway.config import parse_settings
-from gateway.store import Store
+from gateway.state.store import Store
 
 CI = "https://ci.example.com"
 PRIVATE_JWK_FIELDS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}

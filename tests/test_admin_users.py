@@ -25,7 +25,7 @@ from scim_harness import (
 from gateway.app import Gateway, create_app
 from gateway.config import app_aud, parse_settings
 from gateway.identity import user_uuid_for
-from gateway.store import Store
+from gateway.state.store import Store
 
 ALICE = user_uuid_for(IDP_ID, "00ualice")
 XHR = {"X-Requested-With": "XMLHttpRequest"}

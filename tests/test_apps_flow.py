@@ -28,12 +28,12 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from gateway.app import Gateway, create_app
+from gateway.authz.service_tokens import ServiceTokens
 from gateway.config import app_aud, parse_settings
 from gateway.identity import Identity
-from gateway.service_tokens import ServiceTokens
-from gateway.store import Store
-from gateway.store.memory import MemoryStore
-from gateway.views import safe_path
+from gateway.state.store import Store
+from gateway.state.store.memory import MemoryStore
+from gateway.web.views import safe_path
 
 GRAFANA = "https://grafana.example.com"
 PAYROLL = "https://payroll.example.com"

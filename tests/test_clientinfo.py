@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from gateway.clientinfo import ClientInfo, client_info, header
 from gateway.config import Network
+from gateway.web.clientinfo import ClientInfo, client_info, header
 
 TRUSTED: tuple[Network, ...] = (
     ipaddress.ip_network("10.0.0.0/8"),

@@ -30,7 +30,7 @@ from gateway.config import (
     parse_settings,
 )
 from gateway.errors import ConfigError
-from gateway.sessions import CookieSigner
+from gateway.state.sessions import CookieSigner
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
 

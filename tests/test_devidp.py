@@ -16,7 +16,7 @@ from clock import FakeClock
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from gateway.devidp import DevUser, create_dev_idp, demo_users
+from gateway.demo.devidp import DevUser, create_dev_idp, demo_users
 
 ISSUER = "http://localhost:8001"
 CLIENT_ID = "0oadevclient"
@@ -268,7 +268,7 @@ async def test_code_expires_after_300_seconds(
 async def test_pending_codes_are_bounded(
     client: httpx.AsyncClient, alice: DevUser, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("gateway.devidp.MAX_ENTRIES", 2)
+    monkeypatch.setattr("gateway.demo.devidp.MAX_ENTRIES", 2)
     oldest, *newest = [await code_for(client, alice) for _ in range(3)]
     assert (await exchange(client, oldest)).status_code == 400  # evicted
     for code in newest:

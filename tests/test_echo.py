@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.echo import create_echo_app
+from gateway.demo.echo import create_echo_app
 
 
 def fake_jwt(claims: dict[str, object]) -> str:

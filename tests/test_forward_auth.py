@@ -20,11 +20,11 @@ from fake_okta import FakeOkta
 from harness import IDP_ID, TEAM, WIKI, EchoUpstream, browser, running, settings_doc
 
 from gateway.app import Gateway, create_app
+from gateway.authz.service_tokens import ServiceTokens
 from gateway.config import parse_settings
-from gateway.guard import binding_hash
 from gateway.identity import Identity
-from gateway.service_tokens import ServiceTokens
-from gateway.store import Store
+from gateway.proxy.guard import binding_hash
+from gateway.state.store import Store
 
 PROXY_ADDRESS = "10.0.0.2"
 CLIENT_ADDRESS = "203.0.113.7"

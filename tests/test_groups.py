@@ -36,11 +36,11 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from gateway.app import Gateway, create_app
+from gateway.authn.oidc import OIDCClient
 from gateway.config import parse_settings
 from gateway.identity import user_uuid_for
-from gateway.oidc import OIDCClient
 from gateway.runtime import CALLBACK_PATH
-from gateway.store import Store
+from gateway.state.store import Store
 
 CAROL = "00ucarol"
 GROUPS = [f"group-{i:03d}" for i in range(150)]

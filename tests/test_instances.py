@@ -29,7 +29,7 @@ from demo_process import LoginForm
 from harness import EchoUpstream, free_port
 from redis_server import RedisServer
 
-from gateway.devidp import DevUser, create_dev_idp
+from gateway.demo.devidp import DevUser, create_dev_idp
 
 PUBLIC_HOST = "gw.test"
 PUBLIC_URL = f"http://{PUBLIC_HOST}"

@@ -14,9 +14,9 @@ from fake_okta import FakeOkta
 from harness import TEAM, WIKI, EchoUpstream, browser, running, settings_doc, sign_in
 
 from gateway.app import Gateway, create_app
+from gateway.authn.login_limit import STARTS_PER_MINUTE, client_network
 from gateway.config import parse_settings
-from gateway.login_limit import STARTS_PER_MINUTE, client_network
-from gateway.store import Store
+from gateway.state.store import Store
 
 
 @pytest.mark.parametrize(

@@ -24,8 +24,8 @@ from harness import EchoUpstream, browser, free_port, running, settings_doc, sig
 
 from gateway.app import Gateway, create_app
 from gateway.config import parse_settings
-from gateway.logs import REDACTED, REQUEST_ID, JSONFormatter, redact
-from gateway.store import Store
+from gateway.ops.logs import REDACTED, REQUEST_ID, JSONFormatter, redact
+from gateway.state.store import Store
 
 Entry = dict[str, Any]
 _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")

@@ -20,8 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.app import Gateway, create_app
 from gateway.config import parse_settings
-from gateway.metrics import LiveSessions, Metrics, idp_endpoint, scim_outcome
-from gateway.store import Store
+from gateway.ops.metrics import LiveSessions, Metrics, idp_endpoint, scim_outcome
+from gateway.state.store import Store
 
 ADMIN_TOKEN = "metrics-admin-token-0123456789"
 BEARER = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

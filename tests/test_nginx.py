@@ -28,10 +28,10 @@ from fake_okta import FakeOkta
 from harness import IDP_ID, EchoUpstream, free_port, settings_doc
 
 from gateway.app import Gateway, create_app
+from gateway.authz.service_tokens import ServiceTokens
 from gateway.config import parse_settings
 from gateway.identity import Identity
-from gateway.service_tokens import ServiceTokens
-from gateway.store.memory import MemoryStore
+from gateway.state.store.memory import MemoryStore
 
 NGINX = shutil.which("nginx") or next(
     (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(p).exists()), None

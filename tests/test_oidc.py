@@ -20,9 +20,9 @@ import respx
 from clock import FakeClock
 from fake_okta import CLIENT_SECRET, FakeOkta
 
+from gateway.authn.oidc import OIDCClient, SignInResult, TooManyGroupsError
 from gateway.config import IdentityProvider, IdPConfig
 from gateway.errors import IdPError, SignInError, TokenValidationError
-from gateway.oidc import OIDCClient, SignInResult, TooManyGroupsError
 
 ALICE = "00u1alice"
 ALICE_GROUPS = ["Engineering", "Everyone"]

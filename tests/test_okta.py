@@ -10,8 +10,8 @@ import respx
 from clock import FakeClock
 from fake_okta import API_TOKEN, BASE, FakeOkta
 
+from gateway.authn.okta import discovery_url, expected_issuer, fetch_user_groups
 from gateway.errors import IdPError
-from gateway.okta import discovery_url, expected_issuer, fetch_user_groups
 
 GROUPS = [f"group-{i}" for i in range(5)]
 

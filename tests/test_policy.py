@@ -7,6 +7,14 @@ import ipaddress
 
 import pytest
 
+from gateway.authz.policy import (
+    Decision,
+    RequestFacts,
+    evaluate,
+    evaluate_before_sign_in,
+    policy_matches,
+    rule_matches,
+)
 from gateway.config import (
     AnyValidServiceTokenRule,
     App,
@@ -26,14 +34,6 @@ from gateway.config import (
     parse_settings,
 )
 from gateway.identity import Identity
-from gateway.policy import (
-    Decision,
-    RequestFacts,
-    evaluate,
-    evaluate_before_sign_in,
-    policy_matches,
-    rule_matches,
-)
 
 OKTA_ID = "0b5f1c2e-okta"
 OTHER_OKTA_ID = "7d3a9e41-okta-eu"

@@ -35,10 +35,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from starlette.types import Receive, Scope, Send
 
-from gateway import upstream as upstream_module
 from gateway.errors import UpstreamError
-from gateway.proxy import UpstreamPool, _request_target, forward
-from gateway.upstream import READ_HIGH_WATER, UpstreamBrokenError
+from gateway.proxy import upstream as upstream_module
+from gateway.proxy.forwarding import UpstreamPool, _request_target, forward
+from gateway.proxy.upstream import READ_HIGH_WATER, UpstreamBrokenError
 
 MB = 1024 * 1024
 CHUNK = bytes(range(256)) * 256  # 64 KiB

@@ -19,7 +19,7 @@ from redis_server import RedisServer, find_redis_server, free_port
 
 from gateway.app import create_app
 from gateway.config import parse_settings
-from gateway.store.redis import RedisStore
+from gateway.state.store.redis import RedisStore
 
 
 def redis_cli() -> str:

@@ -9,8 +9,8 @@ import dataclasses
 from clock import FakeClock
 
 from gateway.identity import Identity, user_uuid_for
-from gateway.registry import Registry
-from gateway.store import Store
+from gateway.state.registry import Registry
+from gateway.state.store import Store
 
 IDP = "okta-test"
 

@@ -10,7 +10,7 @@ import pytest
 import redis
 from redis_server import free_port
 
-from gateway.store.resp import Endpoint, PipelinedGet, RespError
+from gateway.state.store.resp import Endpoint, PipelinedGet, RespError
 
 
 def endpoint_of(url: str, db: int = 0) -> Endpoint:

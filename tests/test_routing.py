@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.authz.policy import RequestFacts, evaluate
+from gateway.authz.routing import AppDirectory, is_ambiguous_path, split_host
 from gateway.config import App, EveryoneRule, Policy, app_aud
 from gateway.identity import Identity
-from gateway.policy import RequestFacts, evaluate
-from gateway.routing import AppDirectory, is_ambiguous_path, split_host
 
 
 def app(domain: str, *policies: Policy) -> App:

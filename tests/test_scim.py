@@ -37,8 +37,8 @@ from gateway.errors import GatewayError
 from gateway.scim.repository import ScimRepository
 from gateway.scim.routes import MAX_BODY
 from gateway.scim.schema import GROUPS, USERS
-from gateway.store import Store
-from gateway.store.redis import RedisStore
+from gateway.state.store import Store
+from gateway.state.store.redis import RedisStore
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 SEARCH = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"

@@ -22,7 +22,7 @@ from scim_harness import (
 
 from gateway.app import create_app
 from gateway.config import parse_settings
-from gateway.store import Store
+from gateway.state.store import Store
 
 RACERS = 12
 

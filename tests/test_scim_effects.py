@@ -27,8 +27,8 @@ from gateway.app import Gateway, create_app
 from gateway.config import parse_settings
 from gateway.errors import StoreUnavailableError
 from gateway.identity import user_uuid_for
-from gateway.registry import Registry
-from gateway.store import Store
+from gateway.state.registry import Registry
+from gateway.state.store import Store
 
 ALICE = user_uuid_for(IDP_ID, "00ualice")
 

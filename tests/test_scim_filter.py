@@ -30,7 +30,7 @@ from gateway.scim.filter import (
     required_equality,
 )
 from gateway.scim.schema import GROUPS, USERS
-from gateway.store import Store
+from gateway.state.store import Store
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 

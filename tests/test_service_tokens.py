@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from clock import FakeClock
 
-from gateway.service_tokens import ServiceTokens
-from gateway.store import Store
+from gateway.authz.service_tokens import ServiceTokens
+from gateway.state.store import Store
 
 
 async def test_a_token_authenticates_with_its_own_secret_only(store: Store) -> None:

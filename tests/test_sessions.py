@@ -9,9 +9,9 @@ import pytest
 from clock import FakeClock
 
 from gateway.identity import Identity
-from gateway.sessions import CookieSigner, SessionManager
-from gateway.store import Store
-from gateway.store.memory import MemoryStore
+from gateway.state.sessions import CookieSigner, SessionManager
+from gateway.state.store import Store
+from gateway.state.store.memory import MemoryStore
 
 KEY_A = "a" * 32
 KEY_B = "b" * 32

@@ -35,11 +35,11 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from gateway.app import Gateway, create_app
+from gateway.authz.app_tokens import KEEP_PREVIOUS
 from gateway.config import app_aud, parse_settings
-from gateway.sessions import CookieSigner
-from gateway.store import Store
-from gateway.store.memory import MemoryStore
-from gateway.tokens import KEEP_PREVIOUS
+from gateway.state.sessions import CookieSigner
+from gateway.state.store import Store
+from gateway.state.store.memory import MemoryStore
 
 # --- the happy path -------------------------------------------------------------------------
 
@@ -360,7 +360,7 @@ async def test_with_the_store_down_nobody_gets_in_and_sees_a_503_page(
 ) -> None:
     from harness import free_port
 
-    from gateway.store.redis import RedisStore
+    from gateway.state.store.redis import RedisStore
 
     port = free_port()  # nothing listens here: the store is down
     dead = RedisStore.from_url(f"redis://127.0.0.1:{port}/0")

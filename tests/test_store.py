@@ -17,10 +17,10 @@ from redis import exceptions as redis_errors
 from redis_server import RedisServer, free_port
 
 from gateway.errors import StoreUnavailableError
-from gateway.store import Store, open_store
-from gateway.store.memory import MemoryStore
-from gateway.store.redis import RedisStore
-from gateway.store.resp import RespError
+from gateway.state.store import Store, open_store
+from gateway.state.store.memory import MemoryStore
+from gateway.state.store.redis import RedisStore
+from gateway.state.store.resp import RespError
 
 # seconds: a TTL that lapses quickly on real Redis, yet long enough that the read or write
 # right after the one that set it always lands before it lapses (a GC pause or a descheduled

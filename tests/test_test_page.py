@@ -32,7 +32,7 @@ from harness import (
 from gateway.app import Gateway, create_app
 from gateway.config import parse_settings
 from gateway.identity import user_uuid_for
-from gateway.store import Store
+from gateway.state.store import Store
 
 REDIRECT_URI = f"{TEAM}/cdn-cgi/access/callback"
 TEST_URL = f"/test-idp?idp={IDP_ID}"

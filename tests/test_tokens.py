@@ -12,12 +12,8 @@ from joserfc import jwt
 from joserfc.errors import BadSignatureError, JoseError
 from joserfc.jwk import KeySet
 
-from gateway.config import App, app_aud
-from gateway.identity import Identity
-from gateway.sessions import CookieSigner, SessionManager
-from gateway.store import Store
-from gateway.tokens import _LOCK as LOCK
-from gateway.tokens import (
+from gateway.authz.app_tokens import _LOCK as LOCK
+from gateway.authz.app_tokens import (
     KEEP_PREVIOUS,
     REMINT_BEFORE,
     ROTATE_AFTER,
@@ -27,6 +23,10 @@ from gateway.tokens import (
     SigningKeys,
     certs_document,
 )
+from gateway.config import App, app_aud
+from gateway.identity import Identity
+from gateway.state.sessions import CookieSigner, SessionManager
+from gateway.state.store import Store
 
 ISSUER = "https://access.example.com"
 WIKI = App(

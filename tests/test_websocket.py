@@ -18,7 +18,7 @@ from websockets.exceptions import InvalidStatus
 from gateway.app import Gateway, create_app
 from gateway.config import parse_settings
 from gateway.identity import Identity
-from gateway.store.memory import MemoryStore
+from gateway.state.store.memory import MemoryStore
 
 HOST = TEAM.removeprefix("https://")
 

@@ -23,10 +23,10 @@ from starlette.responses import Response
 from gateway.admin.api import commit
 from gateway.admin.envelope import envelope, read_json
 from gateway.admin.serialize import app_document, app_json
-from gateway.catalog import Kind
 from gateway.config import App, same_domain
 from gateway.errors import ConflictError, GatewayError, NotFoundError, ReadOnlyError
 from gateway.runtime import Runtime
+from gateway.state.catalog import Kind
 
 KIND: Kind = "apps"
 

@@ -22,12 +22,12 @@ from starlette.responses import Response
 from gateway.admin.api import commit
 from gateway.admin.envelope import envelope, page_of, read_json
 from gateway.admin.serialize import idp_document, idp_json, scim_base_url
-from gateway.catalog import Kind
 from gateway.config import IdentityProvider
 from gateway.errors import ConflictError, NotFoundError, ReadOnlyError
 from gateway.runtime import Runtime
 from gateway.scim.repository import ScimRepository
 from gateway.scim.schema import GROUPS, MAX_RESULTS, USERS, ResourceType
+from gateway.state.catalog import Kind
 
 KIND: Kind = "identity_providers"
 

@@ -19,9 +19,9 @@ from gateway.admin.envelope import CODES, MAX_BODY, MAX_PAGE
 from gateway.admin.schemas import Schema, obj, ref, schemas
 from gateway.admin.users import DEFAULT_LOG_ENTRIES as DEFAULT_LOG
 from gateway.admin.users import MAX_USERS_PER_PAGE, USERS_PER_PAGE
-from gateway.provisioning_log import LIMIT as LOG_LIMIT
 from gateway.runtime import Runtime
 from gateway.scim.schema import MAX_RESULTS
+from gateway.state.provisioning_log import LIMIT as LOG_LIMIT
 
 _ERRORS = {
     400: "Malformed JSON, or an object the validator refuses: one error per problem, each with "

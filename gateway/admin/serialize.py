@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from typing import Any, assert_never
 from urllib.parse import urlsplit
 
+from gateway.authz.app_tokens import SigningKey
+from gateway.authz.service_tokens import ServiceToken
 from gateway.config import (
     AnyValidServiceTokenRule,
     App,
@@ -44,9 +46,7 @@ from gateway.config import (
 )
 from gateway.errors import ConfigError, GatewayError
 from gateway.runtime import CALLBACK_PATH
-from gateway.service_tokens import ServiceToken
-from gateway.sessions import Session
-from gateway.tokens import SigningKey
+from gateway.state.sessions import Session
 
 _UNITS = (("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1))
 

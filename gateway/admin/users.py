@@ -17,9 +17,9 @@ from starlette.responses import Response
 from gateway.admin.envelope import envelope, page_of, query_int, read_json
 from gateway.admin.serialize import session_json
 from gateway.errors import ConfigError, NotFoundError
-from gateway.provisioning_log import LIMIT
-from gateway.registry import UserRecord
 from gateway.runtime import Runtime
+from gateway.state.provisioning_log import LIMIT
+from gateway.state.registry import UserRecord
 
 USERS_PER_PAGE = 50
 MAX_USERS_PER_PAGE = 1000

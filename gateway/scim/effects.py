@@ -24,11 +24,11 @@ from typing import Any
 
 from gateway.config import IdentityProvider
 from gateway.identity import user_uuid_for
-from gateway.registry import Registry, UserRecord
 from gateway.scim.repository import Change, ScimRepository
 from gateway.scim.resources import user_display_name, user_email
 from gateway.scim.schema import USERS
-from gateway.sessions import SessionManager
+from gateway.state.registry import Registry, UserRecord
+from gateway.state.sessions import SessionManager
 
 log = logging.getLogger("gateway.scim")
 

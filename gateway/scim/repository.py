@@ -40,7 +40,7 @@ from gateway.scim import ScimError
 from gateway.scim.filter import Filter, Predicate, attribute_names, required_equality
 from gateway.scim.resources import invalid_value, render, user_display_name, version_tag
 from gateway.scim.schema import GROUPS, MAX_RESULTS, USERS, ResourceType
-from gateway.store import Clock, Store
+from gateway.state.store import Clock, Store
 
 _FOREVER = 10 * 365 * 86400.0  # sets take a TTL; SCIM data lives until deleted
 _ATTEMPTS = 50  # compare-and-set rounds before a write gives up (409)

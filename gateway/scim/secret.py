@@ -16,7 +16,7 @@ import secrets
 
 from gateway.config import IdentityProvider
 from gateway.errors import GatewayError
-from gateway.store import Store
+from gateway.state.store import Store
 
 _KEY = "scim_secret:"  # the value is the secret's hash
 _MAX_LENGTH = 512  # longer "secrets" are not ours: refused before hashing

@@ -8,7 +8,7 @@ import secrets
 from collections.abc import AsyncIterator
 
 from gateway.errors import StoreUnavailableError
-from gateway.store import Store
+from gateway.state.store import Store
 
 
 @contextlib.asynccontextmanager

@@ -28,12 +28,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.types import Scope
 
-from gateway.clientinfo import client_info, header
+from gateway.authz.routing import is_ambiguous_path, split_host
 from gateway.config import App, Network
 from gateway.errors import StoreUnavailableError
-from gateway.guard import decide
-from gateway.routing import is_ambiguous_path, split_host
+from gateway.proxy.guard import decide
 from gateway.runtime import Runtime
+from gateway.web.clientinfo import client_info, header
 
 # nginx, Traefik and Caddy ask with GET (X-Forwarded-Method names the original method); others
 # (Envoy's ext_authz) repeat the original method, so the route takes every common one. The body

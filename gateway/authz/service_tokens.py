@@ -15,7 +15,7 @@ import secrets
 import time
 from dataclasses import asdict, dataclass
 
-from gateway.store import Clock, Store
+from gateway.state.store import Clock, Store
 
 _TOKEN_KEY = "service_token:"  # noqa: S105 - a key prefix; records are looked up by client id
 _INDEX_KEY = "service_tokens"  # every client id, for listing

@@ -17,10 +17,10 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+from gateway.authn.oidc import TOO_MANY_GROUPS, OIDCClient, SignInResult, too_many_groups_error
 from gateway.errors import IdPError, SignInError
 from gateway.identity import Identity, user_uuid_for
-from gateway.oidc import TOO_MANY_GROUPS, OIDCClient, SignInResult, too_many_groups_error
-from gateway.store import Clock, Store
+from gateway.state.store import Clock, Store
 
 log = logging.getLogger("gateway.signin")
 

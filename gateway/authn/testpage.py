@@ -19,11 +19,11 @@ from urllib.parse import urlencode
 
 from starlette.responses import RedirectResponse, Response
 
-from gateway import okta, signin
+from gateway.authn import okta, signin
+from gateway.authn.oidc import SignInResult, TooManyGroupsError
 from gateway.config import IdentityProvider
 from gateway.errors import GatewayError, NotFoundError, SignInError
-from gateway.guard import LOGIN_BINDING_COOKIE, set_binding_cookie
-from gateway.oidc import SignInResult, TooManyGroupsError
+from gateway.proxy.guard import LOGIN_BINDING_COOKIE, set_binding_cookie
 from gateway.runtime import CALLBACK_PATH, Runtime, reference_id
 
 log = logging.getLogger("gateway.testpage")

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import ipaddress
 
+from gateway.authz.policy import IPAddress
 from gateway.errors import RateLimitedError
-from gateway.policy import IPAddress
-from gateway.store import Clock, Store
+from gateway.state.store import Clock, Store
 
 STARTS_PER_MINUTE = 300
 _WINDOW = 60  # seconds

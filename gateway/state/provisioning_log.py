@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.errors import StoreUnavailableError
-from gateway.store import Clock, Store
+from gateway.state.store import Clock, Store
 
 log = logging.getLogger("gateway.scim")
 

@@ -74,9 +74,9 @@ class Store(Protocol):
 def open_store(url: str, clock: Clock = time.time) -> Store:
     """The store for a `store` setting: "memory" or a redis:// (rediss://, unix://) URL."""
     if url == "memory":
-        from gateway.store.memory import MemoryStore
+        from gateway.state.store.memory import MemoryStore
 
         return MemoryStore(clock=clock)
-    from gateway.store.redis import RedisStore
+    from gateway.state.store.redis import RedisStore
 
     return RedisStore.from_url(url)

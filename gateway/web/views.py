@@ -22,11 +22,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from gateway import admin, forward_auth, login_limit, signin, testpage
-from gateway.clientinfo import client_info
+from gateway import admin
+from gateway.authn import login_limit, signin, testpage
+from gateway.authn.oidc import TooManyGroupsError, too_many_groups_error
+from gateway.authz.app_tokens import certs_document
+from gateway.authz.policy import RequestFacts, evaluate
+from gateway.authz.routing import split_host
 from gateway.config import App, IdentityProvider
 from gateway.errors import GatewayError, NotFoundError, SignInError, StoreUnavailableError
-from gateway.guard import (
+from gateway.identity import Identity
+from gateway.ops.metrics import CONTENT_TYPE_LATEST, bearer_matches
+from gateway.proxy import forward_auth
+from gateway.proxy.guard import (
     APP_BINDING_COOKIE,
     LOGIN_BINDING_COOKIE,
     SESSION_COOKIE,
@@ -35,15 +42,10 @@ from gateway.guard import (
     read_cookie,
     set_binding_cookie,
 )
-from gateway.identity import Identity
-from gateway.metrics import CONTENT_TYPE_LATEST, bearer_matches
-from gateway.oidc import TooManyGroupsError, too_many_groups_error
-from gateway.policy import RequestFacts, evaluate
-from gateway.routing import split_host
 from gateway.runtime import Runtime
 from gateway.scim.routes import routes as scim_routes
-from gateway.sessions import Session
-from gateway.tokens import certs_document
+from gateway.state.sessions import Session
+from gateway.web.clientinfo import client_info
 
 log = logging.getLogger("gateway.views")
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from starlette.types import Scope
 
+from gateway.authz.policy import IPAddress
 from gateway.config import Network
-from gateway.policy import IPAddress
 
 
 @dataclass(frozen=True, slots=True)

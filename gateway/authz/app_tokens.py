@@ -28,12 +28,12 @@ from cryptography.x509.oid import NameOID
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
+from gateway.authz.service_tokens import ServiceToken
 from gateway.config import App
 from gateway.identity import Identity
-from gateway.service_tokens import ServiceToken
-from gateway.sessions import Session, SessionManager
-from gateway.store import Clock, Store
-from gateway.store.lock import held
+from gateway.state.sessions import Session, SessionManager
+from gateway.state.store import Clock, Store
+from gateway.state.store.lock import held
 
 ROTATE_AFTER = 6 * 7 * 86400.0  # SPEC 4: keys rotate every 6 weeks
 KEEP_PREVIOUS = 7 * 86400.0  # the previous key is served 7 days after it stops signing

@@ -1,7 +1,7 @@
 """Upstream forwarding: the last step of the hot path (cookie -> session -> policy -> upstream).
 
 `forward` relays one plain-ASGI HTTP exchange to a protected application through the shared,
-keep-alive `UpstreamPool` (gateway.upstream, our own HTTP/1.1 client). It owns header hygiene
+keep-alive `UpstreamPool` (`upstream.py`, our own HTTP/1.1 client). It owns header hygiene
 (SPEC section 4: hop-by-hop headers, client-sent `Cf-Access-*`, `X-Forwarded-*` and our session
 cookies never reach the upstream), streams bodies both ways without buffering them, and turns a
 refused or slow upstream into `UpstreamError` (502 / 504) while nothing has been sent to the
@@ -19,11 +19,11 @@ from urllib.parse import quote
 from starlette.types import Receive, Scope, Send
 
 from gateway.errors import UpstreamError
-from gateway.upstream import UpstreamBrokenError, UpstreamConnection, UpstreamPool
+from gateway.proxy.upstream import UpstreamBrokenError, UpstreamConnection, UpstreamPool
 
 __all__ = ["UpstreamPool", "forward"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("gateway.proxy")
 
 # RFC 9110 7.6.1 plus the legacy names RFC 2616 13.5.1 listed; ASGI names are lowercase.
 _HOP_BY_HOP = frozenset(

@@ -16,15 +16,15 @@ from urllib.parse import quote, urlsplit
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from gateway.clientinfo import ClientInfo, client_info, header
+from gateway.authz.policy import RequestFacts, evaluate, evaluate_before_sign_in
 from gateway.config import App
 from gateway.errors import GatewayError, UpstreamError
-from gateway.logs import RequestRecord
-from gateway.policy import RequestFacts, evaluate, evaluate_before_sign_in
-from gateway.proxy import forward, request_headers
+from gateway.ops.logs import RequestRecord
+from gateway.proxy.forwarding import forward, request_headers
+from gateway.proxy.websocket import relay
 from gateway.runtime import Runtime, error_response
-from gateway.sessions import Session
-from gateway.websocket import relay
+from gateway.state.sessions import Session
+from gateway.web.clientinfo import ClientInfo, client_info, header
 
 log = logging.getLogger("gateway.guard")
 

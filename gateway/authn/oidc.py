@@ -31,7 +31,7 @@ from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, RSAKey
 
-from gateway import okta
+from gateway.authn import okta
 from gateway.config import IdentityProvider
 from gateway.errors import IdPError, SignInError, TokenValidationError
 

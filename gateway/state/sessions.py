@@ -25,7 +25,7 @@ from itsdangerous import BadSignature, Signer
 from itsdangerous.encoding import base64_decode, base64_encode
 
 from gateway.identity import Identity
-from gateway.store import Clock, Store
+from gateway.state.store import Clock, Store
 
 SessionKind = Literal["global", "app"]
 

@@ -26,8 +26,8 @@ from gateway.config import (
     parse_identity_provider,
 )
 from gateway.errors import ConflictError, NotFoundError, ReadOnlyError, StoreUnavailableError
-from gateway.store import Store
-from gateway.store.lock import held
+from gateway.state.store import Store
+from gateway.state.store.lock import held
 
 log = logging.getLogger("gateway.catalog")
 

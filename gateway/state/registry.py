@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.identity import Identity, user_uuid_for
-from gateway.store import Clock, Store
+from gateway.state.store import Clock, Store
 
 _FOREVER = 10 * 365 * 86400.0  # index sets take a TTL; registry data lives until deleted
 _RECORD_KEY = "registry:user:"

@@ -50,7 +50,7 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from gateway.store import Clock
+from gateway.state.store import Clock
 
 __all__ = ["CONTENT_TYPE_LATEST", "InstrumentedClient", "LiveSessions", "Metrics"]
 

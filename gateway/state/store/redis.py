@@ -26,7 +26,7 @@ from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 
 from gateway.errors import StoreUnavailableError
-from gateway.store.resp import Endpoint, PipelinedGet, RespError
+from gateway.state.store.resp import Endpoint, PipelinedGet, RespError
 
 _TIMEOUT = 2.0  # seconds to connect, and for each command
 _MAX_CONNECTIONS = 50
@@ -109,7 +109,7 @@ def _sentinel_client(url: str) -> tuple[Redis, list[Redis]]:
     service, _, db = path.partition("/")
     if not service:
         raise ValueError("redis+sentinel:// needs the master's service name as its path")
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+    sentinel = Sentinel(
         nodes,
         socket_connect_timeout=_TIMEOUT,
         socket_timeout=_TIMEOUT,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import builtins
 import time
 
-from gateway.store import Clock
+from gateway.state.store import Clock
 
 # Sweep after as many writes as there were entries after the last sweep (at least this many):
 # amortised O(1) per write, and never much more than twice the live entries are held.

@@ -1,0 +1,1 @@
+"""Authorization: app matching, policy evaluation, service tokens, the app token."""

@@ -1,0 +1,1 @@
+"""`gateway demo` only, not the product: the development IdP and the echo upstream."""

@@ -1,0 +1,1 @@
+"""The protected-app path: guard, forward-auth, forwarding, the upstream client, WebSocket."""

@@ -1,0 +1,1 @@
+"""What the gateway keeps: sessions, the catalog, the user registry, and the store under them."""
