@@ -12,7 +12,9 @@
     ├── ConflictError            the object clashes with another (409)
     └── ReadOnlyError            the object comes from the config file; the API cannot change it
 
-Handlers in one place (`app.py`) turn these into responses; nothing else catches them broadly.
+Each surface turns them into its own format: an HTML page or plain text with a reference id for
+browsers and scripts (`runtime.py`, used by `app.py`'s exception handler and the proxy's guard),
+Cloudflare's envelope under `/api` (`admin/`), SCIM's error JSON under SCIM routes (`scim/`).
 """
 
 from __future__ import annotations

@@ -6,8 +6,11 @@ Its JSON shape is the one in SPEC 4 ("Identity"), the same as Cloudflare Access'
 
 from __future__ import annotations
 
+import copy
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 # Namespace for user uuids: a user's uuid is stable per (IdP, Okta user id), never per email,
@@ -18,6 +21,9 @@ _USER_NAMESPACE = uuid.UUID("6f1d6c8e-2f4b-4c59-9d0e-8a7b1c2d3e4f")
 def user_uuid_for(idp_id: str, sub: str) -> str:
     """The stable user uuid of the person `sub` at identity provider `idp_id`."""
     return str(uuid.uuid5(_USER_NAMESPACE, f"{idp_id}:{sub}"))
+
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,10 +39,15 @@ class Identity:
     iat: int
     ip: str = ""
     amr: tuple[str, ...] = ()
-    oidc_fields: dict[str, Any] = field(default_factory=dict)
+    # A read-only view: an identity is shared (sessions' decode cache), so nobody may change it.
+    oidc_fields: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     service_token_id: str = ""
     service_token_status: bool = False
     version: int = 1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.oidc_fields, MappingProxyType):
+            object.__setattr__(self, "oidc_fields", MappingProxyType(dict(self.oidc_fields)))
 
     def to_json(self) -> dict[str, Any]:
         """The SPEC 4 identity document."""
@@ -47,7 +58,7 @@ class Identity:
             "email": self.email,
             "groups": list(self.groups),
             "idp": {"id": self.idp_id, "type": self.idp_type},
-            "oidc_fields": self.oidc_fields,
+            "oidc_fields": copy.deepcopy(dict(self.oidc_fields)),
             "amr": list(self.amr),
             "iat": self.iat,
             "ip": self.ip,

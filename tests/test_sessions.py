@@ -60,6 +60,26 @@ async def test_a_created_session_reads_back_with_its_identity(manager: SessionMa
     assert loaded.identity.oidc_fields == {"department": ["R&D", "Ops"]}
 
 
+async def test_a_session_read_from_the_decode_cache_cannot_be_changed_by_a_reader(
+    manager: SessionManager,
+) -> None:
+    # Every request for one cookie gets the same decoded Session: a change made through one
+    # reader would show in the next request's session without the store knowing.
+    _, cookie = await manager.create(identity(), kind="global", duration=3600)
+    first = await manager.load(cookie)
+    assert first is not None
+    with pytest.raises(TypeError):
+        first.tokens["app-1"] = ("forged", 9e9)  # type: ignore[index]
+    with pytest.raises(TypeError):
+        first.identity.oidc_fields["department"] = "Finance"  # type: ignore[index]
+    document = first.identity.to_json()
+    document["oidc_fields"]["department"].append("Finance")
+    again = await manager.load(cookie)
+    assert again is not None
+    assert again.tokens == {}
+    assert again.identity.to_json()["oidc_fields"] == {"department": ["R&D", "Ops"]}
+
+
 async def test_the_cookie_holds_no_identity_only_an_opaque_id(manager: SessionManager) -> None:
     _, cookie = await manager.create(identity(), kind="global", duration=3600)
     assert "alice" not in cookie and "Engineering" not in cookie

@@ -7,7 +7,7 @@ already handed out keep verifying. Rotation takes a short lock in the store, so 
 never rotate at once.
 
 Tokens are minted off the hot path: once per session and app, kept in the session record, and
-minted again only when near expiry (`token_for`).
+minted again only when near expiry (`AppTokens.cached` and `AppTokens.mint`).
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def mint_app_token(
         "nbf": int(now),
         "exp": int(expires),
         "identity_nonce": identity.id,
-        "custom": identity.oidc_fields,
+        "custom": dict(identity.oidc_fields),
     }
     header = {"alg": "RS256", "kid": key.kid, "typ": "JWT"}
     return jwt.encode(header, claims, _private_key(key.kid, json.dumps(key.jwk, sort_keys=True)))

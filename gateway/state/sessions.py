@@ -18,7 +18,9 @@ import json
 import re
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Literal, Protocol
 
 from itsdangerous import BadSignature, Signer
@@ -34,6 +36,7 @@ _DECODED_CACHE_SIZE = 4096
 _SIGNED_VALUE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 _USER_INDEX_KEY = "user_sessions:"
 _APP_INDEX_KEY = "app_sessions:"
+_NO_TOKENS: Mapping[str, tuple[str, float]] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +47,14 @@ class Session:
     identity: Identity
     created: float
     expires: float
-    # app id -> (app token, its expiry): minted once, reused until near expiry (tokens.py)
-    tokens: dict[str, tuple[str, float]] = field(default_factory=dict)
+    # app id -> (app token, its expiry): minted once, reused until near expiry
+    # (authz/app_tokens.py). Read-only: a session is shared through the decode cache, so a new
+    # token makes a new Session (`dataclasses.replace`), never a change to this one.
+    tokens: Mapping[str, tuple[str, float]] = field(default_factory=lambda: _NO_TOKENS)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.tokens, MappingProxyType):
+            object.__setattr__(self, "tokens", MappingProxyType(dict(self.tokens)))
 
     def to_bytes(self) -> bytes:
         return json.dumps(
@@ -55,7 +64,7 @@ class Session:
                 "identity": self.identity.to_record(),
                 "created": self.created,
                 "expires": self.expires,
-                "tokens": self.tokens,
+                "tokens": dict(self.tokens),
             },
             separators=(",", ":"),
         ).encode()

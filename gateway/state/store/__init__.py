@@ -1,4 +1,4 @@
-"""The store: where sessions, sign-in state and (later) SCIM data and the registry live.
+"""The store: where sessions, sign-in state, SCIM data, the catalog and the registry live.
 
 One small key-value protocol with TTLs, implemented twice: `RedisStore` (production: shared by
 every gateway instance) and `MemoryStore` (`gateway demo` and single-process use). Both pass the
