@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 
+import hypothesis
 import pytest
 from clock import FakeClock
+from hypothesis import strategies as st
 
 from gateway.identity import Identity
 from gateway.state.sessions import CookieSigner, SessionManager
@@ -155,3 +157,43 @@ async def test_rotated_cookie_keys_first_signs_all_verify(store: Store, clock: F
 def test_a_signer_needs_a_key() -> None:
     with pytest.raises(ValueError, match="at least one"):
         CookieSigner((), "gateway.session")
+
+
+@pytest.mark.parametrize("value", ["a.b", "a.", ".a", "a.bc", "a.b.c", "x" * 5000 + ".y", "é.b"])
+def test_an_unreadable_cookie_is_no_session_not_an_error(value: str) -> None:
+    assert CookieSigner((KEY_A,), "gateway.session").unsign(value) is None
+
+
+def test_every_truncation_of_a_real_cookie_is_no_session() -> None:
+    signer = CookieSigner((KEY_A,), "gateway.session")
+    cookie = signer.sign("session-id-0123456789")
+    for length in range(len(cookie)):
+        assert signer.unsign(cookie[:length]) is None, cookie[:length]
+    assert signer.unsign(cookie) == "session-id-0123456789"
+
+
+_REAL_COOKIE = CookieSigner((KEY_A,), "gateway.session").sign("session-id-0123456789")
+
+
+@hypothesis.settings(max_examples=500, deadline=None)
+@hypothesis.given(value=st.text())
+def test_any_string_is_a_session_id_or_none(value: str) -> None:
+    unsigned = CookieSigner((KEY_A,), "gateway.session").unsign(value)
+    assert unsigned is None or value == _REAL_COOKIE
+
+
+@hypothesis.settings(max_examples=500, deadline=None)
+@hypothesis.given(
+    edits=st.lists(
+        st.tuples(st.integers(0, len(_REAL_COOKIE) - 1), st.integers(0, 255)), min_size=1
+    )
+)
+def test_byte_level_mutations_of_a_real_cookie_are_no_session(
+    edits: list[tuple[int, int]],
+) -> None:
+    raw = bytearray(_REAL_COOKIE.encode())
+    for at, byte in edits:
+        raw[at] = byte
+    mutated = raw.decode("latin-1")
+    unsigned = CookieSigner((KEY_A,), "gateway.session").unsign(mutated)
+    assert unsigned is None or mutated == _REAL_COOKIE

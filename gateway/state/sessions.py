@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, Protocol
 
-from itsdangerous import BadSignature, Signer
+from itsdangerous import BadData, Signer
 from itsdangerous.encoding import base64_decode, base64_encode
 
 from gateway.identity import Identity
@@ -121,12 +121,14 @@ class CookieSigner:
             return None
         # ...and only the canonical spelling of a signature: the last base64 character carries
         # spare bits, so several spellings decode to the same bytes.
+        # A signature part that is no base64 at all (a truncated cookie: `a.b`) is no session
+        # either: BadData covers the decoding as well as the signature check.
         signature = signed.rsplit(".", 1)[1]
-        if base64_encode(base64_decode(signature)).decode() != signature:
-            return None
         try:
+            if base64_encode(base64_decode(signature)).decode() != signature:
+                return None
             return self._signer.unsign(signed).decode()
-        except (BadSignature, UnicodeError):
+        except (BadData, UnicodeError):
             return None
 
 

@@ -1,0 +1,78 @@
+"""A cookie value that is not a valid, current session means "no session" on every route that
+reads a cookie: a redirect to sign in, a 401 or a page, never a 5xx (a truncated cookie, a
+signature part that is no base64, or anything a client makes up)."""
+
+from __future__ import annotations
+
+import httpx
+import hypothesis
+import pytest
+from fake_okta import FakeOkta
+from harness import TEAM, WIKI, EchoUpstream, session_cookie, sign_in
+from hypothesis import strategies as st
+
+from gateway.app import Gateway
+
+# (cookie, base URL, path): each route that reads that cookie.
+READERS = [
+    ("CF_Authorization", WIKI, "/page"),
+    ("CF_Authorization", TEAM, "/docs/page"),
+    ("CF_Authorization", TEAM, "/cdn-cgi/access/get-identity"),
+    ("CF_Authorization", WIKI, "/cdn-cgi/access/get-identity"),
+    ("CF_Authorization", TEAM, "/cdn-cgi/access/logout"),
+    ("CF_Authorization", TEAM, "/cdn-cgi/access/login/wiki.example.com"),
+    ("CF_Session", TEAM, "/cdn-cgi/access/callback?code=abc&state=xyz"),
+    ("CF_Session", TEAM, "/test-idp?idp=okta-1"),
+    ("CF_AppSession", WIKI, "/cdn-cgi/access/authorized?token=abc"),
+]
+
+# Cookie values a client can send: visible ASCII without the cookie header's separators.
+_COOKIE_TEXT = st.text(
+    alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters=';,"\\'),
+    max_size=200,
+)
+
+
+async def _answer(gateway: Gateway, name: str, base: str, path: str, value: str) -> int:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=gateway, client=("203.0.113.7", 50000)),
+        base_url=base,
+        headers={"Accept": "text/html", "Cookie": f"{name}={value}"},
+    ) as client:
+        response = await client.get(path)
+    assert "Traceback" not in response.text
+    return response.status_code
+
+
+@pytest.mark.parametrize(("name", "base", "path"), READERS)
+@pytest.mark.parametrize("value", ["a.b", "a.", ".", "a.b.c", "%ff.%00", "x" * 4000 + ".y"])
+async def test_a_malformed_cookie_is_no_session(
+    gateway: Gateway, name: str, base: str, path: str, value: str
+) -> None:
+    assert await _answer(gateway, name, base, path, value) < 500
+
+
+async def test_every_truncation_of_a_real_session_cookie_is_no_session(
+    gateway: Gateway, client: httpx.AsyncClient, okta: FakeOkta, upstream: EchoUpstream
+) -> None:
+    cookie = session_cookie(await sign_in(client, okta, "00ualice"))
+    assert cookie is not None
+    for name, base, path in READERS:
+        for length in range(len(cookie)):
+            status = await _answer(gateway, name, base, path, cookie[:length])
+            assert status < 500, (name, path, cookie[:length], status)
+    # the whole cookie is still a session: the upstream is reached with it
+    assert await _answer(gateway, "CF_Authorization", TEAM, "/docs/page", cookie) == 200
+
+
+@hypothesis.settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=list(hypothesis.HealthCheck),  # the gateway is shared: no state
+)
+@hypothesis.given(value=_COOKIE_TEXT, reader=st.sampled_from(READERS))
+async def test_any_cookie_a_client_makes_up_is_no_session(
+    gateway: Gateway, value: str, reader: tuple[str, str, str]
+) -> None:
+    name, base, path = reader
+    assert await _answer(gateway, name, base, path, value) < 500
