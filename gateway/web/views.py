@@ -31,7 +31,7 @@ from gateway.authz.routing import split_host
 from gateway.config import App, IdentityProvider
 from gateway.errors import GatewayError, NotFoundError, SignInError, StoreUnavailableError
 from gateway.identity import Identity
-from gateway.ops.metrics import CONTENT_TYPE_LATEST, bearer_matches
+from gateway.ops.metrics import CONTENT_TYPE_LATEST
 from gateway.proxy import forward_auth
 from gateway.proxy.guard import (
     APP_BINDING_COOKIE,
@@ -45,6 +45,7 @@ from gateway.proxy.guard import (
 from gateway.runtime import Runtime
 from gateway.scim.routes import routes as scim_routes
 from gateway.state.sessions import Session
+from gateway.web.bearer import bearer_matches
 from gateway.web.clientinfo import client_info
 
 log = logging.getLogger("gateway.views")
