@@ -84,7 +84,7 @@ def session_fits(rt: Runtime, session: Session, app: App, host: str) -> bool:
         return True
     # Path-based apps sharing one host share its cookie; the matched app's policy still decides.
     other = rt.app_by_id(session.app_id)
-    return other is not None and other.domain.partition("/")[0] == app.domain.partition("/")[0]
+    return other is not None and other.host == app.host
 
 
 def set_binding_cookie(rt: Runtime, response: Response, name: str, binding: str) -> None:
