@@ -20,7 +20,6 @@ description is believed only from a direct peer in `trusted_proxies`. The decisi
 from __future__ import annotations
 
 import html
-import ipaddress
 import re
 from urllib.parse import unquote
 
@@ -29,11 +28,11 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.types import Scope
 
 from gateway.authz.routing import is_ambiguous_path, split_host
-from gateway.config import App, Network
+from gateway.config import App
 from gateway.errors import StoreUnavailableError
 from gateway.proxy.guard import decide
 from gateway.runtime import Runtime
-from gateway.web.clientinfo import client_info, header
+from gateway.web.clientinfo import client_info, header, peer_is_trusted
 
 # nginx, Traefik and Caddy ask with GET (X-Forwarded-Method names the original method); others
 # (Envoy's ext_authz) repeat the original method, so the route takes every common one. The body
@@ -55,18 +54,6 @@ def _runtime(request: Request) -> Runtime:
 
 def _tiny(status: int, text: str) -> Response:
     return PlainTextResponse(text, status_code=status, headers=_NO_STORE)
-
-
-def peer_is_trusted(scope: Scope, trusted: tuple[Network, ...]) -> bool:
-    """Whether the direct peer (never an X-Forwarded-For hop) is one of `trusted_proxies`."""
-    client = scope.get("client")
-    try:
-        peer = ipaddress.ip_address(client[0]) if client else None
-    except ValueError:
-        return False
-    if isinstance(peer, ipaddress.IPv6Address) and peer.ipv4_mapped is not None:
-        peer = peer.ipv4_mapped  # a dual-stack listener's IPv4 client, as in clientinfo
-    return peer is not None and any(peer in network for network in trusted)
 
 
 # The headers that describe the original request. A proxy passes the client's own headers along
