@@ -8,7 +8,6 @@ answer means 503, never a pass.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import secrets
 from urllib.parse import quote, urlsplit
@@ -25,31 +24,15 @@ from gateway.proxy.websocket import relay
 from gateway.runtime import Runtime, error_response
 from gateway.state.sessions import Session
 from gateway.web.clientinfo import ClientInfo, client_info, header
+from gateway.web.cookies import (
+    APP_BINDING_COOKIE,
+    SESSION_COOKIE,
+    binding_hash,
+    read_cookie,
+    set_binding_cookie,
+)
 
 log = logging.getLogger("gateway.guard")
-
-SESSION_COOKIE = "CF_Authorization"
-APP_BINDING_COOKIE = "CF_AppSession"
-LOGIN_BINDING_COOKIE = "CF_Session"
-BINDING_TTL = 600
-
-
-def read_cookie(scope: Scope, name: str) -> str | None:
-    """One cookie's value from the request, without parsing every cookie into objects."""
-    raw = header(scope, b"cookie")
-    if not raw or name not in raw:
-        return None
-    prefix = name + "="
-    for part in raw.split(";"):
-        part = part.strip()
-        if part.startswith(prefix):
-            return part[len(prefix) :].strip('"')
-    return None
-
-
-def binding_hash(binding: str) -> str:
-    """What the login URL carries of the app-host binding: its hash, never the value."""
-    return hashlib.sha256(binding.encode()).hexdigest()
 
 
 def wants_redirect(scope: Scope) -> bool:
@@ -85,18 +68,6 @@ def session_fits(rt: Runtime, session: Session, app: App, host: str) -> bool:
     # Path-based apps sharing one host share its cookie; the matched app's policy still decides.
     other = rt.app_by_id(session.app_id)
     return other is not None and other.host == app.host
-
-
-def set_binding_cookie(rt: Runtime, response: Response, name: str, binding: str) -> None:
-    response.set_cookie(
-        name,
-        rt.bindings.sign(binding),
-        max_age=BINDING_TTL,
-        path="/",
-        secure=rt.settings.gateway.cookie_secure,
-        httponly=True,
-        samesite="lax",
-    )
 
 
 def cross_site(scope: Scope, host: str) -> bool:
