@@ -36,6 +36,7 @@ from gateway.runtime import Runtime, error_response
 from gateway.scim.routes import invalid_path as scim_invalid_path
 from gateway.state.catalog import watch
 from gateway.state.store import Clock, Store, open_store
+from gateway.web.clientinfo import peer_is_trusted
 from gateway.web.views import routes
 
 log = logging.getLogger("gateway")
@@ -69,7 +70,8 @@ class Gateway:
             if key == b"host":
                 host = split_host(value.decode("latin-1"))
                 break
-        record = RequestRecord(scope, rt.settings.gateway.trusted_proxies)
+        trusted = rt.settings.gateway.trusted_proxies
+        record = RequestRecord(scope, trusted_peer=peer_is_trusted(scope, trusted))
         context = REQUEST_ID.set(record.request_id)
         send = record.watch(send)
         try:

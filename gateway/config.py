@@ -135,6 +135,11 @@ class App:
     http_only_cookie_attribute: bool = True
     custom_deny_message: str = ""
 
+    @property
+    def host(self) -> str:
+        """The host part of `domain`. Path-based apps on one host share its app-session cookie."""
+        return self.domain.partition("/")[0]
+
 
 # --- identity providers ---------------------------------------------------------------------
 

@@ -118,7 +118,7 @@ class Runtime:
         return (
             host == self.team_host
             or self.directory.match(host, "/") is not None
-            or any(a.domain.partition("/")[0] == host for a in self.settings.apps)
+            or any(a.host == host for a in self.settings.apps)
         )
 
 

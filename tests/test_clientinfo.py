@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from gateway.config import Network
-from gateway.web.clientinfo import ClientInfo, client_info, header
+from gateway.web.clientinfo import ClientInfo, client_info, header, peer_is_trusted
 
 TRUSTED: tuple[Network, ...] = (
     ipaddress.ip_network("10.0.0.0/8"),
@@ -120,3 +120,25 @@ def test_header_reads_one_header_case_insensitively_by_lower_name() -> None:
     headers = [("Host", "wiki.example.com"), ("Accept", "text/html")]
     assert header(scope("203.0.113.9", headers), b"accept") == "text/html"
     assert header(scope("203.0.113.9", headers), b"cookie") is None
+
+
+@pytest.mark.parametrize(
+    ("peer", "trusted", "expected"),
+    [
+        ("10.0.0.2", TRUSTED, True),
+        ("2001:db8:aaaa::5", TRUSTED, True),
+        ("::ffff:10.0.0.2", TRUSTED, True),  # a dual-stack listener's IPv4 peer
+        ("203.0.113.9", TRUSTED, False),
+        ("10.0.0.2", (), False),  # no trusted proxies configured
+        (None, TRUSTED, False),  # a unix socket: no peer address
+        ("not-an-address", TRUSTED, False),
+    ],
+)
+def test_only_a_direct_peer_in_trusted_proxies_is_trusted(
+    peer: str | None, trusted: tuple[Network, ...], expected: bool
+) -> None:
+    assert peer_is_trusted(scope(peer), trusted) is expected
+
+
+def test_a_forwarded_chain_naming_a_trusted_proxy_does_not_make_the_peer_one() -> None:
+    assert not peer_is_trusted(scope("203.0.113.9", [("X-Forwarded-For", "10.0.0.2")]), TRUSTED)

@@ -23,8 +23,8 @@ from gateway.app import Gateway, create_app
 from gateway.authz.service_tokens import ServiceTokens
 from gateway.config import parse_settings
 from gateway.identity import Identity
-from gateway.proxy.guard import binding_hash
 from gateway.state.store import Store
+from gateway.web.cookies import binding_hash
 
 PROXY_ADDRESS = "10.0.0.2"
 CLIENT_ADDRESS = "203.0.113.7"

@@ -98,8 +98,7 @@ async def delete_app(request: Request, rt: Runtime) -> Response:
 
 async def revoke_tokens(request: Request, rt: Runtime) -> Response:
     app = _find(rt, request.path_params["app_id"])
-    host = app.domain.partition("/")[0]
-    sharing = [a.id for a in rt.settings.apps if a.domain.partition("/")[0] == host]
+    sharing = [a.id for a in rt.settings.apps if a.host == app.host]
     revoked = 0
     for app_id in sharing:
         revoked += await rt.sessions.revoke_app(app_id)

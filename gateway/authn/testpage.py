@@ -23,8 +23,8 @@ from gateway.authn import okta, signin
 from gateway.authn.oidc import SignInResult, TooManyGroupsError
 from gateway.config import IdentityProvider
 from gateway.errors import GatewayError, NotFoundError, SignInError
-from gateway.proxy.guard import LOGIN_BINDING_COOKIE, set_binding_cookie
 from gateway.runtime import CALLBACK_PATH, Runtime, reference_id
+from gateway.web.cookies import LOGIN_BINDING_COOKIE, set_binding_cookie
 
 log = logging.getLogger("gateway.testpage")
 

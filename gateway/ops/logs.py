@@ -20,8 +20,6 @@ error page's reference and the request's own line can be tied together.
 from __future__ import annotations
 
 import contextvars
-import functools
-import ipaddress
 import itertools
 import json
 import logging
@@ -31,8 +29,6 @@ import time
 from typing import Any
 
 from starlette.types import Message, Scope, Send
-
-from gateway.config import Network
 
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 
@@ -254,40 +250,24 @@ def new_request_id() -> str:
     return f"{_ID_PREFIX}{_next_number():x}"
 
 
-@functools.lru_cache(maxsize=256)
-def _peer_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped  # a dual-stack listener's IPv4 client, as in clientinfo
-    return address
-
-
-def _from_trusted_peer(scope: Scope, trusted: tuple[Network, ...]) -> bool:
-    client = scope.get("client")
-    peer = _peer_address(client[0]) if client else None
-    return peer is not None and any(peer in network for network in trusted)
-
-
 class RequestRecord:
     """One request as its log line and the request metrics report it.
 
-    Made by the app for each request; the guard fills in the app, the decision and the user,
-    and `watch` notes the status of the response as it is sent.
+    Made by the app for each request, told whether the direct peer is a trusted proxy (whose
+    `X-Request-Id` is kept); the guard fills in the app, the decision and the user, and `watch`
+    notes the status of the response as it is sent.
     """
 
     __slots__ = ("app", "decision", "forwarded", "id_sent", "request_id", "status", "user")
 
-    def __init__(self, scope: Scope, trusted: tuple[Network, ...]) -> None:
+    def __init__(self, scope: Scope, *, trusted_peer: bool) -> None:
         given: bytes | None = None
         for key, value in scope["headers"]:
             if key == b"x-request-id":
                 given = value
                 break
         request_id = ""
-        if given is not None and trusted and _from_trusted_peer(scope, trusted):
+        if given is not None and trusted_peer:
             text = given.decode("latin-1")
             if _REQUEST_ID.fullmatch(text):
                 request_id = text

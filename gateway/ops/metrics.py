@@ -32,8 +32,6 @@ the hot path.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import time
 from typing import Any
 
@@ -296,13 +294,3 @@ class InstrumentedClient(httpx.AsyncClient):
             raise
         self._metrics.idp_answer(endpoint, response.status_code)
         return response
-
-
-def bearer_matches(authorization: str, token: str) -> bool:
-    """Whether an `Authorization` header is `Bearer <token>`, compared in constant time (as
-    digests of equal length, so neither the content nor the length of the token leaks)."""
-    scheme, _, given = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not given.strip():
-        return False
-    given_digest = hashlib.sha256(given.strip().encode()).digest()
-    return hmac.compare_digest(given_digest, hashlib.sha256(token.encode()).digest())

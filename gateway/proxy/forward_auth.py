@@ -4,10 +4,12 @@ nginx `auth_request`, Traefik `forwardAuth` and Caddy `forward_auth` ask here ab
 they receive. The proxy describes the original request with `X-Forwarded-Host`,
 `X-Forwarded-Uri` (or nginx's customary `X-Original-URI`) and `X-Forwarded-Method`, and copies
 its headers (the app host's `CF_Authorization` cookie, service-token headers, `Accept`). The
-description is believed only from a direct peer in `trusted_proxies`. The decision is
-`guard.decide`, the proxy mode's own, so the two modes cannot disagree. Answers, all tiny:
+description is believed only from a direct peer in `trusted_proxies`. The decision is the
+verdict of `guard.decide`, the proxy mode's own, rendered here in forward-auth terms, so the two
+modes cannot disagree. Answers, all tiny:
 
-    200  allowed (or a bypass policy): the identity headers for the proxy to copy upstream
+    200  allowed (or a bypass or non_identity policy): the identity headers for the proxy to
+         copy upstream
     401  not signed in. A browser's answer has `Location` = the login URL and the
          `CF_AppSession` cookie (nginx turns it into a redirect with `error_page 401`; Traefik
          and Caddy pass it on as it is, so the body is a one-line refresh to the same URL);
@@ -15,25 +17,26 @@ description is believed only from a direct peer in `trusted_proxies`. The decisi
     403  denied; or the peer is not a trusted proxy; or no app is served at that host
     400  a trusted proxy sent no usable description (no host, a URI that is not a path, an
          ambiguous path: refused like the proxy refuses it)
+    503  the store did not answer: no decision, the error page of any gateway route
 """
 
 from __future__ import annotations
 
 import html
-import ipaddress
 import re
 from urllib.parse import unquote
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, Response
 from starlette.types import Scope
 
 from gateway.authz.routing import is_ambiguous_path, split_host
-from gateway.config import App, Network
+from gateway.authz.verdict import Deny, Forward, Reject, SignIn, Undecided, Verdict
 from gateway.errors import StoreUnavailableError
-from gateway.proxy.guard import decide
-from gateway.runtime import Runtime
-from gateway.web.clientinfo import client_info, header
+from gateway.proxy.guard import SIGN_IN_FIRST, decide, plain
+from gateway.runtime import Runtime, error_response
+from gateway.web.clientinfo import client_info, header, peer_is_trusted
+from gateway.web.cookies import APP_BINDING_COOKIE, set_binding_cookie
 
 # nginx, Traefik and Caddy ask with GET (X-Forwarded-Method names the original method); others
 # (Envoy's ext_authz) repeat the original method, so the route takes every common one. The body
@@ -51,22 +54,6 @@ def _runtime(request: Request) -> Runtime:
     if rt is None:
         raise StoreUnavailableError("The gateway is starting or stopping.")
     return rt
-
-
-def _tiny(status: int, text: str) -> Response:
-    return PlainTextResponse(text, status_code=status, headers=_NO_STORE)
-
-
-def peer_is_trusted(scope: Scope, trusted: tuple[Network, ...]) -> bool:
-    """Whether the direct peer (never an X-Forwarded-For hop) is one of `trusted_proxies`."""
-    client = scope.get("client")
-    try:
-        peer = ipaddress.ip_address(client[0]) if client else None
-    except ValueError:
-        return False
-    if isinstance(peer, ipaddress.IPv6Address) and peer.ipv4_mapped is not None:
-        peer = peer.ipv4_mapped  # a dual-stack listener's IPv4 client, as in clientinfo
-    return peer is not None and any(peer in network for network in trusted)
 
 
 # The headers that describe the original request. A proxy passes the client's own headers along
@@ -110,25 +97,30 @@ def original_request(scope: Scope) -> tuple[str, Scope] | None:
     return host, view
 
 
-def _answer(outcome: Response | list[tuple[bytes, bytes]], app: App) -> Response:
-    """`decide`'s outcome in forward-auth terms."""
-    if isinstance(outcome, list):
-        identity = {name.decode(): value.decode("latin-1") for name, value in outcome}
-        return Response(status_code=200, headers={**_NO_STORE, **identity})
-    if outcome.status_code == 302:
-        # The browser's way to sign in. An auth subrequest cannot answer with a redirect, so
-        # it is a 401 carrying the login URL and the CF_AppSession cookie the redirect sets.
-        location = outcome.headers["location"]
-        response = HTMLResponse(
-            _REFRESH.format(html.escape(location)),
-            status_code=401,
-            headers={**_NO_STORE, "Location": location},
-        )
-        response.raw_headers += [(k, v) for k, v in outcome.raw_headers if k == b"set-cookie"]
-        return response
-    if isinstance(outcome, HTMLResponse):  # the access-denied page: the proxy shows its own
-        return _tiny(outcome.status_code, app.custom_deny_message or "Forbidden: access denied.")
-    return outcome  # the guard's own one-line 401 / 403 answers
+def _answer(rt: Runtime, verdict: Verdict) -> Response:
+    """`decide`'s verdict in forward-auth terms."""
+    match verdict:
+        case Forward(headers=headers):
+            identity = {name.decode(): value.decode("latin-1") for name, value in headers}
+            return Response(status_code=200, headers={**_NO_STORE, **identity})
+        case SignIn(login_url=""):
+            return plain(401, SIGN_IN_FIRST)
+        case SignIn(login_url=url, binding=binding):
+            # The browser's way to sign in. An auth subrequest cannot answer with a redirect,
+            # so it is a 401 carrying the login URL and the CF_AppSession cookie a redirect sets.
+            response = HTMLResponse(
+                _REFRESH.format(html.escape(url)),
+                status_code=401,
+                headers={**_NO_STORE, "Location": url},
+            )
+            set_binding_cookie(rt, response, APP_BINDING_COOKIE, binding)
+            return response
+        case Deny(app=app):  # not the access-denied page: the proxy shows its own
+            return plain(403, app.custom_deny_message or "Forbidden: access denied.")
+        case Reject(status=status, text=text):  # the proxy mode's own one-line answers
+            return plain(status, text)
+        case Undecided(error=error):  # as any gateway route's error: the page
+            return error_response(rt, error)
 
 
 async def authz(request: Request) -> Response:
@@ -139,15 +131,14 @@ async def authz(request: Request) -> Response:
     # Checked before anything is read: an untrusted caller must not learn how any host would
     # answer it (nor collect the identity headers), so its answer never varies.
     if not peer_is_trusted(scope, trusted):
-        return _tiny(403, "Forbidden: only a trusted proxy may ask for access decisions.")
+        return plain(403, "Forbidden: only a trusted proxy may ask for access decisions.")
     described = original_request(scope)
     if described is None:
-        return _tiny(400, "Bad request: X-Forwarded-Host and X-Forwarded-Uri must name a path.")
+        return plain(400, "Bad request: X-Forwarded-Host and X-Forwarded-Uri must name a path.")
     host, view = described
     app = rt.directory.match(host, view["path"])
     if app is None:
         # 403, not proxy mode's 404: the proxy does serve this address, and whatever it
         # protects that no app covers stays shut (nginx would turn a 404 into a 500).
-        return _tiny(403, "Forbidden: no application is served at this address.")
-    outcome = await decide(rt, app, host, view, client_info(scope, trusted))
-    return _answer(outcome, app)
+        return plain(403, "Forbidden: no application is served at this address.")
+    return _answer(rt, await decide(rt, app, host, view, client_info(scope, trusted)))

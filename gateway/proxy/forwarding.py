@@ -20,6 +20,7 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.errors import UpstreamError
 from gateway.proxy.upstream import UpstreamBrokenError, UpstreamConnection, UpstreamPool
+from gateway.web.cookies import GATEWAY_COOKIES
 
 __all__ = ["UpstreamPool", "forward"]
 
@@ -39,8 +40,6 @@ _HOP_BY_HOP = frozenset(
         b"upgrade",
     }
 )
-# SPEC 4: the gateway's own cookies are credentials for the gateway, not for the application.
-_GATEWAY_COOKIES = frozenset({b"CF_Authorization", b"CF_AppSession", b"CF_Session"})
 # RFC 9110 8.6: methods that define no meaning for a request body; others get a length.
 _BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 # Characters left as they are when a server gives no raw_path and the decoded path is re-encoded.
@@ -283,7 +282,7 @@ def _strip_gateway_cookies(values: list[bytes]) -> bytes:
         pair.strip()
         for value in values
         for pair in value.split(b";")
-        if pair.strip() and pair.split(b"=", 1)[0].strip() not in _GATEWAY_COOKIES
+        if pair.strip() and pair.split(b"=", 1)[0].strip() not in GATEWAY_COOKIES
     ]
     return b"; ".join(kept)
 

@@ -1,15 +1,16 @@
 """The hot path: every request to a protected app passes here.
 
-cookie -> session (one store GET) -> policy -> upstream. No template is rendered and no token is
-minted for an allowed request; pages are built only for the requests that are turned away.
-Anything unexpected on the way fails closed: no session means sign in, a store that does not
-answer means 503, never a pass.
+cookie -> session (one store GET) -> policy -> upstream. `decide` makes the access decision
+once, as a value (`authz/verdict.py`); `guard_request` labels the request's log line and metrics
+from it and renders it: proxies the request or answers the refusal, or for a WebSocket handshake
+relays the socket or closes it. Forward-auth renders the same value its own way. No template is
+rendered and no token is minted for an allowed request; pages are built only for the requests
+that are turned away. Anything unexpected on the way fails closed: no session means sign in, a
+store that does not answer means 503, never a pass.
 """
 
 from __future__ import annotations
 
-import hashlib
-import logging
 import secrets
 from urllib.parse import quote, urlsplit
 
@@ -17,6 +18,19 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from gateway.authz.policy import RequestFacts, evaluate, evaluate_before_sign_in
+from gateway.authz.verdict import (
+    BYPASS,
+    INVALID_SERVICE_TOKEN,
+    NON_IDENTITY,
+    SERVICE_TOKEN_NOT_ADMITTED,
+    SIGN_IN,
+    Deny,
+    Forward,
+    Reject,
+    SignIn,
+    Undecided,
+    Verdict,
+)
 from gateway.config import App
 from gateway.errors import GatewayError, UpstreamError
 from gateway.ops.logs import RequestRecord
@@ -25,31 +39,13 @@ from gateway.proxy.websocket import relay
 from gateway.runtime import Runtime, error_response
 from gateway.state.sessions import Session
 from gateway.web.clientinfo import ClientInfo, client_info, header
-
-log = logging.getLogger("gateway.guard")
-
-SESSION_COOKIE = "CF_Authorization"
-APP_BINDING_COOKIE = "CF_AppSession"
-LOGIN_BINDING_COOKIE = "CF_Session"
-BINDING_TTL = 600
-
-
-def read_cookie(scope: Scope, name: str) -> str | None:
-    """One cookie's value from the request, without parsing every cookie into objects."""
-    raw = header(scope, b"cookie")
-    if not raw or name not in raw:
-        return None
-    prefix = name + "="
-    for part in raw.split(";"):
-        part = part.strip()
-        if part.startswith(prefix):
-            return part[len(prefix) :].strip('"')
-    return None
-
-
-def binding_hash(binding: str) -> str:
-    """What the login URL carries of the app-host binding: its hash, never the value."""
-    return hashlib.sha256(binding.encode()).hexdigest()
+from gateway.web.cookies import (
+    APP_BINDING_COOKIE,
+    SESSION_COOKIE,
+    binding_hash,
+    read_cookie,
+    set_binding_cookie,
+)
 
 
 def wants_redirect(scope: Scope) -> bool:
@@ -84,19 +80,7 @@ def session_fits(rt: Runtime, session: Session, app: App, host: str) -> bool:
         return True
     # Path-based apps sharing one host share its cookie; the matched app's policy still decides.
     other = rt.app_by_id(session.app_id)
-    return other is not None and other.domain.partition("/")[0] == app.domain.partition("/")[0]
-
-
-def set_binding_cookie(rt: Runtime, response: Response, name: str, binding: str) -> None:
-    response.set_cookie(
-        name,
-        rt.bindings.sign(binding),
-        max_age=BINDING_TTL,
-        path="/",
-        secure=rt.settings.gateway.cookie_secure,
-        httponly=True,
-        samesite="lax",
-    )
+    return other is not None and other.host == app.host
 
 
 def cross_site(scope: Scope, host: str) -> bool:
@@ -113,19 +97,75 @@ def cross_site(scope: Scope, host: str) -> bool:
     return origin_host != host
 
 
-def _plain(status: int, text: str) -> Response:
-    return PlainTextResponse(text, status_code=status, headers={"Cache-Control": "no-store"})
-
-
-def unauthenticated(rt: Runtime, app: App, host: str, scope: Scope) -> Response:
-    """No usable session: browsers go to sign in, everything else gets 401."""
+def _sign_in(rt: Runtime, app: App, host: str, scope: Scope) -> SignIn:
+    """No usable session: a browser is sent to sign in, bound to this host; others get 401."""
     if not wants_redirect(scope):
-        return _plain(401, "Unauthorized: sign in to this application first.")
+        return SIGN_IN
     binding = secrets.token_urlsafe(24)
-    response = RedirectResponse(login_url(rt, app, host, _path_qs(scope), binding), status_code=302)
-    response.headers["Cache-Control"] = "no-store"
-    set_binding_cookie(rt, response, APP_BINDING_COOKIE, binding)
-    return response
+    return SignIn(login_url(rt, app, host, _path_qs(scope), binding), binding)
+
+
+async def decide(rt: Runtime, app: App, host: str, scope: Scope, info: ClientInfo) -> Verdict:
+    """The access decision for one request to `app`, made once, rendered by the caller.
+
+    Order (SPEC 3): a presented service token is checked first (rejected if it does not
+    authenticate); bypass and non_identity policies decide before any session is read; then
+    the session, the app's allow/deny policies, and the app token. A WebSocket handshake from
+    another site is denied. A store that does not answer leaves the request undecided.
+    """
+    user = ""
+    try:
+        facts = RequestFacts(client_ip=info.address)
+        client_id = header(scope, b"cf-access-client-id")
+        service_token = None
+        if client_id is not None:
+            secret = header(scope, b"cf-access-client-secret") or ""
+            service_token = await rt.service_tokens.authenticate(client_id, secret)
+            if service_token is None:
+                return INVALID_SERVICE_TOKEN
+            facts = RequestFacts(client_ip=info.address, service_token_id=service_token.id)
+        before = evaluate_before_sign_in(app, facts)
+        if before is not None:
+            if before.outcome == "bypass":
+                return BYPASS
+            if service_token is None:
+                return NON_IDENTITY  # admitted by a rule on the request (its address)
+            # Admitted by its service token: the origin can tell which one (Cloudflare's shape).
+            token = await rt.app_tokens.for_service_token(service_token, app)
+            return Forward("service_token", ((b"cf-access-jwt-assertion", token.encode()),))
+        if client_id is not None:
+            return SERVICE_TOKEN_NOT_ADMITTED
+        session = await rt.sessions.load(read_cookie(scope, SESSION_COOKIE))
+        if (
+            session is None
+            or not session_fits(rt, session, app, host)
+            or not rt.accepts_sign_in(session.identity, app)
+        ):
+            return _sign_in(rt, app, host, scope)
+        identity = session.identity
+        user = identity.user_uuid
+        if not evaluate(app, identity, facts).allowed:
+            return Deny(app, identity.email, user)
+        if scope["type"] == "websocket" and cross_site(scope, host):
+            return Deny(app, identity.email, user)  # cross-site WebSocket hijacking
+        app_token = rt.app_tokens.cached(session, app) or await rt.app_tokens.mint(session, app)
+        headers = (
+            (b"cf-access-jwt-assertion", app_token.encode()),
+            (b"cf-access-authenticated-user-email", identity.email.encode()),
+        )
+        return Forward("allow", headers, user)
+    except GatewayError as exc:
+        return Undecided(exc, user)
+
+
+# --- rendering ------------------------------------------------------------------------------
+
+SIGN_IN_FIRST = "Unauthorized: sign in to this application first."
+
+
+def plain(status: int, text: str) -> Response:
+    """A one-line answer, never cached: what a client that is not a browser is told."""
+    return PlainTextResponse(text, status_code=status, headers={"Cache-Control": "no-store"})
 
 
 def denied(rt: Runtime, app: App, email: str) -> Response:
@@ -139,62 +179,27 @@ def denied(rt: Runtime, app: App, email: str) -> Response:
     )
 
 
-async def decide(
-    rt: Runtime,
-    app: App,
-    host: str,
-    scope: Scope,
-    info: ClientInfo,
-    record: RequestRecord | None = None,
-) -> Response | list[tuple[bytes, bytes]]:
-    """A refusal to send back, or the identity headers to forward the request with.
-
-    Order (SPEC 3): a presented service token is checked first (401 if it does not
-    authenticate); bypass and non_identity policies decide before any session is read; then
-    the session, the app's allow/deny policies, and the app token. The user of the session, if
-    any, is noted on `record` for the request's log line.
-    """
-    facts = RequestFacts(client_ip=info.address)
-    client_id = header(scope, b"cf-access-client-id")
-    service_token = None
-    if client_id is not None:
-        secret = header(scope, b"cf-access-client-secret") or ""
-        service_token = await rt.service_tokens.authenticate(client_id, secret)
-        if service_token is None:
-            return _plain(401, "Unauthorized: invalid service token.")
-        facts = RequestFacts(client_ip=info.address, service_token_id=service_token.id)
-    before = evaluate_before_sign_in(app, facts)
-    if before is not None and before.outcome == "non_identity" and service_token is not None:
-        # Admitted by its service token: the origin can tell which one (Cloudflare's shape).
-        token = await rt.app_tokens.for_service_token(service_token, app)
-        return [(b"cf-access-jwt-assertion", token.encode())]
-    if before is not None:
-        return []  # bypass: through, with no identity attached
-    if client_id is not None:
-        # A valid service token that no policy admits: no fallback to a browser sign-in.
-        return _plain(403, "Forbidden: this service token is not allowed here.")
-    session = await rt.sessions.load(read_cookie(scope, SESSION_COOKIE))
-    if (
-        session is None
-        or not session_fits(rt, session, app, host)
-        or not rt.accepts_sign_in(session.identity, app)
-    ):
-        return unauthenticated(rt, app, host, scope)
-    if record is not None:
-        record.user = session.identity.user_uuid
-    if not evaluate(app, session.identity, facts).allowed:
-        return denied(rt, app, session.identity.email)
-    app_token = rt.app_tokens.cached(session, app) or await rt.app_tokens.mint(session, app)
-    return [
-        (b"cf-access-jwt-assertion", app_token.encode()),
-        (b"cf-access-authenticated-user-email", session.identity.email.encode()),
-    ]
+def _refusal(rt: Runtime, verdict: SignIn | Deny | Reject | Undecided, scope: Scope) -> Response:
+    """The proxy's answer to a request it does not forward."""
+    match verdict:
+        case SignIn(login_url=""):
+            return plain(401, SIGN_IN_FIRST)
+        case SignIn(login_url=url, binding=binding):
+            response = RedirectResponse(url, status_code=302)
+            response.headers["Cache-Control"] = "no-store"
+            set_binding_cookie(rt, response, APP_BINDING_COOKIE, binding)
+            return response
+        case Deny(app=app, email=email):
+            return denied(rt, app, email)
+        case Reject(status=status, text=text):
+            return plain(status, text)
+        case Undecided(error=error):
+            return error_response(rt, error, browser=wants_redirect(scope))
 
 
-_POLICY_VIOLATION = 1008  # RFC 6455 7.4.1, for a WebSocket handshake refused
-
-# How a refusal from `decide` is reported: the request's log line and metrics "decision".
-_REFUSALS = {302: "unauthenticated", 401: "unauthenticated", 403: "deny"}
+# RFC 6455 7.4.1 close codes for a WebSocket handshake refused, or left undecided
+_POLICY_VIOLATION = 1008
+_UNEXPECTED_CONDITION = 1011
 
 
 async def guard_request(
@@ -214,43 +219,39 @@ async def guard_request(
         return
     record.app = app.id
     info = client_info(scope, rt.settings.gateway.trusted_proxies)
+    verdict = await decide(rt, app, host, scope, info)
+    record.decision = verdict.label
+    record.user = verdict.user
+    if not isinstance(verdict, Forward):
+        if websocket:  # closed before the handshake: the server answers HTTP 403
+            code = _UNEXPECTED_CONDITION if isinstance(verdict, Undecided) else _POLICY_VIOLATION
+            await send({"type": "websocket.close", "code": code})
+            return
+        await _refusal(rt, verdict, scope)(scope, receive, send)
+        return
+    record.forwarded = True
+    identity_headers = [*verdict.headers, (b"x-request-id", record.request_id.encode())]
+    if record.id_sent:  # the client's own X-Request-Id: replaced, never sent along too
+        scope = {**scope, "headers": [h for h in scope["headers"] if h[0] != b"x-request-id"]}
+    if websocket:
+        headers, _, _ = request_headers(
+            scope["headers"],
+            method="GET",
+            forwarded_for=info.forwarded_for,
+            proto="https" if info.proto in ("https", "wss") else "http",
+            host=header(scope, b"host") or host,
+            identity_headers=identity_headers,
+        )
+        await relay(
+            scope,
+            receive,
+            send,
+            upstream=app.upstream,
+            headers=headers,
+            open_timeout=rt.settings.gateway.upstream_timeout,
+        )
+        return
     try:
-        outcome = await decide(rt, app, host, scope, info, record)
-        if isinstance(outcome, Response):
-            record.decision = _REFUSALS.get(outcome.status_code, "deny")
-            if websocket:  # closed before the handshake: the server answers HTTP 403
-                await send({"type": "websocket.close", "code": _POLICY_VIOLATION})
-                return
-            await outcome(scope, receive, send)
-            return
-        if websocket and record.user and cross_site(scope, host):
-            record.decision = "deny"  # cross-site WebSocket hijacking: not as this user
-            await send({"type": "websocket.close", "code": _POLICY_VIOLATION})
-            return
-        # bypass and non_identity policies let the request through with no identity headers
-        record.decision = "allow" if outcome else "bypass"
-        record.forwarded = True
-        outcome.append((b"x-request-id", record.request_id.encode()))
-        if record.id_sent:  # the client's own X-Request-Id: replaced, never sent along too
-            scope = {**scope, "headers": [h for h in scope["headers"] if h[0] != b"x-request-id"]}
-        if websocket:
-            headers, _, _ = request_headers(
-                scope["headers"],
-                method="GET",
-                forwarded_for=info.forwarded_for,
-                proto="https" if info.proto in ("https", "wss") else "http",
-                host=header(scope, b"host") or host,
-                identity_headers=outcome,
-            )
-            await relay(
-                scope,
-                receive,
-                send,
-                upstream=app.upstream,
-                headers=headers,
-                open_timeout=rt.settings.gateway.upstream_timeout,
-            )
-            return
         await forward(
             rt.upstreams,
             scope,
@@ -261,14 +262,8 @@ async def guard_request(
             forwarded_for=info.forwarded_for,
             proto=info.proto,
             host=header(scope, b"host") or host,
-            identity_headers=outcome,
+            identity_headers=identity_headers,
         )
-    except GatewayError as exc:
-        if record.forwarded and isinstance(exc, UpstreamError):
-            rt.metrics.upstream_error(app.id, exc.error)
-        elif not record.forwarded:
-            record.decision = "error"  # e.g. the store did not answer: nobody gets in
-        if websocket:
-            await send({"type": "websocket.close", "code": 1011})
-            return
+    except UpstreamError as exc:  # raised only while no response has started
+        rt.metrics.upstream_error(app.id, exc.error)
         await error_response(rt, exc, browser=wants_redirect(scope))(scope, receive, send)

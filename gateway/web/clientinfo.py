@@ -2,7 +2,8 @@
 
 `X-Forwarded-For` and `X-Forwarded-Proto` are believed only when the direct peer is in
 `trusted_proxies`; then the client is the right-most address in the chain that is not itself a
-trusted proxy. Otherwise the peer is the client, whatever the headers claim.
+trusted proxy. Otherwise the peer is the client, whatever the headers claim. `peer_is_trusted`
+is the one test of the direct peer, asked by forward-auth and for the request id too.
 """
 
 from __future__ import annotations
@@ -40,6 +41,15 @@ def _parse(text: str) -> IPAddress | None:
 
 def _trusted(address: IPAddress | None, trusted: tuple[Network, ...]) -> bool:
     return address is not None and any(address in network for network in trusted)
+
+
+def peer_is_trusted(scope: Scope, trusted: tuple[Network, ...]) -> bool:
+    """Whether the direct peer (never an X-Forwarded-For hop) is one of `trusted_proxies`: the
+    one test of whether what a request says about its client and itself may be believed."""
+    if not trusted:
+        return False
+    client = scope.get("client")
+    return client is not None and _trusted(_parse(client[0]), trusted)
 
 
 def header(scope: Scope, name: bytes) -> str | None:

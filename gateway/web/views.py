@@ -31,21 +31,24 @@ from gateway.authz.routing import split_host
 from gateway.config import App, IdentityProvider
 from gateway.errors import GatewayError, NotFoundError, SignInError, StoreUnavailableError
 from gateway.identity import Identity
-from gateway.ops.metrics import CONTENT_TYPE_LATEST, bearer_matches
+from gateway.ops.metrics import CONTENT_TYPE_LATEST
 from gateway.proxy import forward_auth
-from gateway.proxy.guard import (
+from gateway.proxy.guard import denied
+from gateway.runtime import Runtime
+from gateway.scim.routes import routes as scim_routes
+from gateway.state.sessions import Session
+from gateway.web.bearer import bearer_matches
+from gateway.web.clientinfo import client_info
+from gateway.web.cookies import (
     APP_BINDING_COOKIE,
     LOGIN_BINDING_COOKIE,
     SESSION_COOKIE,
     binding_hash,
-    denied,
+    clear_session_cookie,
     read_cookie,
     set_binding_cookie,
+    set_session_cookie,
 )
-from gateway.runtime import Runtime
-from gateway.scim.routes import routes as scim_routes
-from gateway.state.sessions import Session
-from gateway.web.clientinfo import client_info
 
 log = logging.getLogger("gateway.views")
 
@@ -81,28 +84,6 @@ def safe_path(redirect_url: str | None) -> str:
 def _no_store(response: Response) -> Response:
     response.headers["Cache-Control"] = "no-store"
     return response
-
-
-def set_session_cookie(
-    rt: Runtime, response: Response, cookie_value: str, app: App | None, max_age: float
-) -> None:
-    """`app`'s cookie attributes on an app host; the team host's global session cookie (app
-    None) is always HttpOnly and SameSite=Lax, whatever an app on the team host asks for."""
-    response.set_cookie(
-        SESSION_COOKIE,
-        cookie_value,
-        max_age=int(max_age),
-        path="/",
-        secure=rt.settings.gateway.cookie_secure,
-        httponly=app.http_only_cookie_attribute if app else True,
-        samesite=app.same_site_cookie_attribute if app else "lax",
-    )
-
-
-def clear_session_cookie(rt: Runtime, response: Response) -> None:
-    response.delete_cookie(
-        SESSION_COOKIE, path="/", secure=rt.settings.gateway.cookie_secure, httponly=True
-    )
 
 
 async def _session(rt: Runtime, request: Request) -> Session | None:
