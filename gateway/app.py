@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from gateway.admin.envelope import invalid_path
+from gateway.admin.envelope import envelope_invalid_path
 from gateway.authz.routing import is_ambiguous_path, split_host
 from gateway.config import Settings
 from gateway.errors import GatewayError
@@ -32,8 +32,8 @@ from gateway.ops.logs import REQUEST_ID, RequestRecord, log_request
 from gateway.ops.metrics import InstrumentedClient, Metrics
 from gateway.proxy.forwarding import UpstreamPool
 from gateway.proxy.guard import guard_request
-from gateway.runtime import Runtime, error_response
-from gateway.scim.routes import invalid_path as scim_invalid_path
+from gateway.runtime import Runtime, error_page
+from gateway.scim.routes import scim_invalid_path
 from gateway.state.catalog import watch
 from gateway.state.store import Clock, Store, open_store
 from gateway.web.views import routes
@@ -77,7 +77,7 @@ class Gateway:
                 record.decision = "bad_request"
                 # the admin API and SCIM answer in their own formats, even here
                 if path.startswith("/api/"):
-                    response = invalid_path()
+                    response = envelope_invalid_path()
                 elif path.startswith("/populations/"):
                     response = scim_invalid_path()
                 else:
@@ -150,7 +150,7 @@ def create_app(
 
     async def on_gateway_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, GatewayError)  # noqa: S101 - registered for GatewayError only
-        return error_response(request.app.state.runtime, exc)
+        return error_page(request.app.state.runtime, exc)
 
     routes_app = Starlette(
         routes=routes(),

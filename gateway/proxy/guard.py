@@ -22,7 +22,7 @@ from gateway.errors import GatewayError, UpstreamError
 from gateway.ops.logs import RequestRecord
 from gateway.proxy.forwarding import forward, request_headers
 from gateway.proxy.websocket import relay
-from gateway.runtime import Runtime, error_response
+from gateway.runtime import Runtime, error_page
 from gateway.state.sessions import Session
 from gateway.web.clientinfo import ClientInfo, client_info, header
 
@@ -271,4 +271,4 @@ async def guard_request(
         if websocket:
             await send({"type": "websocket.close", "code": 1011})
             return
-        await error_response(rt, exc, browser=wants_redirect(scope))(scope, receive, send)
+        await error_page(rt, exc, browser=wants_redirect(scope))(scope, receive, send)
