@@ -20,9 +20,7 @@ from urllib.parse import urlencode, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
-from starlette.routing import BaseRoute, Route
 
-from gateway import admin
 from gateway.authn import login_limit, signin, testpage
 from gateway.authn.oidc import TooManyGroupsError, too_many_groups_error
 from gateway.authz.app_tokens import certs_document
@@ -32,7 +30,6 @@ from gateway.config import App, IdentityProvider
 from gateway.errors import GatewayError, NotFoundError, SignInError, StoreUnavailableError
 from gateway.identity import Identity
 from gateway.ops.metrics import CONTENT_TYPE_LATEST, bearer_matches
-from gateway.proxy import forward_auth
 from gateway.proxy.guard import (
     APP_BINDING_COOKIE,
     LOGIN_BINDING_COOKIE,
@@ -43,7 +40,6 @@ from gateway.proxy.guard import (
     set_binding_cookie,
 )
 from gateway.runtime import Runtime
-from gateway.scim.routes import routes as scim_routes
 from gateway.state.sessions import Session
 from gateway.web.clientinfo import client_info
 
@@ -506,21 +502,3 @@ async def metrics(request: Request) -> Response:
         media_type=CONTENT_TYPE_LATEST,
         headers={"Cache-Control": "no-store"},
     )
-
-
-def routes() -> list[BaseRoute]:
-    return [
-        Route("/cdn-cgi/access/login/{app_host}", login),
-        Route("/cdn-cgi/access/callback", callback),
-        Route("/cdn-cgi/access/authorized", authorized),
-        Route("/cdn-cgi/access/get-identity", get_identity),
-        Route("/cdn-cgi/access/logout", logout, methods=["GET", "POST"]),
-        Route("/cdn-cgi/access/certs", certs),
-        Route("/test-idp", test_idp),
-        Route("/cdn-cgi/access/authz", forward_auth.authz, methods=forward_auth.METHODS),
-        Route("/healthz", healthz),
-        Route("/readyz", readyz),
-        Route("/metrics", metrics),
-        *admin.routes(),
-        *scim_routes(),
-    ]
