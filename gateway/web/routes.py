@@ -12,7 +12,7 @@ Host scopes (SPEC 4):
     team   the team host only: the IdP test page, the admin API, SCIM. On an app host the same
            path is the app's: any name pointing at the gateway is not a second door to them
     probe  the team host, and hosts no app covers: load balancers and Prometheus probe each
-           instance by its address
+           instance by its address (`/metrics` still needs the admin token)
 
 `Gateway` (app.py) asks `RouteTable.match` on every request, the proxied ones included: an app's
 path is told apart by one `str.startswith` over the routes' paths; a path that shares a prefix
@@ -149,7 +149,7 @@ def gateway_routes() -> RouteTable:
     return RouteTable(
         [
             # Cloudflare's reserved prefix: every path below it is the gateway's, on every host
-            # (the team-host legs check the host themselves).
+            # (login, which only the team host serves, checks the host itself).
             GatewayRoute(
                 ACCESS,
                 "any",
