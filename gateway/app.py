@@ -1,10 +1,10 @@
 """The ASGI application: lifespan, dispatch, and the one place errors become responses.
 
 `create_app(settings)` returns a `Gateway`, a pure ASGI callable. Requests for the gateway's own
-routes (on the team host: health, test, admin; on any host: `/cdn-cgi/access/...`) go to a small
-Starlette app built from `views.py`; every other request is matched to a protected app and handed
-to the guard, the hot path (cookie -> session -> policy -> upstream), which never touches
-Starlette's request machinery.
+routes (the table in `web/routes.py`: which paths, on which hosts) go to a small Starlette app
+built from the same table; every other request is matched to a protected app and handed to the
+guard, the hot path (cookie -> session -> policy -> upstream), which never touches Starlette's
+request machinery.
 
 Every request, whichever way it goes, gets a request id, is counted in the metrics and leaves
 one JSON line in the log (`logs.py`), written when its response is done.
@@ -21,10 +21,9 @@ from collections.abc import AsyncIterator
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from gateway.admin.envelope import invalid_path
 from gateway.authz.routing import is_ambiguous_path, split_host
 from gateway.config import Settings
 from gateway.errors import GatewayError
@@ -32,27 +31,20 @@ from gateway.ops.logs import REQUEST_ID, RequestRecord, log_request
 from gateway.ops.metrics import InstrumentedClient, Metrics
 from gateway.proxy.forwarding import UpstreamPool
 from gateway.proxy.guard import guard_request
-from gateway.runtime import Runtime, error_response
-from gateway.scim.routes import invalid_path as scim_invalid_path
+from gateway.runtime import Runtime, error_page
 from gateway.state.catalog import watch
 from gateway.state.store import Clock, Store, open_store
 from gateway.web.clientinfo import peer_is_trusted
-from gateway.web.views import routes
+from gateway.web.routes import RouteTable, gateway_routes, plain_invalid_path
 
 log = logging.getLogger("gateway")
-
-_GATEWAY_PREFIX = "/cdn-cgi/access/"
-_TEAM_ONLY_PATHS = ("/healthz", "/readyz", "/metrics", "/test-idp", "/api/", "/populations/")
-# Probed by address (load balancers; Prometheus scrapes each instance by its IP): answered on
-# hosts no app covers too. /metrics still needs the admin token.
-_PROBE_PATHS = ("/healthz", "/readyz", "/metrics")
-_SCIM_PREFIX = "/populations/"
 
 
 class Gateway:
     """The ASGI entry point: gateway routes to Starlette, protected apps to the guard."""
 
-    def __init__(self, routes_app: Starlette):
+    def __init__(self, table: RouteTable, routes_app: Starlette):
+        self.table = table
         self.routes_app = routes_app
         self.runtime: Runtime | None = None
 
@@ -74,27 +66,15 @@ class Gateway:
         record = RequestRecord(scope, trusted_peer=peer_is_trusted(scope, trusted))
         context = REQUEST_ID.set(record.request_id)
         send = record.watch(send)
+        route = self.table.match(path)
         try:
             if not host or is_ambiguous_path(path):
                 record.decision = "bad_request"
                 # the admin API and SCIM answer in their own formats, even here
-                if path.startswith("/api/"):
-                    response = invalid_path()
-                elif path.startswith("/populations/"):
-                    response = scim_invalid_path()
-                else:
-                    response = PlainTextResponse(
-                        "Bad request: invalid host or path.", status_code=400
-                    )
-                await response(scope, receive, send)
-            # The team host's own routes. Probes that name no app host reach theirs too; the
-            # admin API and SCIM answer on the team host only, not on every name that happens
-            # to point here.
-            elif (
-                path.startswith(_GATEWAY_PREFIX)
-                or (host == rt.team_host and path.startswith(_TEAM_ONLY_PATHS))
-                or (path.startswith(_PROBE_PATHS) and rt.directory.match(host, path) is None)
-            ):
+                invalid_path = route.invalid_path if route is not None else plain_invalid_path
+                await invalid_path()(scope, receive, send)
+            # The gateway's own route, on a host it answers it on; else the path is an app's.
+            elif route is not None and route.answers_on(host, rt, path):
                 await self.routes_app(scope, receive, send)
             else:
                 await guard_request(rt, host, scope, receive, send, record)
@@ -106,7 +86,7 @@ class Gateway:
             rt.metrics.request_done(
                 record.app, record.decision, record.status, seconds, record.forwarded
             )
-            if record.decision == "gateway" and path.startswith(_SCIM_PREFIX):
+            if record.decision == "gateway" and route is not None and route.name == "scim":
                 rt.metrics.scim_request(record.status)
             log_request(record, scope, host, seconds)
             REQUEST_ID.reset(context)
@@ -152,12 +132,13 @@ def create_app(
 
     async def on_gateway_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, GatewayError)  # noqa: S101 - registered for GatewayError only
-        return error_response(request.app.state.runtime, exc)
+        return error_page(request.app.state.runtime, exc)
 
+    table = gateway_routes()
     routes_app = Starlette(
-        routes=routes(),
+        routes=table.starlette_routes(),
         lifespan=lifespan,
         exception_handlers={GatewayError: on_gateway_error},
     )
-    gateway = Gateway(routes_app)
+    gateway = Gateway(table, routes_app)
     return gateway

@@ -127,7 +127,7 @@ def reference_id() -> str:
     return secrets.token_hex(6)
 
 
-def error_response(rt: Runtime, exc: GatewayError, *, browser: bool = True) -> Response:
+def error_page(rt: Runtime, exc: GatewayError, *, browser: bool = True) -> Response:
     """The HTML page for a gateway error (plain text for a client that is not a browser),
     logged with the same reference id."""
     ref = reference_id()

@@ -9,10 +9,8 @@ resource holds its handlers (`identity_providers`, `apps`, `tokens`, `users`).
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
-
 from gateway.admin import apps, identity_providers, openapi, tokens, users
-from gateway.admin.api import AdminAPI, AdminRoute, Operation
+from gateway.admin.api import Operation
 
 OPERATIONS: list[Operation] = [
     Operation("GET", "/openapi.json", openapi.document, public=True),
@@ -47,8 +45,3 @@ OPERATIONS: list[Operation] = [
     Operation("POST", "/keys/rotate", tokens.rotate_keys),
     Operation("GET", "/logs/scim", users.scim_log),
 ]
-
-
-def routes() -> list[BaseRoute]:
-    """The one Starlette route that hands everything under `/api/` to the admin API."""
-    return [AdminRoute(AdminAPI(OPERATIONS))]

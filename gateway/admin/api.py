@@ -1,10 +1,10 @@
 """The `/api` ASGI app: admin-token check, routing, and every error as an envelope.
 
-One Starlette route (`AdminRoute`: every path below `/api/`) hands every admin request here,
-so nothing under `/api` answers with the HTML error pages or Starlette's plain-text 404/405:
-unknown paths, wrong methods, a missing token, a store that is down and even a bug all come
-back as Cloudflare's envelope with a matching status. Handlers get the request and the runtime and
-return a response; they raise `GatewayError` for every refusal.
+The gateway's route table (`web/routes.py`) mounts it at `/api`: every path there, whatever its
+characters, comes here, so nothing under `/api` answers with the HTML error pages or Starlette's
+plain-text 404/405: unknown paths, wrong methods, a missing token, a store that is down and even
+a bug all come back as Cloudflare's envelope with a matching status. Handlers get the request
+and the runtime and return a response; they raise `GatewayError` for every refusal.
 """
 
 from __future__ import annotations
@@ -13,12 +13,10 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-from starlette.datastructures import URLPath
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Match, NoMatchFound, compile_path
+from starlette.routing import compile_path
 from starlette.types import Receive, Scope, Send
 
 from gateway.admin.auth import check_bearer
@@ -50,25 +48,6 @@ class Operation:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "pattern", compile_path(self.path)[0])
-
-
-class AdminRoute(BaseRoute):
-    """Every path below `/api/`, whatever its characters (a `{path:path}` route would miss a
-    decoded newline, and Starlette would answer that in plain text)."""
-
-    def __init__(self, app: AdminAPI):
-        self.app = app
-
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        if scope["type"] == "http" and scope["path"].startswith(PREFIX + "/"):
-            return Match.FULL, {}
-        return Match.NONE, {}
-
-    def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
-        raise NoMatchFound(name, path_params)
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.app(scope, receive, send)
 
 
 class AdminAPI:

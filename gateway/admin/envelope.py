@@ -119,7 +119,7 @@ def error_envelope(exc: GatewayError) -> Response:
     return failure(exc.status, exc.error, messages, headers)
 
 
-def invalid_path() -> Response:
+def envelope_invalid_path() -> Response:
     """The answer to an `/api` path the gateway refuses before routing it: a "." or ".."
     segment or a backslash (`routing.is_ambiguous_path`)."""
     return failure(400, "invalid_path", ["Bad request: invalid host or path."])

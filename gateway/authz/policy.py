@@ -146,3 +146,12 @@ def evaluate(app: App, identity: Identity | None, facts: RequestFacts) -> Decisi
         if policy.decision in ("allow", "deny") and policy_matches(policy, identity, facts):
             return Decision(policy.decision, policy)
     return DENY_BY_DEFAULT
+
+
+def app_session_duration(app: App, identity: Identity, facts: RequestFacts) -> float:
+    """How long a session for `app` lasts: the deciding policy's `session_duration`, else the
+    app's (SPEC 3)."""
+    decision = evaluate(app, identity, facts)
+    if decision.policy is not None and decision.policy.session_duration:
+        return decision.policy.session_duration
+    return app.session_duration

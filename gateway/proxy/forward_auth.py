@@ -34,7 +34,7 @@ from gateway.authz.routing import is_ambiguous_path, split_host
 from gateway.authz.verdict import Deny, Forward, Reject, SignIn, Undecided, Verdict
 from gateway.errors import StoreUnavailableError
 from gateway.proxy.guard import SIGN_IN_FIRST, decide, plain
-from gateway.runtime import Runtime, error_response
+from gateway.runtime import Runtime, error_page
 from gateway.web.clientinfo import client_info, header, peer_is_trusted
 from gateway.web.cookies import APP_BINDING_COOKIE, set_binding_cookie
 
@@ -120,7 +120,7 @@ def _answer(rt: Runtime, verdict: Verdict) -> Response:
         case Reject(status=status, text=text):  # the proxy mode's own one-line answers
             return plain(status, text)
         case Undecided(error=error):  # as any gateway route's error: the page
-            return error_response(rt, error)
+            return error_page(rt, error)
 
 
 async def authz(request: Request) -> Response:

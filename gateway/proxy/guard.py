@@ -36,7 +36,7 @@ from gateway.errors import GatewayError, UpstreamError
 from gateway.ops.logs import RequestRecord
 from gateway.proxy.forwarding import forward, request_headers
 from gateway.proxy.websocket import relay
-from gateway.runtime import Runtime, error_response
+from gateway.runtime import Runtime, error_page
 from gateway.state.sessions import Session
 from gateway.web.clientinfo import ClientInfo, client_info, header
 from gateway.web.cookies import (
@@ -194,7 +194,7 @@ def _refusal(rt: Runtime, verdict: SignIn | Deny | Reject | Undecided, scope: Sc
         case Reject(status=status, text=text):
             return plain(status, text)
         case Undecided(error=error):
-            return error_response(rt, error, browser=wants_redirect(scope))
+            return error_page(rt, error, browser=wants_redirect(scope))
 
 
 # RFC 6455 7.4.1 close codes for a WebSocket handshake refused, or left undecided
@@ -266,4 +266,4 @@ async def guard_request(
         )
     except UpstreamError as exc:  # raised only while no response has started
         rt.metrics.upstream_error(app.id, exc.error)
-        await error_response(rt, exc, browser=wants_redirect(scope))(scope, receive, send)
+        await error_page(rt, exc, browser=wants_redirect(scope))(scope, receive, send)

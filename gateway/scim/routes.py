@@ -81,13 +81,13 @@ def scim_response(
     return response
 
 
-def invalid_path() -> Response:
+def scim_invalid_path() -> Response:
     """The answer to a SCIM path the gateway refuses before routing it (a "." or ".." segment
     or a backslash: `routing.is_ambiguous_path`), in the SCIM error format."""
-    return error_response(ScimError(400, "Bad request: invalid path."))
+    return scim_error_response(ScimError(400, "Bad request: invalid path."))
 
 
-def error_response(exc: GatewayError) -> Response:
+def scim_error_response(exc: GatewayError) -> Response:
     """The RFC 7644 3.12 error document; `status` is a string there."""
     document: dict[str, Any] = {
         "schemas": [ERROR],
@@ -120,7 +120,7 @@ async def _serve(request: Request, label: str, handlers: Handlers) -> Response:
     try:
         rt = _runtime(request)
     except StoreUnavailableError as exc:
-        return error_response(exc)
+        return scim_error_response(exc)
     idp = rt.settings.idp(idp_id)
     call: _Call | None = None
     try:
@@ -141,7 +141,7 @@ async def _serve(request: Request, label: str, handlers: Handlers) -> Response:
         error = ""
     except GatewayError as exc:
         # ScimError, and the store failing (503): the SCIM error document either way.
-        response, error = error_response(exc), str(exc)
+        response, error = scim_error_response(exc), str(exc)
         if exc.status >= 500:
             log.warning("scim request failed idp=%s %s: %s", idp_id, request.url.path, error)
     await rt.provisioning_log.record(

@@ -1,16 +1,14 @@
 """Thin handlers for the gateway's own routes: login, callback, authorized, logout, identity,
 and the IdP test page (its rendering lives in `testpage.py`).
 
-The flow logic lives in `signin.py`, `sessions.py` and `policy.py`; these functions read the
-request, call them, and set cookies and redirects. Every failure is a `GatewayError`, which the
-app turns into an HTML page with a reference id.
+The flow logic lives in `signin.py`, `handoff.py`, `sessions.py` and `policy.py`; these functions
+read the request, call them, and set cookies and redirects. Every failure is a `GatewayError`,
+which the app turns into an HTML page with a reference id.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hmac
-import json
 import logging
 import re
 import secrets
@@ -20,22 +18,17 @@ from urllib.parse import urlencode, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
-from starlette.routing import BaseRoute, Route
 
-from gateway import admin
-from gateway.authn import login_limit, signin, testpage
+from gateway.authn import handoff, login_limit, signin, testpage
 from gateway.authn.oidc import TooManyGroupsError, too_many_groups_error
 from gateway.authz.app_tokens import certs_document
-from gateway.authz.policy import RequestFacts, evaluate
+from gateway.authz.policy import RequestFacts, app_session_duration, evaluate
 from gateway.authz.routing import split_host
 from gateway.config import App, IdentityProvider
 from gateway.errors import GatewayError, NotFoundError, SignInError, StoreUnavailableError
-from gateway.identity import Identity
 from gateway.ops.metrics import CONTENT_TYPE_LATEST
-from gateway.proxy import forward_auth
 from gateway.proxy.guard import denied
 from gateway.runtime import Runtime
-from gateway.scim.routes import routes as scim_routes
 from gateway.state.sessions import Session
 from gateway.web.bearer import bearer_matches
 from gateway.web.clientinfo import client_info
@@ -54,8 +47,6 @@ log = logging.getLogger("gateway.views")
 
 _MAX_REDIRECT_URL = 2048  # kept in the store with each sign-in: bounded
 _BINDING_HASH = re.compile(r"[0-9a-f]{64}")
-AUTHORIZED_TOKEN_TTL = 60.0  # SPEC 4: the one-time token lives at most 60 s
-_AUTHORIZED_KEY = "authorized:"
 
 
 def _rt(request: Request) -> Runtime:
@@ -95,14 +86,6 @@ def _facts(rt: Runtime, request: Request) -> RequestFacts:
     return RequestFacts(
         client_ip=client_info(request.scope, rt.settings.gateway.trusted_proxies).address
     )
-
-
-def app_duration(rt: Runtime, app: App, identity: Identity, facts: RequestFacts) -> float:
-    """The app session's length: the deciding policy's, else the app's."""
-    decision = evaluate(app, identity, facts)
-    if decision.policy is not None and decision.policy.session_duration:
-        return decision.policy.session_duration
-    return app.session_duration
 
 
 # --- login ----------------------------------------------------------------------------------
@@ -205,15 +188,11 @@ async def continue_to_app(
     if not decision.allowed:
         response = denied(rt, app, session.identity.email)
     else:
-        token = secrets.token_urlsafe(32)
-        record = {
-            "session_id": session.id,
-            "app_id": app.id,
-            "app_binding": app_binding,
-            "host": app_host,
-        }
-        await rt.store.set(
-            _AUTHORIZED_KEY + token, json.dumps(record).encode(), ttl=AUTHORIZED_TOKEN_TTL
+        token = await handoff.issue(
+            rt.store,
+            handoff.Handoff(
+                session_id=session.id, app_id=app.id, host=app_host, app_binding=app_binding
+            ),
         )
         scheme = urlsplit(rt.settings.gateway.public_url).scheme
         target = (
@@ -277,7 +256,7 @@ async def callback(request: Request) -> Response:
     duration = rt.settings.gateway.session_duration
     if state.app_host == rt.team_host:
         # Single-host deployment: one cookie names a session that is both global and app.
-        duration = min(duration, app_duration(rt, app, identity, facts))
+        duration = min(duration, app_session_duration(app, identity, facts))
     # The registry first: SCIM deprovisioning finds the sessions through it (fails closed).
     await rt.registry.record_sign_in(identity)
     session, cookie_value = await rt.sessions.create(identity, kind="global", duration=duration)
@@ -352,44 +331,26 @@ async def test_idp(request: Request) -> Response:
 async def authorized(request: Request) -> Response:
     """`/cdn-cgi/access/authorized?token=...`: redeem the one-time token into an app session."""
     rt = _rt(request)
-    host = _host(request)
-    token = request.query_params.get("token", "")
-    raw = await rt.store.take(_AUTHORIZED_KEY + token) if token else None
-    if raw is None:
-        raise SignInError("This sign-in link has expired or was already used.", step="authorized")
-    record = json.loads(raw)
     app_binding = rt.bindings.unsign(request.cookies.get(APP_BINDING_COOKIE, "")) or ""
-    if (
-        record["host"] != host
-        or not app_binding
-        or not hmac.compare_digest(record["app_binding"], binding_hash(app_binding))
-    ):
-        raise SignInError(
-            "This sign-in was started in another browser (or its cookie was lost).",
-            step="authorized",
-            hint="cookies must be enabled for this application's domain",
-        )
-    app = rt.app_by_id(record["app_id"])
-    ended = SignInError("Your sign-in ended before it reached the application.", step="authorized")
-    global_session = await rt.sessions.by_id(record["session_id"])
-    if app is None or global_session is None:
-        raise ended
-    identity = global_session.identity
-    duration = app_duration(rt, app, identity, _facts(rt, request))
-    app_session, cookie_value = await rt.sessions.create(
-        identity, kind="app", duration=duration, app_id=app.id
+    redeemed = await handoff.redeem(
+        rt.store,
+        request.query_params.get("token", ""),
+        _host(request),
+        binding_hash(app_binding) if app_binding else "",
     )
-    if await rt.sessions.by_id(global_session.id) is None:
-        # Signed out or deprovisioned while the app session was being made, possibly before it
-        # reached the user's session index: it must not outlive the sign-in it came from.
-        await rt.sessions.end(app_session)
-        raise ended
+    signed_in = await handoff.open_app_session(
+        rt.sessions, redeemed, rt.app_by_id(redeemed.app_id), _facts(rt, request)
+    )
     log.info(
         "sign-in: app session created",
-        extra={"step": "authorized", "app": app.id, "user_uuid": identity.user_uuid},
+        extra={
+            "step": "authorized",
+            "app": signed_in.app.id,
+            "user_uuid": signed_in.session.identity.user_uuid,
+        },
     )
     response = _no_store(RedirectResponse(safe_path(request.query_params.get("redirect_url")), 302))
-    set_session_cookie(rt, response, cookie_value, app, duration)
+    set_session_cookie(rt, response, signed_in.cookie_value, signed_in.app, signed_in.duration)
     response.delete_cookie(APP_BINDING_COOKIE, path="/")
     return response
 
@@ -487,21 +448,3 @@ async def metrics(request: Request) -> Response:
         media_type=CONTENT_TYPE_LATEST,
         headers={"Cache-Control": "no-store"},
     )
-
-
-def routes() -> list[BaseRoute]:
-    return [
-        Route("/cdn-cgi/access/login/{app_host}", login),
-        Route("/cdn-cgi/access/callback", callback),
-        Route("/cdn-cgi/access/authorized", authorized),
-        Route("/cdn-cgi/access/get-identity", get_identity),
-        Route("/cdn-cgi/access/logout", logout, methods=["GET", "POST"]),
-        Route("/cdn-cgi/access/certs", certs),
-        Route("/test-idp", test_idp),
-        Route("/cdn-cgi/access/authz", forward_auth.authz, methods=forward_auth.METHODS),
-        Route("/healthz", healthz),
-        Route("/readyz", readyz),
-        Route("/metrics", metrics),
-        *admin.routes(),
-        *scim_routes(),
-    ]
