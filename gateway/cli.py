@@ -24,7 +24,7 @@ from typing import Any
 import uvicorn
 
 from gateway.app import Gateway, create_app
-from gateway.config import load_config, parse_settings
+from gateway.config import OktaConfig, load_config, parse_settings
 from gateway.errors import ConfigError, GatewayError
 from gateway.ops.logs import logging_config
 
@@ -145,6 +145,8 @@ async def _run_demo(port: int) -> None:
     )
     users = demo_users()
     idp_config = settings.identity_providers[0].config
+    if not isinstance(idp_config, OktaConfig):  # demo_settings makes an okta IdP
+        raise TypeError("the demo's identity provider must be of type okta")
     dev_idp = create_dev_idp(
         issuer=idp_config.okta_account,
         client_id=idp_config.client_id,

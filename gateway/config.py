@@ -16,7 +16,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from gateway.errors import ConfigError
@@ -144,23 +144,42 @@ class App:
 # --- identity providers ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class IdPConfig:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientConfig:
+    """What every OpenID Connect type of IdP has: the client and which claims to take."""
+
     client_id: str
     client_secret: str
-    okta_account: str = ""
-    authorization_server_id: str = ""
-    api_token: str = ""
     claims: tuple[str, ...] = ()
     email_claim_name: str = "email"
     pkce_enabled: bool = False
-    # generic OIDC ("oidc" type)
-    issuer: str = ""
-    auth_url: str = ""
-    token_url: str = ""
-    certs_url: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OktaConfig(ClientConfig):
+    """`type = "okta"`: endpoints come from discovery on the org or a custom server."""
+
+    type: ClassVar[Literal["okta"]] = "okta"
+    okta_account: str
+    authorization_server_id: str = ""
+    api_token: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OIDCConfig(ClientConfig):
+    """`type = "oidc"`: a generic OpenID Connect provider, its endpoints given explicitly."""
+
+    type: ClassVar[Literal["oidc"]] = "oidc"
+    issuer: str
+    auth_url: str
+    token_url: str
+    certs_url: str
     userinfo_url: str = ""
     scopes: tuple[str, ...] = ()
+
+
+IdPConfig = OktaConfig | OIDCConfig
+IDP_TYPES = ("okta", "oidc")
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,9 +195,13 @@ class ScimConfig:
 class IdentityProvider:
     id: str
     name: str
-    type: Literal["okta", "oidc"]
     config: IdPConfig
     scim_config: ScimConfig = field(default_factory=ScimConfig)
+
+    @property
+    def type(self) -> Literal["okta", "oidc"]:
+        """The IdP's `type`, which is the kind of its `config`."""
+        return self.config.type
 
 
 # --- the gateway ----------------------------------------------------------------------------
@@ -496,24 +519,47 @@ def _app(reader: _Reader, default_duration: float) -> App:
 
 
 def _idp_config(reader: _Reader, idp_type: str) -> IdPConfig:
-    config = IdPConfig(
-        client_id=reader.string("client_id", required=True),
-        client_secret=reader.string("client_secret", required=True),
-        okta_account=reader.url("okta_account", required=idp_type == "okta"),
-        authorization_server_id=reader.string("authorization_server_id"),
-        api_token=reader.string("api_token"),
-        claims=reader.strings("claims"),
-        email_claim_name=reader.string("email_claim_name", "email") or "email",
-        pkce_enabled=reader.boolean("pkce_enabled", False),
-        issuer=reader.url("issuer", required=idp_type == "oidc", exact=True),
-        auth_url=reader.url("auth_url", required=idp_type == "oidc"),
-        token_url=reader.url("token_url", required=idp_type == "oidc"),
-        certs_url=reader.url("certs_url", required=idp_type == "oidc"),
-        userinfo_url=reader.url("userinfo_url"),
-        scopes=reader.strings("scopes"),
-    )
+    # Every key of both types is read and checked whatever the type, in this order: the file
+    # and the admin API have always taken them all (a key of the other type is ignored).
+    client_id = reader.string("client_id", required=True)
+    client_secret = reader.string("client_secret", required=True)
+    okta_account = reader.url("okta_account", required=idp_type == "okta")
+    authorization_server_id = reader.string("authorization_server_id")
+    api_token = reader.string("api_token")
+    claims = reader.strings("claims")
+    email_claim_name = reader.string("email_claim_name", "email") or "email"
+    pkce_enabled = reader.boolean("pkce_enabled", False)
+    issuer = reader.url("issuer", required=idp_type == "oidc", exact=True)
+    auth_url = reader.url("auth_url", required=idp_type == "oidc")
+    token_url = reader.url("token_url", required=idp_type == "oidc")
+    certs_url = reader.url("certs_url", required=idp_type == "oidc")
+    userinfo_url = reader.url("userinfo_url")
+    scopes = reader.strings("scopes")
     reader.finish()
-    return config
+    if idp_type == "okta":
+        return OktaConfig(
+            client_id=client_id,
+            client_secret=client_secret,
+            okta_account=okta_account,
+            authorization_server_id=authorization_server_id,
+            api_token=api_token,
+            claims=claims,
+            email_claim_name=email_claim_name,
+            pkce_enabled=pkce_enabled,
+        )
+    return OIDCConfig(
+        client_id=client_id,
+        client_secret=client_secret,
+        issuer=issuer,
+        auth_url=auth_url,
+        token_url=token_url,
+        certs_url=certs_url,
+        userinfo_url=userinfo_url,
+        scopes=scopes,
+        claims=claims,
+        email_claim_name=email_claim_name,
+        pkce_enabled=pkce_enabled,
+    )
 
 
 def _scim_config(reader: _Reader) -> ScimConfig:
@@ -533,11 +579,10 @@ def _scim_config(reader: _Reader) -> ScimConfig:
 
 
 def _idp(reader: _Reader) -> IdentityProvider:
-    idp_type = reader.choice("type", ("okta", "oidc"), "okta")
+    idp_type = reader.choice("type", IDP_TYPES, "okta")
     idp = IdentityProvider(
         id=reader.identifier("id"),
         name=reader.string("name", required=True),
-        type=idp_type,  # type: ignore[arg-type]
         config=_idp_config(reader.table("config"), idp_type),
         scim_config=_scim_config(reader.table("scim_config")),
     )

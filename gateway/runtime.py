@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 import httpx
 from starlette.responses import PlainTextResponse, Response
 
-from gateway.authn.oidc import OIDCClient
+from gateway.authn.providers import Provider
+from gateway.authn.providers.generic import GenericOIDCProvider
+from gateway.authn.providers.okta import OktaProvider
 from gateway.authz.app_tokens import AppTokens, SigningKeys
 from gateway.authz.routing import AppDirectory
 from gateway.authz.service_tokens import ServiceTokens
@@ -49,7 +51,7 @@ class Runtime:
     directory: AppDirectory = field(init=False)
     sessions: SessionManager = field(init=False)
     bindings: CookieSigner = field(init=False)
-    oidc: dict[str, OIDCClient] = field(init=False)
+    providers: dict[str, Provider] = field(init=False)
     catalog: Catalog = field(init=False)
     signing_keys: SigningKeys = field(init=False)
     app_tokens: AppTokens = field(init=False)
@@ -73,26 +75,36 @@ class Runtime:
             self.signing_keys, self.sessions, self.settings.gateway.public_url, self.clock
         )
         self.catalog = Catalog(self.store, self.settings)
-        self.oidc = {}
+        self.providers = {}
         self.apply(self.settings)
 
     def apply(self, settings: Settings) -> None:
         """Serve these identity providers and apps from now on (the catalog changed).
 
-        An unchanged IdP keeps its OIDC client, with its discovery and JWKS caches; the app
+        An unchanged IdP keeps its provider, with its discovery and JWKS caches; the app
         directory is rebuilt and swapped in one assignment, so a request sees old or new.
         """
         redirect_uri = settings.gateway.public_url + CALLBACK_PATH
-        self.oidc = {
+        self.providers = {
             idp.id: (
-                self.oidc[idp.id]
-                if idp.id in self.oidc and self.oidc[idp.id].idp == idp
-                else OIDCClient(idp, self.http, redirect_uri=redirect_uri, clock=self.clock)
+                self.providers[idp.id]
+                if idp.id in self.providers and self.providers[idp.id].idp == idp
+                else self._provider(idp, redirect_uri)
             )
             for idp in settings.identity_providers
         }
         self.directory = AppDirectory(settings.apps)
         self.settings = settings
+
+    def _provider(self, idp: IdentityProvider, redirect_uri: str) -> Provider:
+        """The provider for the IdP's type."""
+        match idp.type:
+            case "okta":
+                return OktaProvider(idp, self.http, redirect_uri=redirect_uri, clock=self.clock)
+            case "oidc":
+                return GenericOIDCProvider(
+                    idp, self.http, redirect_uri=redirect_uri, clock=self.clock
+                )
 
     @property
     def team_host(self) -> str:
@@ -109,7 +121,7 @@ class Runtime:
     def accepts_sign_in(self, identity: Identity, app: App | None = None) -> bool:
         """Whether a session's sign-in still counts: its IdP is still served (deleting an IdP
         ends the sessions it gave) and, for `app`, is one of the app's `allowed_idps`."""
-        if identity.idp_id not in self.oidc:
+        if identity.idp_id not in self.providers:
             return False
         return app is None or not app.allowed_idps or identity.idp_id in app.allowed_idps
 

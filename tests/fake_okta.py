@@ -7,7 +7,7 @@ A test drives a sign-in like this:
     with respx.mock(assert_all_called=False) as router:
         okta = FakeOkta(router, authorization_server_id="default", clock=clock)
         okta.add_user("00u1", "alice@example.com", "Alice Example", ["Engineering"])
-        request = await client.authorization_request()        # or GET the gateway's login URL
+        request = await provider.begin()                       # or GET the gateway's login URL
         callback = okta.authorize(request.url, "00u1")         # the redirect Okta would send
         ...                                                    # GET callback on the gateway
 
@@ -35,7 +35,7 @@ import respx
 from joserfc import jws
 from joserfc.jwk import ECKey, RSAKey
 
-from gateway.config import IdentityProvider, IdPConfig
+from gateway.config import IdentityProvider, OktaConfig
 
 Endpoint = Literal["discovery", "jwks", "token", "userinfo", "groups"]
 Signer = Literal["jwks", "foreign_key", "none", "client_secret", "jwe"]
@@ -178,12 +178,11 @@ class FakeOkta:
         return user
 
     def identity_provider(self, idp_id: str = "okta-idp", **config: Any) -> IdentityProvider:
-        """An okta-type `IdentityProvider` for this fake; `config` sets other IdPConfig fields."""
+        """An okta-type `IdentityProvider` for this fake; `config` sets other OktaConfig fields."""
         return IdentityProvider(
             id=idp_id,
             name="Fake Okta",
-            type="okta",
-            config=IdPConfig(
+            config=OktaConfig(
                 **{
                     "client_id": self.client_id,
                     "client_secret": self.client_secret,

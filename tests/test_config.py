@@ -681,7 +681,7 @@ def test_generic_oidc_needs_its_endpoints_and_no_okta_account() -> None:
 def test_an_okta_idp_needs_no_generic_endpoints() -> None:
     settings = parse_settings(full_document(), ENV)
     okta = settings.identity_providers[0].config
-    assert (okta.issuer, okta.auth_url, okta.token_url, okta.certs_url) == ("", "", "", "")
+    assert not any(hasattr(okta, k) for k in ("issuer", "auth_url", "token_url", "certs_url"))
 
 
 def test_document_that_is_not_a_table() -> None:

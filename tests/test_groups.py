@@ -36,7 +36,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from gateway.app import Gateway, create_app
-from gateway.authn.oidc import OIDCClient
+from gateway.authn.providers.okta import OktaProvider
 from gateway.config import parse_settings
 from gateway.identity import user_uuid_for
 from gateway.runtime import CALLBACK_PATH
@@ -69,7 +69,7 @@ async def serve(
 
 
 def record_sleeps(app: Gateway) -> list[float]:
-    """Give the IdP's OIDC client a sleep that records each wait instead of waiting."""
+    """Give the IdP's provider a sleep that records each wait instead of waiting."""
     rt = app.runtime
     assert rt is not None
     idp = rt.settings.idp(IDP_ID)
@@ -79,7 +79,7 @@ def record_sleeps(app: Gateway) -> list[float]:
     async def sleep(seconds: float) -> None:
         slept.append(seconds)
 
-    rt.oidc[IDP_ID] = OIDCClient(
+    rt.providers[IDP_ID] = OktaProvider(
         idp, rt.http, redirect_uri=TEAM + CALLBACK_PATH, clock=rt.clock, sleep=sleep
     )
     return slept

@@ -10,7 +10,7 @@ import respx
 from clock import FakeClock
 from fake_okta import API_TOKEN, BASE, FakeOkta
 
-from gateway.authn.okta import discovery_url, expected_issuer, fetch_user_groups
+from gateway.authn.providers.okta_api import discovery_url, expected_issuer, fetch_user_groups
 from gateway.errors import IdPError
 
 GROUPS = [f"group-{i}" for i in range(5)]

@@ -32,7 +32,6 @@ from gateway.config import (
     EveryoneRule,
     GroupNameRule,
     IdentityProvider,
-    IdPConfig,
     IpRule,
     LoginMethodRule,
     OidcClaimRule,
@@ -50,14 +49,7 @@ from gateway.state.sessions import Session
 
 _UNITS = (("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1))
 
-# IdPConfig fields shown for each type; any other field is shown only when it is set.
-_TYPE_FIELDS = {
-    "okta": ("client_id", "okta_account", "authorization_server_id"),
-    "oidc": ("client_id", "issuer", "auth_url", "token_url", "certs_url", "userinfo_url", "scopes"),
-}
-_COMMON_FIELDS = ("claims", "email_claim_name", "pkce_enabled")
 IDP_SECRETS = ("client_secret", "api_token")
-_BLANK_CONFIG = IdPConfig(client_id="", client_secret="")
 
 # Keys of a response that a request body must leave out: the gateway sets them.
 _SET_BY_GATEWAY = "is set by the gateway; leave it out"
@@ -155,13 +147,10 @@ def scim_base_url(public_url: str, idp_id: str) -> str:
 
 def idp_json(idp: IdentityProvider, *, read_only: bool, public_url: str) -> dict[str, Any]:
     """The IdP without its secrets, plus the two URLs an operator pastes into Okta."""
-    shown = _TYPE_FIELDS[idp.type] + _COMMON_FIELDS
     config: dict[str, Any] = {}
-    for field in dataclasses.fields(IdPConfig):
-        value = getattr(idp.config, field.name)
-        if field.name in IDP_SECRETS:
-            continue
-        if field.name in shown or value != getattr(_BLANK_CONFIG, field.name):
+    for field in dataclasses.fields(idp.config):  # the fields of its type, each shown
+        if field.name not in IDP_SECRETS:
+            value = getattr(idp.config, field.name)
             config[field.name] = list(value) if isinstance(value, tuple) else value
     config["redirect_url"] = public_url + CALLBACK_PATH
     scim = idp.scim_config

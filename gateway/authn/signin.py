@@ -1,10 +1,12 @@
 """The sign-in flow between the login URL and the callback, independent of the web layer.
 
-`start` picks a fresh `state`, `nonce` and PKCE verifier from the IdP's OIDC client and keeps
-them in the store under the state for 10 minutes, together with the browser binding (the random
-value inside the `CF_Session` cookie), the app and where to return. `finish` takes that record
-out of the store exactly once, checks the browser binding, and turns the IdP's answer into an
-`Identity`. A state that is missing, replayed, expired or from another browser fails closed.
+`start` asks the IdP's provider where to send the browser and keeps what the provider needs back
+(`SignInRequest.pending`) in the store under the state for 10 minutes, together with the browser
+binding (the random value inside the `CF_Session` cookie), the app and where to return.
+`take_state` takes that record out of the store exactly once and checks the browser binding;
+`finish` hands the IdP's answer to the provider and turns what it learned into an `Identity`, or
+keeps a restart the provider asked for (Okta's too-many-groups restart) the same way as `start`.
+A state that is missing, replayed, expired or from another browser fails closed.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ import json
 import logging
 import secrets
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Literal
 
-from gateway.authn.oidc import TOO_MANY_GROUPS, OIDCClient, SignInResult, too_many_groups_error
-from gateway.errors import IdPError, SignInError
+from gateway.authn.providers import Provider, SignInRequest, SignInResult
+from gateway.errors import SignInError
 from gateway.identity import Identity, user_uuid_for
 from gateway.state.store import Clock, Store
 
@@ -34,31 +37,27 @@ Purpose = Literal["login", "test"]
 class LoginState:
     binding: str  # the browser binding from CF_Session
     idp_id: str
-    nonce: str
-    code_verifier: str
     purpose: Purpose
     app_id: str = ""
     app_host: str = ""
     redirect_url: str = "/"
     app_binding: str = ""  # hash of the app host's CF_AppSession binding (multi-host flow)
-    groups_scope: bool = True
+    pending: Mapping[str, str] = field(default_factory=dict)  # the provider's, set by `start`
 
 
 @dataclass(frozen=True, slots=True)
 class SignedIn:
     identity: Identity
     result: SignInResult
-    state: LoginState
 
 
-async def start(
-    store: Store, client: OIDCClient, state: LoginState, *, prompt: str | None = None
-) -> str:
-    """Begin a sign-in; returns the IdP authorize URL. `state`'s nonce/verifier are filled in."""
-    request = await client.authorization_request(
-        with_groups_scope=state.groups_scope, prompt=prompt
-    )
-    record = {**asdict(state), "nonce": request.nonce, "code_verifier": request.code_verifier}
+async def start(store: Store, provider: Provider, state: LoginState) -> str:
+    """Begin a sign-in; returns the URL to send the browser to (the IdP)."""
+    return await _keep(store, state, await provider.begin())
+
+
+async def _keep(store: Store, state: LoginState, request: SignInRequest) -> str:
+    record = {**asdict(state), "pending": dict(request.pending)}
     await store.set(_STATE_KEY + request.state, json.dumps(record).encode(), ttl=LOGIN_STATE_TTL)
     log.info(
         "sign-in: to the identity provider",
@@ -67,7 +66,6 @@ async def start(
             "idp": state.idp_id,
             "app": state.app_id,
             "purpose": state.purpose,
-            "groups_scope": state.groups_scope,
         },
     )
     return request.url
@@ -78,12 +76,15 @@ async def take_state(store: Store, state: str | None, binding: str | None) -> Lo
     if not state:
         raise SignInError("The sign-in answer has no state parameter.", step="state")
     raw = await store.take(_STATE_KEY + state)
-    if raw is None:
+    try:
+        record = None if raw is None else LoginState(**json.loads(raw))
+    except (TypeError, ValueError):  # kept by a gateway of another version (rolling upgrade)
+        record = None
+    if record is None:
         raise SignInError(
             "This sign-in link has expired or was already used. Start again from the application.",
             step="state",
         )
-    record = LoginState(**json.loads(raw))
     if not binding or not hmac.compare_digest(record.binding, binding):
         raise SignInError(
             "This sign-in was started in another browser (or its cookie was lost).",
@@ -93,49 +94,32 @@ async def take_state(store: Store, state: str | None, binding: str | None) -> Lo
     return record
 
 
-def okta_redirect_error(error: str, description: str) -> IdPError:
-    """The error Okta sent back on the redirect URI (OKTA.md: /authorize errors)."""
-    if error == "server_error" and description.startswith(TOO_MANY_GROUPS):
-        return too_many_groups_error("authorize")
-    status = 403 if error == "access_denied" else 400 if error.startswith("invalid") else 502
-    hint = {
-        "access_denied": "is the user assigned to the Okta application?",
-        "invalid_scope": "the scopes the Okta application allows",
-        "unauthorized_client": "the grant types enabled on the Okta application",
-    }.get(error, "")
-    reason = description or error
-    return IdPError(
-        f"The identity provider refused the sign-in: {reason}",
-        error=error,
-        status=status,
-        step="authorize",
-        hint=hint,
-    )
-
-
 async def finish(
-    client: OIDCClient,
-    idp_id: str,
-    idp_type: str,
+    store: Store,
+    provider: Provider,
     state: LoginState,
-    code: str,
+    answer: Mapping[str, str],
     client_ip: str,
     clock: Clock = time.time,
-) -> SignedIn:
-    """Exchange the code and build the identity."""
-    result = await client.sign_in(code=code, nonce=state.nonce, code_verifier=state.code_verifier)
+) -> SignedIn | str:
+    """The sign-in from the IdP's answer (the callback's parameters); or, when the provider asks
+    to send the browser to the IdP once more, that URL, its state kept as `start` keeps it."""
+    outcome = await provider.finish(answer, state.pending)
+    if isinstance(outcome, SignInRequest):
+        return await _keep(store, state, outcome)
+    idp = provider.idp
     identity = Identity(
         id=secrets.token_urlsafe(16),
-        user_uuid=user_uuid_for(idp_id, result.sub),
-        sub=result.sub,
-        name=result.name,
-        email=result.email,
-        groups=result.groups,
-        idp_id=idp_id,
-        idp_type=idp_type,
+        user_uuid=user_uuid_for(idp.id, outcome.sub),
+        sub=outcome.sub,
+        name=outcome.name,
+        email=outcome.email,
+        groups=outcome.groups,
+        idp_id=idp.id,
+        idp_type=idp.type,
         iat=int(clock()),
         ip=client_ip,
-        amr=result.amr,
-        oidc_fields=result.oidc_fields,
+        amr=outcome.amr,
+        oidc_fields=outcome.oidc_fields,
     )
-    return SignedIn(identity, result, state)
+    return SignedIn(identity, outcome)

@@ -1,12 +1,13 @@
 """The identity provider "Test" button: `/test-idp?idp=<id>` (SPEC 4 "Test page").
 
-`begin` starts an ordinary sign-in whose login state says `purpose="test"`; Okta answers on the
-usual callback, which runs the same sign-in code (`signin.finish`, the too-many-groups restart)
-and then, instead of creating a session, hands what the sign-in learned to `render_success` or
-the `SignInError` it raised to `render_failure`. Nothing here re-does a sign-in step: this module
-only turns a `SignedIn` or a `SignInError` into `templates/test_idp.html`, with what to check in
-Okta for the step that failed. The test never creates a session or sets `CF_Authorization`, and
-it shows only the tester's own identity, so it needs no admin token.
+`begin` starts an ordinary sign-in whose login state says `purpose="test"`; the IdP answers on
+the usual callback, which runs the same sign-in code (`signin.finish`, with Okta's too-many-groups
+restart) and then, instead of creating a session, hands what the sign-in learned to
+`render_success` or the `SignInError` it raised to `render_failure`. Nothing here re-does a
+sign-in step: this module only turns a `SignedIn` or a `SignInError` into
+`templates/test_idp.html`, with what the provider says to check for the step that failed. The
+test never creates a session or sets `CF_Authorization`, and it shows only the tester's own
+identity, so it needs no admin token.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from urllib.parse import urlencode
 
 from starlette.responses import RedirectResponse, Response
 
-from gateway.authn import okta, signin
-from gateway.authn.oidc import SignInResult, TooManyGroupsError
+from gateway.authn import signin
+from gateway.authn.providers import SignInResult
+from gateway.authn.providers.okta import TooManyGroupsError
 from gateway.config import IdentityProvider
 from gateway.errors import GatewayError, NotFoundError, SignInError
 from gateway.runtime import CALLBACK_PATH, Runtime, reference_id
@@ -60,11 +62,9 @@ async def begin(rt: Runtime, idp_id: str, binding_cookie: str) -> Response:
     if idp is None:
         raise NotFoundError("There is no identity provider with that id.")
     binding = rt.bindings.unsign(binding_cookie) or secrets.token_urlsafe(24)
-    state = signin.LoginState(
-        binding=binding, idp_id=idp.id, nonce="", code_verifier="", purpose="test"
-    )
+    state = signin.LoginState(binding=binding, idp_id=idp.id, purpose="test")
     try:
-        authorize_url = await signin.start(rt.store, rt.oidc[idp.id], state)
+        authorize_url = await signin.start(rt.store, rt.providers[idp.id], state)
     except SignInError as exc:
         return render_failure(rt, idp, exc)
     response = RedirectResponse(authorize_url, status_code=302)
@@ -86,7 +86,7 @@ def render_success(rt: Runtime, idp: IdentityProvider, signed_in: signin.SignedI
         idp_name=idp.name,
         idp_type=idp.type,
         identity_json=_pretty(signed_in.identity.to_json()),
-        groups_source=_groups_source(result, restarted=not signed_in.state.groups_scope),
+        groups_source=_groups_source(result),
         groups_note=result.groups_note,
         claims_configured=bool(idp.config.claims),
         oidc_fields_json=_pretty(kept),
@@ -128,7 +128,7 @@ def render_failure(rt: Runtime, idp: IdentityProvider, exc: SignInError) -> Resp
         reason=exc.description,
         hint=exc.hint,
         # The refusal's hint already names the limit and both fixes; nothing else to check.
-        checks=[] if too_many_groups else _checks(exc.step, idp, redirect_uri),
+        checks=[] if too_many_groups else _checks(rt, idp, exc.step, redirect_uri),
         redirect_uri=redirect_uri,
         retry_url="/test-idp?" + urlencode({"idp": idp.id}),
         status=exc.status,
@@ -136,63 +136,14 @@ def render_failure(rt: Runtime, idp: IdentityProvider, exc: SignInError) -> Resp
     )
 
 
-def _checks(step: str, idp: IdentityProvider, redirect_uri: str) -> list[str]:
-    """What to check in Okta (or the generic provider) when `step` failed."""
-    config = idp.config
-    is_okta = idp.type == "okta"
-    where = "in Okta" if is_okta else "at the identity provider"
-    if step in ("discovery", "jwks", "id_token") and is_okta:
-        server = config.authorization_server_id
-        issuer = okta.expected_issuer(config.okta_account, server)
-        checks = [
-            f"The Okta domain (okta_account = {config.okta_account}): your org's URL, such as "
-            "https://dev-123456.okta.com, with no path.",
-            f"The authorization server ID ({server}): it must exist and be active (Security > "
-            "API > Authorization Servers); leave it empty for the org authorization server."
-            if server
-            else "The authorization server ID: empty means the org authorization server; set it "
-            "('default' or 'aus...') if the app uses a custom authorization server.",
-            f"The gateway reads {okta.discovery_url(config.okta_account, server)} and expects "
-            f"the issuer {issuer}.",
-        ]
-        if step == "id_token":
-            checks += [
-                f"The client ID ({config.client_id}): the ID token's audience must include it.",
-                "This host's clock (NTP), and that ID token encryption is off for the app.",
-            ]
-        return checks
-    if step == "authorize":
-        return [
-            f"The app's sign-in redirect URIs {where} must include exactly {redirect_uri}.",
-            f"The user is assigned to the app {where}.",
-            "The app allows the Authorization Code grant and the scopes openid, email and "
-            "profile (and groups).",
-        ]
-    if step == "token":
-        return [
-            f"The client ID ({config.client_id}) and client secret must be the app's "
-            "(General > Client Credentials), with client authentication 'Client secret' "
-            "(sent as HTTP Basic).",
-            f"The app's sign-in redirect URI must be exactly {redirect_uri}.",
-            "pkce_enabled must match the app's 'Require PKCE' setting.",
-        ]
-    if step == "groups":
-        return [
-            "api_token must be an active Okta API token (Security > API > Tokens).",
-            "The admin who created the token needs at least the Read-only Administrator role.",
-            "The token's rate limit is shared with other integrations using it.",
-        ]
-    if step in ("userinfo", "email"):
-        return [
-            f"The app is granted the openid, email and profile scopes {where}, and the user has "
-            f"an email address (email_claim_name = {config.email_claim_name}).",
-        ]
+def _checks(rt: Runtime, idp: IdentityProvider, step: str, redirect_uri: str) -> list[str]:
+    """What to check when `step` failed: the sign-in state here, the rest at the IdP."""
     if step == "state":
         return ["Cookies are enabled for the gateway, and the test finishes within 10 minutes."]
-    return [f"The identity provider's settings {where} and this host's network access to it."]
+    return rt.providers[idp.id].checks(step, redirect_uri)
 
 
-def _groups_source(result: SignInResult, *, restarted: bool) -> str:
+def _groups_source(result: SignInResult) -> str:
     """Where the groups came from, in a sentence."""
     count = _plural(len(result.groups), "group")
     if result.groups_source == "claim":
@@ -204,7 +155,7 @@ def _groups_source(result: SignInResult, *, restarted: bool) -> str:
         why = (
             "Okta refused the groups claim (more than 100 groups), so the gateway signed in "
             "again without the groups scope"
-            if restarted
+            if result.restarted
             else "The sign-in carried no usable groups claim"
         )
         return (

@@ -8,23 +8,20 @@ which the app turns into an HTML page with a reference id.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import re
 import secrets
 import time
-from collections.abc import Mapping
 from urllib.parse import urlencode, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 
 from gateway.authn import handoff, login_limit, signin, testpage
-from gateway.authn.oidc import TooManyGroupsError, too_many_groups_error
 from gateway.authz.app_tokens import certs_document
 from gateway.authz.policy import RequestFacts, app_session_duration, evaluate
 from gateway.authz.routing import split_host
-from gateway.config import App, IdentityProvider
+from gateway.config import App
 from gateway.errors import GatewayError, NotFoundError, SignInError, StoreUnavailableError
 from gateway.ops.metrics import CONTENT_TYPE_LATEST
 from gateway.proxy.guard import denied
@@ -140,15 +137,13 @@ async def login(request: Request) -> Response:
     state = signin.LoginState(
         binding=binding,
         idp_id=idp.id,
-        nonce="",
-        code_verifier="",
         purpose="login",
         app_id=app.id,
         app_host=app_host,
         redirect_url=redirect_url,
         app_binding=app_binding,
     )
-    authorize_url = await signin.start(rt.store, rt.oidc[idp.id], state)
+    authorize_url = await signin.start(rt.store, rt.providers[idp.id], state)
     response = _no_store(RedirectResponse(authorize_url, status_code=302))
     set_binding_cookie(rt, response, LOGIN_BINDING_COOKIE, binding)
     return response
@@ -234,14 +229,14 @@ async def callback(request: Request) -> Response:
     ip = client_info(request.scope, rt.settings.gateway.trusted_proxies).ip
     started = time.perf_counter()
     try:
-        outcome = await _finish(rt, idp, state, params, ip)
+        outcome = await signin.finish(rt.store, rt.providers[idp.id], state, params, ip, rt.clock)
     except SignInError as exc:
         rt.metrics.sign_in(idp.id, "failure", exc.step, time.perf_counter() - started)
         if state.purpose != "test":
             raise
         return testpage.render_failure(rt, idp, exc)
     seconds = time.perf_counter() - started
-    if isinstance(outcome, str):  # the restart without the groups scope
+    if isinstance(outcome, str):  # to the IdP once more (Okta: without the groups scope)
         rt.metrics.sign_in(idp.id, "restarted", "", seconds)
         return _no_store(RedirectResponse(outcome, status_code=302))
     rt.metrics.sign_in(idp.id, "success", "", seconds)
@@ -277,39 +272,6 @@ async def callback(request: Request) -> Response:
         state.app_binding,
         cookie_value,
     )
-
-
-async def _finish(
-    rt: Runtime,
-    idp: IdentityProvider,
-    state: signin.LoginState,
-    params: Mapping[str, str],
-    ip: str,
-) -> signin.SignedIn | str:
-    """The sign-in from Okta's answer on the redirect; or, when Okta refused a groups claim over
-    100 groups and an API token is set, the authorize URL of the one restart without the
-    `groups` scope (SPEC 4). The user already has an Okta session, so that round trip is silent
-    and the groups then come from the Okta API."""
-    try:
-        if params.get("error"):
-            raise signin.okta_redirect_error(params["error"], params.get("error_description", ""))
-        code = params.get("code")
-        if not code:
-            raise SignInError("The sign-in answer has no authorization code.", step="authorize")
-        return await signin.finish(rt.oidc[idp.id], idp.id, idp.type, state, code, ip, rt.clock)
-    except TooManyGroupsError as exc:
-        if not (idp.type == "okta" and idp.config.api_token):
-            raise
-        if not state.groups_scope:
-            # Refused again without the groups scope: restarting once more would loop.
-            raise too_many_groups_error(exc.step, restarted=True) from exc
-        log.info(
-            "groups claim over Okta's limit: restarting without it idp=%s",
-            idp.id,
-            extra={"step": "restart", "idp": idp.id},
-        )
-        retry = dataclasses.replace(state, groups_scope=False)
-        return await signin.start(rt.store, rt.oidc[idp.id], retry, prompt="none")
 
 
 # --- the IdP test page ----------------------------------------------------------------------

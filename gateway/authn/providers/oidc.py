@@ -1,12 +1,15 @@
-"""OpenID Connect sign-in: discovery, JWKS cache, authorize URL, PKCE, code exchange, ID-token
-checks, userinfo, and where a user's email, name, groups and kept claims come from.
+"""The OpenID Connect core the OIDC providers share: discovery, JWKS cache, authorize URL, PKCE,
+code exchange, ID-token checks, userinfo, and where a user's email, name, groups and kept claims
+come from.
 
-One `OIDCClient` per identity provider lives for the whole process. The web handlers call
-`authorization_request()` to start a sign-in and `sign_in()` on the callback; everything in
-between follows SPEC 4 "Sign-in rules", OKTA.md and OpenID Connect Core 1.0. Every failure is a
-`SignInError` subclass with a `step` naming what failed and a `hint` for the operator; no token,
-code, secret or cookie ever reaches a message or the log. joserfc does the JWS cryptography
-behind typed helpers here, so none of its dicts leak out.
+`OIDCProvider` is the `Provider` of the authorization-code flow (OIDC Core 3.1); a subclass says
+what differs at its IdP: where the endpoints come from (`metadata`), the scopes, the signing
+algorithms, how it words a refusal it gives for its own reasons (`_refusal`), where groups come
+from when no claim has them, and what to check when a step fails. `okta.py` and `generic.py` are
+the two. Everything follows SPEC 4 "Sign-in rules", OKTA.md and OpenID Connect Core 1.0. Every
+failure is a `SignInError` subclass with a `step` naming what failed and a `hint` for the
+operator; no token, code, secret or cookie ever reaches a message or the log. joserfc does the
+JWS cryptography behind typed helpers here, so none of its dicts leak out.
 """
 
 from __future__ import annotations
@@ -21,9 +24,9 @@ import math
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar
 from urllib.parse import quote, quote_plus, urlencode
 
 import httpx
@@ -31,8 +34,8 @@ from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, RSAKey
 
-from gateway.authn import okta
-from gateway.config import IdentityProvider
+from gateway.authn.providers import GroupsSource, SignInRequest, SignInResult
+from gateway.config import ClientConfig, IdentityProvider
 from gateway.errors import IdPError, SignInError, TokenValidationError
 
 logger = logging.getLogger("gateway.oidc")
@@ -41,16 +44,13 @@ DISCOVERY_TTL = 3600.0  # discovery and JWKS are cached this long, then fetched 
 JWKS_REFETCH_INTERVAL = 30.0  # at most one unknown-kid refetch per this many seconds
 CLOCK_LEEWAY = 60.0  # seconds of clock skew allowed on exp / iat / nbf (SPEC 4: "small leeway")
 
-# OKTA.md: Okta signs ID tokens with RS256 only. Never "none", never HMAC: an HS256 token keyed
-# with the client secret could be minted by anyone holding that secret (SPEC 4).
-OKTA_ALGORITHMS = frozenset({"RS256"})
+# Never "none", never HMAC: an HS256 token keyed with the client secret could be minted by anyone
+# holding that secret (SPEC 4).
 OIDC_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "ES256", "ES384"})
 
-OKTA_SCOPES = ("openid", "email", "profile", "groups")
-DEFAULT_OIDC_SCOPES = ("openid", "email", "profile")
-
-# OKTA.md "Errors": the description Okta uses when a groups claim would exceed 100 groups.
-TOO_MANY_GROUPS = "The groups claim matched too many groups"
+# The single-use values of an authorization request, kept in `SignInRequest.pending`.
+NONCE = "nonce"
+CODE_VERIFIER = "code_verifier"
 
 _AUTH_PARAM = re.compile(r'(\w+)\s*=\s*"([^"]*)"')
 
@@ -59,53 +59,24 @@ PublicKey = RSAKey | ECKey
 
 @dataclass(frozen=True, slots=True)
 class ProviderMetadata:
-    """The endpoints of one provider, from discovery (Okta) or the configuration (oidc)."""
+    """The endpoints of one provider, from discovery or the configuration."""
 
     issuer: str
     authorization_endpoint: str
     token_endpoint: str
     jwks_uri: str
     userinfo_endpoint: str  # "" if none
+    scopes_supported: tuple[str, ...] | None = None  # None: not advertised
 
 
 @dataclass(frozen=True, slots=True)
-class AuthorizationRequest:
-    """Where to send the browser, and the single-use values to bind to it until the callback."""
+class Groups:
+    """A user's groups and where they came from."""
 
-    url: str
-    state: str
-    nonce: str
-    code_verifier: str  # "" when PKCE is off
-
-
-@dataclass(frozen=True, slots=True)
-class SignInResult:
-    """Who signed in, as established from a validated ID token (and userinfo / the Groups API)."""
-
-    sub: str
-    email: str
-    name: str
-    groups: tuple[str, ...]
-    groups_source: Literal["claim", "userinfo", "api", "none"]
-    groups_api_pages: int
-    groups_note: str
-    oidc_fields: dict[str, Any]
-    amr: tuple[str, ...]
-    id_token_claims: dict[str, Any]
-
-
-class TooManyGroupsError(IdPError):
-    """Okta refused the groups claim: the user is in more than 100 groups matching its filter.
-
-    Raised on the redirect (signin.okta_redirect_error) and at /token always: there is no ID
-    token to go on, so with an API token set the handler restarts the authorization once without
-    the `groups` scope. At /userinfo only when there is no API token, or when userinfo was needed
-    for more than the groups. Never read as "no groups": an exclude rule on a group must not
-    silently stop applying.
-    """
-
-    error = "server_error"
-    status = 502
+    names: tuple[str, ...]
+    source: GroupsSource
+    api_pages: int = 0
+    note: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,68 +85,117 @@ class _Tokens:
     access_token: str
 
 
-@dataclass(frozen=True, slots=True)
-class _Groups:
-    names: tuple[str, ...]
-    source: Literal["claim", "userinfo", "api", "none"]
-    api_pages: int = 0
-    note: str = ""
+class OIDCProvider:
+    """Signs users in with one OpenID Connect identity provider (authorization-code flow).
 
+    Not used alone: a subclass gives `_scopes` and, unless it discovers its endpoints at
+    `discovery_url`, `metadata`.
+    """
 
-class OIDCClient:
-    """Signs users in with one identity provider (authorization-code flow, OIDC Core 3.1)."""
+    who: ClassVar[str] = "the identity provider"  # how messages name the IdP
+    where: ClassVar[str] = "at the identity provider"  # where an operator looks
+    issuer_hint: ClassVar[str] = "check the issuer"
+    algorithms: ClassVar[frozenset[str]] = OIDC_ALGORITHMS
 
     def __init__(
         self,
         idp: IdentityProvider,
+        config: ClientConfig,
         http: httpx.AsyncClient,
         *,
+        issuer: str,
         redirect_uri: str,
         clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        discovery_url: str = "",
     ) -> None:
         self.idp = idp
-        self._config = idp.config
+        self._config = config
         self._http = http
+        self._issuer = issuer
         self._redirect_uri = redirect_uri
         self._clock = clock
-        self._sleep = sleep  # waits out the Groups API's rate limit (tests inject a fake)
-        self._is_okta = idp.type == "okta"
-        self._who = "Okta" if self._is_okta else "the identity provider"
-        self._who_start = self._who[:1].upper() + self._who[1:]
-        self._algorithms = OKTA_ALGORITHMS if self._is_okta else OIDC_ALGORITHMS
+        self._discovery_url = discovery_url
+        self._who_start = self.who[:1].upper() + self.who[1:]
         self._registry = jws.JWSRegistry(
-            algorithms=sorted(self._algorithms), strict_check_header=False
-        )
-        # Only Okta has a Groups API; for the generic type an api_token means nothing.
-        self._groups_api = self._is_okta and bool(self._config.api_token)
-        self._issuer = (
-            okta.expected_issuer(self._config.okta_account, self._config.authorization_server_id)
-            if self._is_okta
-            else self._config.issuer
+            algorithms=sorted(self.algorithms), strict_check_header=False
         )
         self._discovery_lock = asyncio.Lock()
         self._keys_lock = asyncio.Lock()
         self._metadata: ProviderMetadata | None = None
         self._metadata_at = -math.inf
-        self._groups_scope = True
         self._keys: dict[str, PublicKey] = {}
         self._keys_at = -math.inf
         self._last_refetch = -math.inf
-        if not self._is_okta:
-            self._metadata = ProviderMetadata(
-                issuer=self._config.issuer,
-                authorization_endpoint=self._config.auth_url,
-                token_endpoint=self._config.token_url,
-                jwks_uri=self._config.certs_url,
-                userinfo_endpoint=self._config.userinfo_url,
+
+    # --- what a subclass gives ------------------------------------------------------------
+
+    def _scopes(self, meta: ProviderMetadata) -> tuple[str, ...]:
+        """The scopes of a sign-in; "openid" among them."""
+        raise NotImplementedError
+
+    def _refusal(self, step: str, error: str, description: str) -> IdPError | None:
+        """An OAuth error answer (on the redirect, from /token or /userinfo) that this IdP gives
+        for a reason of its own, as the error to raise; None reads it the generic way."""
+        return None
+
+    def _can_do_without_userinfo(self, exc: SignInError, only_groups_missing: bool) -> bool:
+        """Whether the sign-in may go on after userinfo failed with `exc`."""
+        return False
+
+    async def _groups_elsewhere(self, sub: str) -> Groups:
+        """The groups when neither the ID token nor userinfo has a groups claim."""
+        return Groups(
+            (),
+            "none",
+            note="The identity provider sent no groups claim (neither in the ID token nor from "
+            "userinfo), so this user has no groups here: configure it to send a 'groups' claim.",
+        )
+
+    def _check_email_verified(self, lookup: Callable[[str], Any]) -> None:
+        """OIDC Core 5.1: an address the provider calls unverified is not the user's.
+
+        A provider may let anyone claim any address; an unverified one must not satisfy `email`
+        or `email_domain` rules.
+        """
+        if lookup("email_verified") in (False, "false"):
+            raise self._log(
+                SignInError(
+                    "The identity provider says this email address is not verified",
+                    step="email",
+                    status=403,
+                    hint="verify the address at the identity provider, then sign in again",
+                )
             )
-            self._metadata_at = math.inf
+
+    def checks(self, step: str, redirect_uri: str) -> list[str]:
+        """What to check at the IdP when `step` failed (the test page's list)."""
+        where = self.where
+        if step == "authorize":
+            return [
+                f"The app's sign-in redirect URIs {where} must include exactly {redirect_uri}.",
+                f"The user is assigned to the app {where}.",
+                "The app allows the Authorization Code grant and the scopes openid, email and "
+                "profile (and groups).",
+            ]
+        if step == "token":
+            return [
+                f"The client ID ({self._config.client_id}) and client secret must be the app's "
+                "(General > Client Credentials), with client authentication 'Client secret' "
+                "(sent as HTTP Basic).",
+                f"The app's sign-in redirect URI must be exactly {redirect_uri}.",
+                "pkce_enabled must match the app's 'Require PKCE' setting.",
+            ]
+        if step in ("userinfo", "email"):
+            return [
+                f"The app is granted the openid, email and profile scopes {where}, and the user "
+                f"has an email address (email_claim_name = {self._config.email_claim_name}).",
+            ]
+        return [f"The identity provider's settings {where} and this host's network access to it."]
 
     # --- discovery ------------------------------------------------------------------------
 
     async def metadata(self) -> ProviderMetadata:
-        """The provider's endpoints; for Okta from discovery, cached for DISCOVERY_TTL."""
+        """The provider's endpoints from discovery, cached for DISCOVERY_TTL."""
         async with self._discovery_lock:
             if self._metadata is None or self._clock() - self._metadata_at >= DISCOVERY_TTL:
                 self._metadata = await self._discover()
@@ -183,14 +203,14 @@ class OIDCClient:
             return self._metadata
 
     async def _discover(self) -> ProviderMetadata:
-        hint = "check the Okta domain / authorization server ID"
-        url = okta.discovery_url(self._config.okta_account, self._config.authorization_server_id)
-        response = await self._send("discovery", "GET", url)
+        hint = self.issuer_hint
+        response = await self._send("discovery", "GET", self._discovery_url)
         doc = _json_object(response) if response.status_code == 200 else None
         if doc is None:
             raise self._log(
                 IdPError(
-                    f"Okta's discovery document could not be read (HTTP {response.status_code})",
+                    f"{self._who_start}'s discovery document could not be read "
+                    f"(HTTP {response.status_code})",
                     step="discovery",
                     hint=hint,
                 )
@@ -199,8 +219,8 @@ class OIDCClient:
         if doc.get("issuer") != self._issuer:
             raise self._log(
                 IdPError(
-                    f"Okta's discovery document names the issuer {_short(doc.get('issuer'))}, "
-                    f"not the expected {self._issuer!r}",
+                    f"{self._who_start}'s discovery document names the issuer "
+                    f"{_short(doc.get('issuer'))}, not the expected {self._issuer!r}",
                     step="discovery",
                     hint=hint,
                 )
@@ -212,16 +232,12 @@ class OIDCClient:
         if missing:
             raise self._log(
                 IdPError(
-                    f"Okta's discovery document lacks {', '.join(missing)}",
+                    f"{self._who_start}'s discovery document lacks {', '.join(missing)}",
                     step="discovery",
                     hint=hint,
                 )
             )
-        # OKTA.md: a custom authorization server does not know the `groups` scope (its groups
-        # come from a claim defined on the server), and Okta rejects the whole authorize request
-        # with invalid_scope for an unknown scope. Ask for it only where it is advertised.
         scopes = doc.get("scopes_supported")
-        self._groups_scope = not isinstance(scopes, list) or "groups" in scopes
         userinfo = doc.get("userinfo_endpoint")
         logger.info(
             "idp %s: discovery ok, issuer %s",
@@ -235,15 +251,27 @@ class OIDCClient:
             token_endpoint=str(endpoints["token_endpoint"]),
             jwks_uri=str(endpoints["jwks_uri"]),
             userinfo_endpoint=userinfo if isinstance(userinfo, str) else "",
+            scopes_supported=(
+                tuple(s for s in scopes if isinstance(s, str)) if isinstance(scopes, list) else None
+            ),
         )
 
     # --- authorize ------------------------------------------------------------------------
 
-    async def authorization_request(
-        self, *, with_groups_scope: bool = True, prompt: str | None = None
-    ) -> AuthorizationRequest:
+    async def begin(self) -> SignInRequest:
         """A fresh authorize URL with its own state, nonce and (if enabled) PKCE verifier."""
         meta = await self.metadata()
+        return self._authorization_request(meta, self._scopes(meta))
+
+    def _authorization_request(
+        self,
+        meta: ProviderMetadata,
+        scopes: tuple[str, ...],
+        *,
+        prompt: str = "",
+        marks: Mapping[str, str] | None = None,
+    ) -> SignInRequest:
+        """The request for `scopes`; `marks` are kept with its nonce and verifier."""
         # 256 bits each; token_urlsafe uses only letters, digits, "-" and "_", which is within
         # the characters Okta allows in `state` (OKTA.md "Tokens").
         state = secrets.token_urlsafe(32)
@@ -252,7 +280,7 @@ class OIDCClient:
             "response_type": "code",
             "client_id": self._config.client_id,
             "redirect_uri": self._redirect_uri,
-            "scope": " ".join(self._scopes(with_groups_scope)),
+            "scope": " ".join(scopes),
             "state": state,
             "nonce": nonce,
         }
@@ -268,25 +296,27 @@ class OIDCClient:
         # OIDC Core 3.1.2.1: the endpoint may already carry a query component; keep it.
         separator = "&" if "?" in endpoint else "?"
         url = endpoint + separator + urlencode(params, quote_via=quote)
-        return AuthorizationRequest(url=url, state=state, nonce=nonce, code_verifier=code_verifier)
-
-    def _scopes(self, with_groups_scope: bool) -> tuple[str, ...]:
-        scopes: tuple[str, ...]
-        if self._is_okta:
-            scopes = OKTA_SCOPES if self._groups_scope else OKTA_SCOPES[:-1]
-        else:
-            scopes = self._config.scopes or DEFAULT_OIDC_SCOPES
-            if "openid" not in scopes:  # OIDC Core 3.1.2.1: without it there is no ID token
-                scopes = ("openid", *scopes)
-        return tuple(s for s in scopes if with_groups_scope or s != "groups")
+        pending = {**(marks or {}), NONCE: nonce, CODE_VERIFIER: code_verifier}
+        return SignInRequest(url=url, state=state, pending=pending)
 
     # --- callback -------------------------------------------------------------------------
 
-    async def sign_in(self, *, code: str, nonce: str, code_verifier: str) -> SignInResult:
-        """Exchange the code, validate the ID token, and resolve email, name, groups, claims."""
+    async def finish(
+        self, answer: Mapping[str, str], pending: Mapping[str, str]
+    ) -> SignInResult | SignInRequest:
+        return await self._sign_in(answer, pending)
+
+    async def _sign_in(self, answer: Mapping[str, str], pending: Mapping[str, str]) -> SignInResult:
+        """The answer on the redirect URI: the code exchanged, the ID token validated, and the
+        email, name, groups and claims resolved."""
+        if answer.get("error"):
+            raise self._redirect_error(answer["error"], answer.get("error_description", ""))
+        code = answer.get("code")
+        if not code:
+            raise SignInError("The sign-in answer has no authorization code.", step="authorize")
         meta = await self.metadata()
-        tokens = await self._exchange(meta, code, code_verifier)
-        claims = await self._validate_id_token(tokens.id_token, nonce)
+        tokens = await self._exchange(meta, code, pending.get(CODE_VERIFIER, ""))
+        claims = await self._validate_id_token(tokens.id_token, pending.get(NONCE, ""))
         sub = str(claims["sub"])
 
         wanted = (self._config.email_claim_name, "groups", *self._config.claims)
@@ -295,19 +325,10 @@ class OIDCClient:
         if missing and meta.userinfo_endpoint and tokens.access_token:
             try:
                 userinfo = await self._userinfo(meta, tokens.access_token, sub)
-            except TooManyGroupsError as exc:
-                # The Groups API can stand in for the groups, but not for another claim that
-                # only userinfo would have sent (the email, a kept custom claim): dropping that
-                # silently could switch a policy rule off. Then the handler restarts without
-                # the groups scope instead, as for the error at /token.
+            except SignInError as exc:
                 others = any(claims.get(name) is None for name in wanted if name != "groups")
-                if not self._groups_api or others:
+                if not self._can_do_without_userinfo(exc, not others):
                     raise self._log(exc) from None
-                logger.info(
-                    "idp %s: userinfo: too many groups, using the Groups API",
-                    self.idp.id,
-                    extra={"step": "userinfo", "idp": self.idp.id},
-                )
 
         def lookup(name: str) -> Any:
             # The ID token wins; userinfo (same sub, checked) fills in what it lacks.
@@ -326,17 +347,7 @@ class OIDCClient:
                     "(or fix email_claim_name)",
                 )
             )
-        if self.idp.type == "oidc" and lookup("email_verified") in (False, "false"):
-            # A generic provider may let anyone claim any address; an unverified one must not
-            # satisfy `email` or `email_domain` rules. (Okta's flag is advisory: OKTA.md.)
-            raise self._log(
-                SignInError(
-                    "The identity provider says this email address is not verified",
-                    step="email",
-                    status=403,
-                    hint="verify the address at the identity provider, then sign in again",
-                )
-            )
+        self._check_email_verified(lookup)
         groups = await self._groups(claims, userinfo, sub)
         amr = self._string_list(claims.get("amr"), "amr", "id_token") or ()
         oidc_fields = {
@@ -369,6 +380,26 @@ class OIDCClient:
             oidc_fields=oidc_fields,
             amr=amr,
             id_token_claims=dict(claims),
+        )
+
+    def _redirect_error(self, error: str, description: str) -> IdPError:
+        """The error the IdP sent back on the redirect URI (RFC 6749 4.1.2.1; OKTA.md)."""
+        special = self._refusal("authorize", error, description)
+        if special is not None:
+            return special
+        status = 403 if error == "access_denied" else 400 if error.startswith("invalid") else 502
+        hint = {
+            "access_denied": "is the user assigned to the Okta application?",
+            "invalid_scope": "the scopes the Okta application allows",
+            "unauthorized_client": "the grant types enabled on the Okta application",
+        }.get(error, "")
+        reason = description or error
+        return IdPError(
+            f"The identity provider refused the sign-in: {reason}",
+            error=error,
+            status=status,
+            step="authorize",
+            hint=hint,
         )
 
     async def _exchange(self, meta: ProviderMetadata, code: str, code_verifier: str) -> _Tokens:
@@ -408,8 +439,9 @@ class OIDCClient:
 
     def _token_error(self, response: httpx.Response) -> IdPError:
         error, description = _oauth_error(response)
-        if error == "server_error" and description.startswith(TOO_MANY_GROUPS):
-            return too_many_groups_error("token")
+        special = self._refusal("token", error, description)
+        if special is not None:
+            return special
         reason = _short(description or error or f"HTTP {response.status_code}", quoted=False)
         message = f"{self._who_start} refused the code exchange: {reason}"
         if response.status_code == 429:
@@ -433,33 +465,28 @@ class OIDCClient:
     async def _userinfo(
         self, meta: ProviderMetadata, access_token: str, sub: str
     ) -> dict[str, Any]:
+        """The userinfo answer; a failure is raised unlogged (the caller decides if it is one)."""
         headers = {"Authorization": f"Bearer {access_token}", "Accept": "application/json"}
         response = await self._send("userinfo", "GET", meta.userinfo_endpoint, headers=headers)
         if response.status_code != 200:
             error, description = _oauth_error(response)
-            if error == "server_error" and description.startswith(TOO_MANY_GROUPS):
-                raise too_many_groups_error("userinfo")  # logged by sign_in if it is fatal
+            special = self._refusal("userinfo", error, description)
+            if special is not None:
+                raise special
             reason = _short(description or error or f"HTTP {response.status_code}", quoted=False)
-            raise self._log(
-                IdPError(
-                    f"{self._who_start} refused the userinfo request: {reason}",
-                    step="userinfo",
-                )
+            raise IdPError(
+                f"{self._who_start} refused the userinfo request: {reason}", step="userinfo"
             )
         info = _json_object(response)
         if info is None:
-            raise self._log(
-                IdPError(
-                    f"{self._who_start} answered userinfo with no JSON object", step="userinfo"
-                )
+            raise IdPError(
+                f"{self._who_start} answered userinfo with no JSON object", step="userinfo"
             )
         # OIDC Core 5.3.2: a userinfo answer for another sub must not be used.
         if info.get("sub") != sub:
-            raise self._log(
-                TokenValidationError(
-                    "The userinfo answer is about a different user than the ID token (sub differs)",
-                    step="userinfo",
-                )
+            raise TokenValidationError(
+                "The userinfo answer is about a different user than the ID token (sub differs)",
+                step="userinfo",
             )
         return info
 
@@ -468,47 +495,15 @@ class OIDCClient:
         claims: Mapping[str, Any],
         userinfo: Mapping[str, Any],
         sub: str,
-    ) -> _Groups:
+    ) -> Groups:
         from_claim = self._string_list(claims.get("groups"), "groups", "id_token")
         if from_claim is not None:
-            return _Groups(from_claim, "claim")
+            return Groups(from_claim, "claim")
         from_userinfo = self._string_list(userinfo.get("groups"), "groups", "userinfo")
         if from_userinfo is not None:
-            return _Groups(from_userinfo, "userinfo")
-        # Reached with the claim missing, or after userinfo's too-many-groups error.
-        if self._groups_api:
-            names, pages = await okta.fetch_user_groups(
-                self._http,
-                self._config.okta_account,
-                self._config.api_token,
-                sub,
-                clock=self._clock,
-                sleep=self._sleep,
-            )
-            return _Groups(tuple(names), "api", pages)
-        return _Groups((), "none", note=self._no_groups_note())
-
-    def _no_groups_note(self) -> str:
-        if not self._is_okta:
-            return (
-                "The identity provider sent no groups claim (neither in the ID token nor from "
-                "userinfo), so this user has no groups here: configure it to send a 'groups' claim."
-            )
-        if self._config.authorization_server_id:
-            fix = (
-                "add a Groups claim on the custom authorization server (Security > API > "
-                "Authorization Servers > Claims: name 'groups', include in the ID token, "
-                "filter 'Matches regex' .*)"
-            )
-        else:
-            fix = (
-                "set the Groups claim on the Okta app's Sign On tab (name 'groups', filter "
-                "'Matches regex' .*)"
-            )
-        return (
-            f"Okta sent no groups claim, so this user has no groups here. To send groups, {fix}; "
-            "or set api_token to read them from the Okta API."
-        )
+            return Groups(from_userinfo, "userinfo")
+        # Reached with the claim missing, or when userinfo's failure was let go.
+        return await self._groups_elsewhere(sub)
 
     # --- ID token ---------------------------------------------------------------------------
 
@@ -546,9 +541,9 @@ class OIDCClient:
         return claims
 
     def _check_alg(self, alg: object) -> str:
-        if isinstance(alg, str) and alg in self._algorithms:
+        if isinstance(alg, str) and alg in self.algorithms:
             return alg
-        allowed = ", ".join(sorted(self._algorithms))
+        allowed = ", ".join(sorted(self.algorithms))
         if not isinstance(alg, str) or alg.lower() == "none":
             reason = "The ID token is unsigned (alg none), which is never accepted"
         elif alg.startswith("HS"):
@@ -585,7 +580,7 @@ class OIDCClient:
             raise self._log(
                 _invalid(
                     f"The ID token is signed with a key ({_short(kid or 'no kid')}) that is not in "
-                    f"{self._who}'s key set",
+                    f"{self.who}'s key set",
                     hint="if keys were just rotated, retry in a minute; otherwise check the "
                     "issuer (Okta domain / authorization server ID)",
                 )
@@ -643,7 +638,7 @@ class OIDCClient:
                 _invalid(
                     f"The ID token's issuer {_short(claims.get('iss'))} is not the expected "
                     f"{self._issuer!r}",
-                    hint="check the Okta domain / authorization server ID",
+                    hint=self.issuer_hint,
                 )
             )
         # Step 3: aud must contain client_id (a string or an array of strings).
@@ -733,7 +728,7 @@ class OIDCClient:
         except httpx.TransportError as exc:
             raise self._log(
                 IdPError(
-                    f"Could not connect to {self._who} for the {step} request",
+                    f"Could not connect to {self.who} for the {step} request",
                     step=step,
                     status=503,
                     hint="check the identity provider's URL and this host's outbound network",
@@ -786,34 +781,6 @@ def _pick_key(keys: Mapping[str, PublicKey], kid: str | None) -> PublicKey | Non
 
 def _invalid(description: str, *, hint: str = "") -> TokenValidationError:
     return TokenValidationError(description, step="id_token", hint=hint)
-
-
-def too_many_groups_error(step: str, *, restarted: bool = False) -> TooManyGroupsError:
-    """Okta's refusal of a groups claim over 100 groups, with both fixes (SPEC 4).
-
-    `restarted`: Okta refused again after the one restart without the `groups` scope, so the
-    claim does not depend on that scope and the API token alone cannot get around it.
-    """
-    if restarted:
-        return TooManyGroupsError(
-            "Okta refused the groups claim again when the gateway signed in without the groups "
-            "scope: the user is in more than 100 groups that match the groups claim filter, and "
-            "Okta sends that claim whatever the scopes",
-            step=step,
-            hint="Okta puts at most 100 groups in a claim. api_token is set, but the groups "
-            "claim does not depend on the 'groups' scope (a Groups claim on a custom "
-            "authorization server included in any scope). Either narrow the groups claim filter "
-            "in Okta so it matches fewer groups, or include the claim only in a 'groups' scope "
-            "so the gateway can leave it out and read every group from the Okta API",
-        )
-    return TooManyGroupsError(
-        "Okta refused to send the groups claim: the user is in more than 100 groups that match "
-        "the app's groups claim filter",
-        step=step,
-        hint="Okta puts at most 100 groups in a claim. Either set api_token on this identity "
-        "provider (a read-only Okta API token; the gateway then reads every group from the "
-        "Okta API), or narrow the groups claim filter in Okta so it matches fewer groups",
-    )
 
 
 def _oauth_error(response: httpx.Response) -> tuple[str, str]:

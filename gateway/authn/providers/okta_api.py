@@ -1,9 +1,9 @@
-"""Okta specifics: org vs custom authorization server URLs, and the Groups API.
+"""Okta's own URLs and API: org vs custom authorization server URLs, and the Groups API.
 
 Okta has two kinds of authorization server (OKTA.md "Authorization servers"): the org server,
 whose issuer is the bare org URL, and custom servers (`default` or `aus...`), whose issuer is
-`{org}/oauth2/{id}`. `expected_issuer` and `discovery_url` encode that difference so `oidc.py`
-never guesses. `fetch_user_groups` reads a user's complete group list from
+`{org}/oauth2/{id}`. `expected_issuer` and `discovery_url` encode that difference so the Okta
+provider (`okta.py`) never guesses. `fetch_user_groups` reads a user's complete group list from
 `GET /api/v1/users/{id}/groups` with an API token: the only source that works past Okta's
 100-group limit on the groups claim (SPEC 4 "Sign-in rules").
 """
