@@ -6,9 +6,10 @@ what it matches (`matches`, against the signed-in identity and the request's fac
 else is derived from `RULE_TYPES`: the config loader's parsing and its key-path problems
 (`parse_rule`), the JSON the admin API writes (`Rule.to_json`), the admin API's JSON Schema
 (`gateway/admin/schemas.py` walks the fields) and policy evaluation (`gateway/authz/policy.py`
-calls `matches`). A new rule is one class here, listed in `RULE_TYPES`, plus its row in
-docs/configuration.md; tests/test_rules.py fails until every part knows it. Pure: no web
-framework and no I/O, so it sits below the config loader, which imports it.
+calls `matches`). A new rule is one class here, listed in `RULE_TYPES`; what cannot be derived
+(its row in docs/configuration.md, a use in config.example.toml, an example in
+tests/test_rules.py) is held to the model by the tests. Pure: no web framework and no I/O, so it
+sits below the config loader, which imports it.
 """
 
 from __future__ import annotations
