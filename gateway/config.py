@@ -8,20 +8,23 @@ together as one `ConfigError`. A typo never silently switches a check off.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit
 
+# `as Network`: modules that read settings' networks (trusted_proxies) import the name from here
+from gateway.authz.rules import Network as Network
+from gateway.authz.rules import Rule, parse_rule
 from gateway.errors import ConfigError
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Decision = Literal["allow", "deny", "bypass", "non_identity"]
 SameSite = Literal["none", "lax", "strict"]
 UpdateBehavior = Literal["automatic", "reauth", "no_action"]
@@ -35,79 +38,7 @@ _MAX_DURATION = 87600 * 3600.0
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-# --- policy rules (SPEC 3) -------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class EveryoneRule:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class EmailRule:
-    email: str  # stored lower-case; compared case-insensitively
-
-
-@dataclass(frozen=True, slots=True)
-class EmailDomainRule:
-    domain: str  # stored lower-case, without "@"
-
-
-@dataclass(frozen=True, slots=True)
-class OktaGroupRule:
-    name: str
-    identity_provider_id: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class GroupNameRule:
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class OidcClaimRule:
-    claim_name: str
-    claim_value: str
-
-
-@dataclass(frozen=True, slots=True)
-class LoginMethodRule:
-    id: str
-
-
-@dataclass(frozen=True, slots=True)
-class AuthMethodRule:
-    auth_method: str
-
-
-@dataclass(frozen=True, slots=True)
-class IpRule:
-    network: Network
-
-
-@dataclass(frozen=True, slots=True)
-class ServiceTokenRule:
-    token_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class AnyValidServiceTokenRule:
-    pass
-
-
-Rule = (
-    EveryoneRule
-    | EmailRule
-    | EmailDomainRule
-    | OktaGroupRule
-    | GroupNameRule
-    | OidcClaimRule
-    | LoginMethodRule
-    | AuthMethodRule
-    | IpRule
-    | ServiceTokenRule
-    | AnyValidServiceTokenRule
-)
+# --- apps and their policies (SPEC 2-3; the rules are in gateway/authz/rules.py) ------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,6 +306,14 @@ class _Reader:
                 self.problem(key, "must be an absolute https or http URL")
         return value if exact else value.rstrip("/")
 
+    def network(self, key: str, text: str) -> Network | None:
+        """An IP address or CIDR (host bits allowed: "192.0.2.7/24" is 192.0.2.0/24)."""
+        try:
+            return ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            self.problem(key, f"invalid IP address or CIDR {text!r}")
+            return None
+
     def table(self, key: str) -> _Reader:
         value = self.raw(key)
         return _Reader({} if value is None else value, self.key_path(key), self.problems, self.env)
@@ -398,67 +337,6 @@ class _Reader:
                 self.problem(key, "unknown key")
 
 
-def _network(reader: _Reader, key: str, text: str) -> Network | None:
-    try:
-        return ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        reader.problem(key, f"invalid IP address or CIDR {text!r}")
-        return None
-
-
-_RULE_FIELDS: dict[str, tuple[str, ...]] = {
-    "everyone": (),
-    "email": ("email",),
-    "email_domain": ("domain",),
-    "okta": ("name", "identity_provider_id"),
-    "group_name": ("name",),
-    "oidc": ("claim_name", "claim_value"),
-    "login_method": ("id",),
-    "auth_method": ("auth_method",),
-    "ip": ("ip",),
-    "service_token": ("token_id",),
-    "any_valid_service_token": (),
-}
-_OPTIONAL_RULE_FIELDS = {("okta", "identity_provider_id")}
-
-
-def _rule(data: Any, path: str, problems: list[str], env: Mapping[str, str]) -> Rule | None:
-    if not isinstance(data, Mapping) or len(data) != 1:
-        problems.append(f"{path}: a rule is a table with exactly one rule name")
-        return None
-    ((kind, body),) = data.items()
-    if kind not in _RULE_FIELDS:
-        problems.append(f"{path}: unknown rule {kind!r}")
-        return None
-    reader = _Reader(body, f"{path}.{kind}", problems, env)
-    values = {
-        name: reader.string(name, required=(kind, name) not in _OPTIONAL_RULE_FIELDS)
-        for name in _RULE_FIELDS[kind]
-    }
-    reader.finish()
-    if any(not values[n] for n in _RULE_FIELDS[kind] if (kind, n) not in _OPTIONAL_RULE_FIELDS):
-        return None
-    builders: dict[str, Callable[[], Rule | None]] = {
-        "everyone": EveryoneRule,
-        "email": lambda: EmailRule(values["email"].lower()),
-        "email_domain": lambda: EmailDomainRule(values["domain"].lower().lstrip("@")),
-        "okta": lambda: OktaGroupRule(values["name"], values["identity_provider_id"]),
-        "group_name": lambda: GroupNameRule(values["name"]),
-        "oidc": lambda: OidcClaimRule(values["claim_name"], values["claim_value"]),
-        "login_method": lambda: LoginMethodRule(values["id"]),
-        "auth_method": lambda: AuthMethodRule(values["auth_method"]),
-        "ip": lambda: _ip_rule(reader, values["ip"]),
-        "service_token": lambda: ServiceTokenRule(values["token_id"]),
-        "any_valid_service_token": AnyValidServiceTokenRule,
-    }
-    return builders[kind]()
-
-
-def _ip_rule(reader: _Reader, text: str) -> IpRule | None:
-    network = _network(reader, "ip", text)
-    return IpRule(network) if network else None
-
-
 def _rules(reader: _Reader, key: str) -> tuple[Rule, ...]:
     value = reader.raw(key)
     if value is None:
@@ -466,8 +344,9 @@ def _rules(reader: _Reader, key: str) -> tuple[Rule, ...]:
     if not isinstance(value, list):
         reader.problem(key, "must be a list of rules")
         return ()
+    table = functools.partial(_Reader, problems=reader.problems, env=reader.env)
     rules = [
-        _rule(item, f"{reader.key_path(key)}[{i}]", reader.problems, reader.env)
+        parse_rule(item, f"{reader.key_path(key)}[{i}]", reader.problems, table)
         for i, item in enumerate(value)
     ]
     return tuple(r for r in rules if r is not None)
@@ -610,7 +489,7 @@ def _gateway(reader: _Reader) -> GatewaySettings:
             reader.problem("cookie_secret", "is required")
     networks = tuple(
         n
-        for n in (_network(reader, "trusted_proxies", t) for t in reader.strings("trusted_proxies"))
+        for n in (reader.network("trusted_proxies", t) for t in reader.strings("trusted_proxies"))
         if n is not None
     )
     settings = GatewaySettings(

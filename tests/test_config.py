@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from gateway import config
-from gateway.cli import main
-from gateway.config import (
+from gateway.authz.rules import (
+    RULE_TYPES,
     AnyValidServiceTokenRule,
     AuthMethodRule,
     EmailDomainRule,
@@ -24,11 +24,9 @@ from gateway.config import (
     OidcClaimRule,
     OktaGroupRule,
     ServiceTokenRule,
-    Settings,
-    app_aud,
-    load_config,
-    parse_settings,
 )
+from gateway.cli import main
+from gateway.config import Settings, app_aud, load_config, parse_settings
 from gateway.errors import ConfigError
 from gateway.state.sessions import CookieSigner
 
@@ -885,7 +883,7 @@ def test_example_config_uses_every_rule() -> None:
         for rule in policy.get(key, [])
         for kind in rule
     }
-    assert used == SPEC_RULES == set(config._RULE_FIELDS)
+    assert used == SPEC_RULES == set(RULE_TYPES)
     assert {p["decision"] for a in document["apps"] for p in a["policies"]} == {
         "allow",
         "deny",

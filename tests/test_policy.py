@@ -13,11 +13,9 @@ from gateway.authz.policy import (
     evaluate,
     evaluate_before_sign_in,
     policy_matches,
-    rule_matches,
 )
-from gateway.config import (
+from gateway.authz.rules import (
     AnyValidServiceTokenRule,
-    App,
     AuthMethodRule,
     EmailDomainRule,
     EmailRule,
@@ -27,12 +25,10 @@ from gateway.config import (
     LoginMethodRule,
     OidcClaimRule,
     OktaGroupRule,
-    Policy,
     Rule,
     ServiceTokenRule,
-    app_aud,
-    parse_settings,
 )
+from gateway.config import App, Policy, app_aud, parse_settings
 from gateway.identity import Identity
 
 OKTA_ID = "0b5f1c2e-okta"
@@ -171,7 +167,7 @@ def app(*policies: Policy) -> App:
 def test_rule_matches(
     rule: Rule, identity: Identity | None, facts: RequestFacts, matches: bool
 ) -> None:
-    assert rule_matches(rule, identity, facts) is matches
+    assert rule.matches(identity, facts, anonymous=False) is matches
 
 
 @pytest.mark.parametrize(
@@ -189,7 +185,7 @@ def test_rule_matches(
 )
 def test_identity_rules_never_match_without_an_identity(rule: Rule) -> None:
     facts = RequestFacts(client_ip=ipaddress.ip_address("192.0.2.1"), service_token_id="tok-1")
-    assert rule_matches(rule, None, facts) is False
+    assert rule.matches(None, facts, anonymous=False) is False
 
 
 def test_email_rule_from_the_config_file_is_case_insensitive() -> None:
@@ -405,7 +401,7 @@ def test_bypass_and_non_identity_are_let_through(outcome: str, rule: Rule) -> No
 def test_bypass_and_non_identity_do_not_see_identity_rules(decision: str, rule: Rule) -> None:
     anonymous = policy("Anonymous", decision, include=[rule])
     # Alice matches the rule, but these policies are decided before sign-in.
-    assert rule_matches(rule, ALICE, NO_FACTS) is True
+    assert rule.matches(ALICE, NO_FACTS, anonymous=False) is True
     assert policy_matches(anonymous, ALICE, NO_FACTS) is False
     assert evaluate(app(anonymous), ALICE, NO_FACTS) == Decision("deny", None)
     # As a require rule it can never be met either.

@@ -6,7 +6,8 @@ import pytest
 
 from gateway.authz.policy import RequestFacts, evaluate
 from gateway.authz.routing import AppDirectory, is_ambiguous_path, split_host
-from gateway.config import App, EveryoneRule, Policy, app_aud
+from gateway.authz.rules import EveryoneRule
+from gateway.config import App, Policy, app_aud
 from gateway.identity import Identity
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.admin.serialize import MAX_DURATION
+from gateway.authz.rules import RULE_TYPES, Field
 
 Schema = dict[str, Any]
 
@@ -64,29 +65,25 @@ _DURATION_IN: Schema = {
 }
 
 
-def _rule(name: str, fields: dict[str, Schema], required: tuple[str, ...]) -> Schema:
-    return obj({name: obj(fields, required)}, (name,))
-
-
 def _rules(text: Schema, optional_text: Schema, cidr: Schema) -> Schema:
-    """One policy rule (SPEC 3): an object with exactly one rule name."""
+    """One policy rule: an object with exactly one rule name, for each rule type
+    `gateway.authz.rules` declares, whose value has exactly that type's fields."""
+
+    def field(f: Field) -> Schema:
+        return cidr if f.format == "cidr" else optional_text if f.optional else text
+
     return {
         "oneOf": [
-            _rule("everyone", {}, ()),
-            _rule("email", {"email": text}, ("email",)),
-            _rule("email_domain", {"domain": text}, ("domain",)),
-            _rule(
-                "okta",
-                {"name": text, "identity_provider_id": optional_text},
-                ("name",),
-            ),
-            _rule("group_name", {"name": text}, ("name",)),
-            _rule("oidc", {"claim_name": text, "claim_value": text}, ("claim_name", "claim_value")),
-            _rule("login_method", {"id": text}, ("id",)),
-            _rule("auth_method", {"auth_method": text}, ("auth_method",)),
-            _rule("ip", {"ip": cidr}, ("ip",)),
-            _rule("service_token", {"token_id": text}, ("token_id",)),
-            _rule("any_valid_service_token", {}, ()),
+            obj(
+                {
+                    kind: obj(
+                        {f.key: field(f) for f in rule_type.fields},
+                        tuple(f.key for f in rule_type.fields if not f.optional),
+                    )
+                },
+                (kind,),
+            )
+            for kind, rule_type in RULE_TYPES.items()
         ]
     }
 

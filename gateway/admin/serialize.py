@@ -1,10 +1,11 @@
 """The admin API's objects as JSON, both ways.
 
 Out: settings dataclasses (from the file or the catalog alike) back into the JSON the config uses
-(SPEC 2): rules as `{"okta": {"name": ...}}`, durations as Go-style strings ("24h", "1h30m"),
-plus what the gateway adds (`id`, `read_only`, `aud`, `config.redirect_url`, `scim_base_url`).
-Secrets (client secrets, API tokens, SCIM secrets, service-token secrets and hashes, private
-keys) are never part of an object; a route that must show one once adds it itself.
+(SPEC 2): rules as `{"okta": {"name": ...}}` (each rule writes itself: `Rule.to_json` in
+`gateway/authz/rules.py`), durations as Go-style strings ("24h", "1h30m"), plus what the gateway
+adds (`id`, `read_only`, `aud`, `config.redirect_url`, `scim_base_url`). Secrets (client
+secrets, API tokens, SCIM secrets, service-token secrets and hashes, private keys) are never part
+of an object; a route that must show one once adds it itself.
 
 In: a request body into the catalog document it becomes, validated by the config file's own
 rules (same messages, same key paths). Fields the gateway sets are refused with a clear message
@@ -18,27 +19,15 @@ import dataclasses
 import datetime
 import math
 from collections.abc import Mapping
-from typing import Any, assert_never
+from typing import Any
 from urllib.parse import urlsplit
 
 from gateway.authz.app_tokens import SigningKey
 from gateway.authz.service_tokens import ServiceToken
 from gateway.config import (
-    AnyValidServiceTokenRule,
     App,
-    AuthMethodRule,
-    EmailDomainRule,
-    EmailRule,
-    EveryoneRule,
-    GroupNameRule,
     IdentityProvider,
-    IpRule,
-    LoginMethodRule,
-    OidcClaimRule,
-    OktaGroupRule,
     Policy,
-    Rule,
-    ServiceTokenRule,
     parse_app,
     parse_duration,
     parse_identity_provider,
@@ -78,45 +67,13 @@ def timestamp(epoch: float) -> str:
 # --- out ------------------------------------------------------------------------------------
 
 
-def rule_json(rule: Rule) -> dict[str, dict[str, str]]:
-    """A policy rule in the config's own spelling (SPEC 3)."""
-    match rule:
-        case EveryoneRule():
-            return {"everyone": {}}
-        case EmailRule():
-            return {"email": {"email": rule.email}}
-        case EmailDomainRule():
-            return {"email_domain": {"domain": rule.domain}}
-        case OktaGroupRule():
-            okta = {"name": rule.name}
-            if rule.identity_provider_id:
-                okta["identity_provider_id"] = rule.identity_provider_id
-            return {"okta": okta}
-        case GroupNameRule():
-            return {"group_name": {"name": rule.name}}
-        case OidcClaimRule():
-            return {"oidc": {"claim_name": rule.claim_name, "claim_value": rule.claim_value}}
-        case LoginMethodRule():
-            return {"login_method": {"id": rule.id}}
-        case AuthMethodRule():
-            return {"auth_method": {"auth_method": rule.auth_method}}
-        case IpRule():
-            return {"ip": {"ip": str(rule.network)}}
-        case ServiceTokenRule():
-            return {"service_token": {"token_id": rule.token_id}}
-        case AnyValidServiceTokenRule():
-            return {"any_valid_service_token": {}}
-        case _:
-            assert_never(rule)
-
-
 def policy_json(policy: Policy) -> dict[str, Any]:
     result: dict[str, Any] = {
         "name": policy.name,
         "decision": policy.decision,
-        "include": [rule_json(r) for r in policy.include],
-        "require": [rule_json(r) for r in policy.require],
-        "exclude": [rule_json(r) for r in policy.exclude],
+        "include": [r.to_json() for r in policy.include],
+        "require": [r.to_json() for r in policy.require],
+        "exclude": [r.to_json() for r in policy.exclude],
     }
     if policy.session_duration is not None:
         result["session_duration"] = format_duration(policy.session_duration)

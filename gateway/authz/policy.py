@@ -8,38 +8,16 @@ matching policy decides.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from typing import Literal
 
-from gateway.config import (
-    AnyValidServiceTokenRule,
-    App,
-    AuthMethodRule,
-    EmailDomainRule,
-    EmailRule,
-    EveryoneRule,
-    GroupNameRule,
-    IpRule,
-    LoginMethodRule,
-    OidcClaimRule,
-    OktaGroupRule,
-    Policy,
-    Rule,
-    ServiceTokenRule,
-)
+# `as`: callers name the facts, and the address type, through the policy API they feed
+from gateway.authz.rules import IPAddress as IPAddress
+from gateway.authz.rules import RequestFacts as RequestFacts
+from gateway.config import App, Policy
 from gateway.identity import Identity
 
 Outcome = Literal["allow", "deny", "bypass", "non_identity"]
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-@dataclass(frozen=True, slots=True)
-class RequestFacts:
-    """What a request contributes to a decision besides the identity."""
-
-    client_ip: IPAddress | None = None
-    service_token_id: str = ""  # a service token that authenticated this request, if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,58 +33,6 @@ class Decision:
 DENY_BY_DEFAULT = Decision("deny")
 
 
-def rule_matches(
-    rule: Rule, identity: Identity | None, facts: RequestFacts, *, anonymous: bool = False
-) -> bool:
-    """Whether one rule matches; identity rules never match without an identity.
-
-    `anonymous` is set for bypass policies, which are decided before any sign-in: there
-    `everyone` means every request, and other identity rules never match.
-    """
-    match rule:
-        case EveryoneRule() if anonymous:
-            return True
-        case IpRule(network=network):
-            return facts.client_ip is not None and facts.client_ip in network
-        case ServiceTokenRule(token_id=token_id):
-            return bool(facts.service_token_id) and facts.service_token_id == token_id
-        case AnyValidServiceTokenRule():
-            return bool(facts.service_token_id)
-    if identity is None:
-        return False
-    match rule:
-        case EveryoneRule():
-            return True
-        case EmailRule(email=email):
-            return identity.email.lower() == email
-        case EmailDomainRule(domain=domain):
-            return identity.email.lower().endswith("@" + domain)
-        case OktaGroupRule(name=name, identity_provider_id=idp_id):
-            return (
-                identity.idp_type == "okta"
-                and name in identity.groups
-                and (not idp_id or idp_id == identity.idp_id)
-            )
-        case GroupNameRule(name=name):
-            return name in identity.groups
-        case OidcClaimRule(claim_name=claim_name, claim_value=claim_value):
-            value = identity.oidc_fields.get(claim_name)
-            values = value if isinstance(value, list) else [value]
-            return any(v is not None and _claim_text(v) == claim_value for v in values)
-        case LoginMethodRule(id=idp_id):
-            return identity.idp_id == idp_id
-        case AuthMethodRule(auth_method=method):
-            return method in identity.amr
-    return False
-
-
-def _claim_text(value: object) -> str:
-    """A claim value as the config writes it: JSON `true` is "true", not Python's "True"."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
 def policy_matches(policy: Policy, identity: Identity | None, facts: RequestFacts) -> bool:
     """include: at least one; require: all; exclude: none."""
     # bypass and non_identity are decided before any sign-in: no identity is seen. Only for
@@ -115,11 +41,19 @@ def policy_matches(policy: Policy, identity: Identity | None, facts: RequestFact
     if policy.decision in ("bypass", "non_identity"):
         identity = None
     anonymous = policy.decision == "bypass"
-    return (
-        any(rule_matches(r, identity, facts, anonymous=anonymous) for r in policy.include)
-        and all(rule_matches(r, identity, facts, anonymous=anonymous) for r in policy.require)
-        and not any(rule_matches(r, identity, facts, anonymous=anonymous) for r in policy.exclude)
-    )
+    # Loops, not any()/all() over generators: this runs for every request and rule.
+    for rule in policy.include:
+        if rule.matches(identity, facts, anonymous):
+            break
+    else:
+        return False
+    for rule in policy.require:
+        if not rule.matches(identity, facts, anonymous):
+            return False
+    for rule in policy.exclude:
+        if rule.matches(identity, facts, anonymous):
+            return False
+    return True
 
 
 def evaluate_before_sign_in(app: App, facts: RequestFacts) -> Decision | None:

@@ -1,0 +1,303 @@
+"""The policy-rule vocabulary (SPEC 3): every rule type declared once, as one class here.
+
+A rule type says, in one place, its Cloudflare JSON name (`kind`), the shape of its value
+(`fields`: each key, whether it may be left out, whether it is text or an IP address/CIDR) and
+what it matches (`matches`, against the signed-in identity and the request's facts). Everything
+else is derived from `RULE_TYPES`: the config loader's parsing and its key-path problems
+(`parse_rule`), the JSON the admin API writes (`Rule.to_json`), the admin API's JSON Schema
+(`gateway/admin/schemas.py` walks the fields) and policy evaluation (`gateway/authz/policy.py`
+calls `matches`). A new rule is one class here, listed in `RULE_TYPES`; what cannot be derived
+(its row in docs/configuration.md, a use in config.example.toml, an example in
+tests/test_rules.py) is held to the model by the tests. Pure: no web framework and no I/O, so it
+sits below the config loader, which imports it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import ClassVar, Literal, Protocol
+
+from gateway.identity import Identity
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFacts:
+    """What a request contributes to a decision besides the identity."""
+
+    client_ip: IPAddress | None = None
+    service_token_id: str = ""  # a service token that authenticated this request, if any
+
+
+# --- the shape of a rule's value -------------------------------------------------------------
+
+FieldFormat = Literal["text", "cidr"]
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One key of a rule's value: `{ okta = { name = "G", identity_provider_id = "..." } }` has
+    two. The rule holds it in the attribute of the same name."""
+
+    key: str
+    optional: bool = False  # may be left out or empty; an empty one is left out of the JSON
+    format: FieldFormat = "text"  # "cidr": an IP address or CIDR, held as a network
+    normalise: Callable[[str], str] | None = None  # applied to the text once it is read
+
+
+class FieldReader(Protocol):
+    """What parsing needs of the config loader's table reader (`gateway.config._Reader`): each
+    call records its problems under the table's key path."""
+
+    def string(self, key: str, default: str = "", *, required: bool = False) -> str: ...
+
+    def network(self, key: str, text: str) -> Network | None: ...
+
+    def finish(self) -> None: ...
+
+
+class Rule(ABC):
+    """One rule of a policy's include, require or exclude list."""
+
+    __slots__ = ()
+
+    kind: ClassVar[str]  # the Cloudflare JSON name: `{ <kind> = { ... } }`
+    fields: ClassVar[tuple[Field, ...]]
+
+    @abstractmethod
+    def matches(self, identity: Identity | None, facts: RequestFacts, anonymous: bool) -> bool:
+        """Whether this rule matches. Rules about the identity never match without one.
+        `anonymous` is set for bypass policies, which are decided before any sign-in: there
+        `everyone` means every request."""
+
+    @classmethod
+    def parse(cls, reader: FieldReader) -> Rule | None:
+        """The rule from its value's table; None, with the problems on `reader`, if invalid."""
+        texts = [reader.string(f.key, required=not f.optional) for f in cls.fields]
+        reader.finish()
+        if any(not text for f, text in zip(cls.fields, texts, strict=True) if not f.optional):
+            return None  # "is required" (or why not) is reported already
+        values: dict[str, object] = {}
+        for f, text in zip(cls.fields, texts, strict=True):
+            if f.format == "cidr":
+                network = reader.network(f.key, text)
+                if network is None:
+                    return None
+                values[f.key] = network
+            else:
+                values[f.key] = f.normalise(text) if f.normalise else text
+        return cls(**values)
+
+    def to_json(self) -> dict[str, dict[str, str]]:
+        """The rule in the config's own spelling, as the admin API writes it."""
+        value: dict[str, str] = {}
+        for f in self.fields:
+            held = getattr(self, f.key)
+            if held or not f.optional:
+                value[f.key] = str(held)
+        return {self.kind: value}
+
+
+# --- the rules, in SPEC 3's order ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EveryoneRule(Rule):
+    """Any signed-in identity; in a bypass policy, every request."""
+
+    kind = "everyone"
+    fields = ()
+
+    def matches(self, identity: Identity | None, facts: RequestFacts, anonymous: bool) -> bool:
+        return anonymous or identity is not None
+
+
+@dataclass(frozen=True, slots=True)
+class EmailRule(Rule):
+    """That email, case-insensitively."""
+
+    email: str  # stored lower-case
+
+    kind = "email"
+    fields = (Field("email", normalise=str.lower),)
+
+    def matches(self, identity: Identity | None, facts: RequestFacts, anonymous: bool) -> bool:
+        return identity is not None and identity.email.lower() == self.email
+
+
+def _bare_domain(text: str) -> str:
+    return text.lower().lstrip("@")
+
+
+@dataclass(frozen=True, slots=True)
+class EmailDomainRule(Rule):
+    """Emails ending in `@domain`."""
+
+    domain: str  # stored lower-case, without "@"
+
+    kind = "email_domain"
+    fields = (Field("domain", normalise=_bare_domain),)
+
+    def matches(self, identity: Identity | None, facts: RequestFacts, anonymous: bool) -> bool:
+        return identity is not None and identity.email.lower().endswith("@" + self.domain)
+
+
+@dataclass(frozen=True, slots=True)
+class OktaGroupRule(Rule):
+    """An Okta group by name, from any Okta IdP or only from that one; never another type's."""
+
+    name: str
+    identity_provider_id: str = ""
+
+    kind = "okta"
+    fields = (Field("name"), Field("identity_provider_id", optional=True))
+
+    def matches(self, identity: Identity | None, facts: RequestFacts, anonymous: bool) -> bool:
+        return (
+            identity is not None
+            and identity.idp_type == "okta"
+            and self.name in identity.groups
+            and (not self.identity_provider_id or self.identity_provider_id == identity.idp_id)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class GroupNameRule(Rule):
+    """A group by name, from any identity provider."""
+
+    name: str
+
+    kind = "group_name"
+    fields = (Field("name"),)
+
+    def matches(self, identity: Identity | None, facts: RequestFacts, anonymous: bool) -> bool:
+        return identity is not None and self.name in identity.groups
+
+
+def _claim_text(value: object) -> str:
+    """A claim value as the config writes it: JSON `true` is "true", not Python's "True"."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class OidcClaimRule(Rule):
+    """A kept custom claim; a multi-valued claim matches if any element does."""
+
+    claim_name: str
+    claim_value: str
+
+    kind = "oidc"
+    fields = (Field("claim_name"), Field("claim_value"))
+
+    def matches(self, identity: Identity | None, facts: RequestFacts, anonymous: bool) -> bool:
+        if identity is None:
+            return False
+        value = identity.oidc_fields.get(self.claim_name)
+        values = value if isinstance(value, list) else [value]
+        return any(v is not None and _claim_text(v) == self.claim_value for v in values)
+
+
+@dataclass(frozen=True, slots=True)
+class LoginMethodRule(Rule):
+    """Signed in through the identity provider with that id."""
+
+    id: str
+
+    kind = "login_method"
+    fields = (Field("id"),)
+
+    def matches(self, identity: Identity | None, facts: RequestFacts, anonymous: bool) -> bool:
+        return identity is not None and identity.idp_id == self.id
+
+
+@dataclass(frozen=True, slots=True)
+class AuthMethodRule(Rule):
+    """The ID token's `amr` contains it."""
+
+    auth_method: str
+
+    kind = "auth_method"
+    fields = (Field("auth_method"),)
+
+    def matches(self, identity: Identity | None, facts: RequestFacts, anonymous: bool) -> bool:
+        return identity is not None and self.auth_method in identity.amr
+
+
+@dataclass(frozen=True, slots=True)
+class IpRule(Rule):
+    """The client address is in the network; read from the request, identity or not."""
+
+    ip: Network
+
+    kind = "ip"
+    fields = (Field("ip", format="cidr"),)
+
+    def matches(self, identity: Identity | None, facts: RequestFacts, anonymous: bool) -> bool:
+        return facts.client_ip is not None and facts.client_ip in self.ip
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceTokenRule(Rule):
+    """That service token authenticated the request."""
+
+    token_id: str
+
+    kind = "service_token"
+    fields = (Field("token_id"),)
+
+    def matches(self, identity: Identity | None, facts: RequestFacts, anonymous: bool) -> bool:
+        return bool(facts.service_token_id) and facts.service_token_id == self.token_id
+
+
+@dataclass(frozen=True, slots=True)
+class AnyValidServiceTokenRule(Rule):
+    """Any valid service token authenticated the request."""
+
+    kind = "any_valid_service_token"
+    fields = ()
+
+    def matches(self, identity: Identity | None, facts: RequestFacts, anonymous: bool) -> bool:
+        return bool(facts.service_token_id)
+
+
+RULE_TYPES: dict[str, type[Rule]] = {
+    rule_type.kind: rule_type
+    for rule_type in (
+        EveryoneRule,
+        EmailRule,
+        EmailDomainRule,
+        OktaGroupRule,
+        GroupNameRule,
+        OidcClaimRule,
+        LoginMethodRule,
+        AuthMethodRule,
+        IpRule,
+        ServiceTokenRule,
+        AnyValidServiceTokenRule,
+    )
+}
+
+
+def parse_rule(
+    data: object, path: str, problems: list[str], table: Callable[[object, str], FieldReader]
+) -> Rule | None:
+    """One rule as the config writes it, `{ <kind> = { ... } }`; None if it is not a valid one,
+    with every problem in `problems` under its key path
+    (`apps[1].policies[0].include[2]: unknown rule 'grop'`). `table(value, path)` reads the
+    rule's value (the config loader's reader, which also substitutes `"${VAR}"` in the file)."""
+    if not isinstance(data, Mapping) or len(data) != 1:
+        problems.append(f"{path}: a rule is a table with exactly one rule name")
+        return None
+    ((kind, value),) = data.items()
+    rule_type = RULE_TYPES.get(kind)
+    if rule_type is None:
+        problems.append(f"{path}: unknown rule {kind!r}")
+        return None
+    return rule_type.parse(table(value, f"{path}.{kind}"))
