@@ -53,7 +53,7 @@ def _serve(args: argparse.Namespace) -> int:
         factory=True,
         host=args.host,
         port=args.port,
-        workers=args.workers,
+        workers=args.workers if args.workers is not None else available_cpus(),
         log_level=args.log_level,
         log_config=logging_config(args.log_level),  # JSON lines, applied in every worker
         timeout_graceful_shutdown=SHUTDOWN_TIMEOUT,
@@ -65,6 +65,15 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=False,
     )
     return 0
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, which `taskset` and container CPU
+    sets narrow), else the machine's count: `serve` runs one worker per CPU by default (SPEC 1)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux: no affinity mask to read
+        return os.cpu_count() or 1
 
 
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
@@ -247,7 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", required=True)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument(
+        "--workers", type=int, help="worker processes (default: one per CPU this process may use)"
+    )
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(handler=_serve)
 

@@ -143,6 +143,8 @@ def instances(
                 str(config),
                 "--port",
                 str(port),
+                "--workers",
+                "1",
                 "--log-level",
                 "warning",
             ],

@@ -132,7 +132,7 @@ async def test_sigterm_lets_the_request_in_flight_finish_and_exits_0(
     url = f"http://127.0.0.1:{port}"
     config = write_config(tmp_path / "gateway.toml", port, slow_upstream.port)
     stdout, stderr = (tmp_path / "stdout").open("wb"), (tmp_path / "stderr").open("wb")
-    command = [sys.executable, "-m", "gateway", "serve", "--config", str(config)]
+    command = [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--workers", "1"]
     process = subprocess.Popen([*command, "--port", str(port)], stdout=stdout, stderr=stderr)
     try:
         await wait_ready(process, url)

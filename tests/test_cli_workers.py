@@ -1,0 +1,123 @@
+"""How many workers `gateway serve` runs (a real process under a narrowed CPU affinity): one per
+CPU it may use when `--workers` is absent (SPEC 1), the number given otherwise.
+
+Workers are counted twice over: the processes uvicorn spawns (read from /proc; with one worker
+uvicorn serves from the `gateway serve` process itself and spawns none) and the "Started server
+process" line each worker logs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from harness import free_port
+
+ALLOWED = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+
+
+def write_config(path: Path, port: int) -> Path:
+    path.write_text(
+        textwrap.dedent(f"""
+            [gateway]
+            public_url = "http://127.0.0.1:{port}"
+            cookie_secret = "workers-test-cookie-secret-0123456789"
+            store = "memory"
+            cookie_secure = false
+
+            [[identity_providers]]
+            id = "okta"
+            name = "Okta"
+            type = "okta"
+            [identity_providers.config]
+            client_id = "0oaclient"
+            client_secret = "workers-test-client-secret"
+            okta_account = "https://dev-123.okta.com"
+        """)
+    )
+    return path
+
+
+def spawned_workers(pid: int) -> list[int]:
+    """The worker processes uvicorn spawned under `pid` (not its multiprocessing helpers)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        for child in map(int, children):
+            try:
+                command = Path(f"/proc/{child}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"spawn_main" in command:
+                found.append(child)
+    return found
+
+
+def wait_for_workers(process: subprocess.Popen[bytes], url: str, expected: int) -> None:
+    """Until the gateway answers and `expected` workers are spawned (none for one worker)."""
+    spawned = 0 if expected == 1 else expected
+    deadline = time.monotonic() + 60  # each worker imports the app; the suite shares the CPUs
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"gateway serve exited {process.returncode}"
+        try:
+            answers = httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            answers = False
+        if answers and len(spawned_workers(process.pid)) == spawned:
+            return
+        time.sleep(0.2)
+    raise AssertionError(
+        f"expected {spawned} spawned workers, found {len(spawned_workers(process.pid))}"
+    )
+
+
+@pytest.mark.skipif(not ALLOWED or not Path("/proc").is_dir(), reason="needs Linux affinity")
+@pytest.mark.parametrize(
+    ("cpus", "flag", "expected"),
+    [
+        pytest.param(1, [], 1, id="1 CPU, no --workers"),
+        pytest.param(2, [], 2, id="2 CPUs, no --workers"),
+        pytest.param(1, ["--workers", "2"], 2, id="1 CPU, --workers 2"),
+    ],
+)
+def test_serve_runs_one_worker_per_cpu_it_may_use_unless_told(
+    tmp_path: Path, cpus: int, flag: list[str], expected: int
+) -> None:
+    if len(ALLOWED) < cpus:
+        pytest.skip(f"this process may use {len(ALLOWED)} CPU(s)")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    config = write_config(tmp_path / "gateway.toml", port)
+    command = [sys.executable, "-m", "gateway", "serve", "--config", str(config)]
+    with (tmp_path / "stdout").open("wb") as stdout, (tmp_path / "stderr").open("wb") as stderr:
+        process = subprocess.Popen(
+            [*command, "--port", str(port), *flag],
+            stdout=stdout,
+            stderr=stderr,
+            # what `taskset` does: the CPUs the process (and so its workers) may run on
+            preexec_fn=lambda: os.sched_setaffinity(0, ALLOWED[:cpus]),
+        )
+        try:
+            wait_for_workers(process, url, expected)
+            process.send_signal(signal.SIGTERM)
+            returncode = process.wait(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    errors = (tmp_path / "stderr").read_text()
+    assert returncode == 0, errors
+    lines = [json.loads(line) for line in (tmp_path / "stdout").read_text().splitlines()]
+    started = [e for e in lines if e["message"].startswith("Started server process")]
+    assert len(started) == expected
