@@ -39,10 +39,21 @@ def app_from_env() -> Gateway:
 
 def _serve(args: argparse.Namespace) -> int:
     try:
-        load_config(args.config)  # fail before forking workers, with every problem listed
+        settings = load_config(args.config)  # fail before forking workers, every problem listed
     except ConfigError as exc:
         _print_problems(exc)
         return 1
+    workers = args.workers
+    if workers is None:
+        # The memory store lives in one process: workers would each keep their own sessions
+        # and sign-in states, and a sign-in begun on one would fail on another.
+        workers = 1 if settings.gateway.store == "memory" else available_cpus()
+    elif workers > 1 and settings.gateway.store == "memory":
+        print(
+            f'warning: {workers} workers with store = "memory": each keeps its own sessions, '
+            "so sign-ins fail at random; use a Redis store or --workers 1",
+            file=sys.stderr,
+        )
     os.environ[CONFIG_ENV] = os.path.abspath(args.config)
     # On SIGTERM uvicorn stops accepting, lets in-flight requests finish (for at most
     # SHUTDOWN_TIMEOUT), runs the lifespan shutdown (store and clients closed), then raises the
@@ -53,7 +64,7 @@ def _serve(args: argparse.Namespace) -> int:
         factory=True,
         host=args.host,
         port=args.port,
-        workers=args.workers if args.workers is not None else available_cpus(),
+        workers=workers,
         log_level=args.log_level,
         log_config=logging_config(args.log_level),  # JSON lines, applied in every worker
         timeout_graceful_shutdown=SHUTDOWN_TIMEOUT,
@@ -257,7 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument(
-        "--workers", type=int, help="worker processes (default: one per CPU this process may use)"
+        "--workers",
+        type=int,
+        help="worker processes (default: one per CPU it may use; one with the memory store)",
     )
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(handler=_serve)

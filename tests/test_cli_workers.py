@@ -24,13 +24,13 @@ from harness import free_port
 ALLOWED = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
 
 
-def write_config(path: Path, port: int) -> Path:
+def write_config(path: Path, port: int, store: str) -> Path:
     path.write_text(
         textwrap.dedent(f"""
             [gateway]
             public_url = "http://127.0.0.1:{port}"
             cookie_secret = "workers-test-cookie-secret-0123456789"
-            store = "memory"
+            store = "{store}"
             cookie_secure = false
 
             [[identity_providers]]
@@ -84,21 +84,30 @@ def wait_for_workers(process: subprocess.Popen[bytes], url: str, expected: int) 
 
 @pytest.mark.skipif(not ALLOWED or not Path("/proc").is_dir(), reason="needs Linux affinity")
 @pytest.mark.parametrize(
-    ("cpus", "flag", "expected"),
+    ("cpus", "flag", "expected", "memory"),
     [
-        pytest.param(1, [], 1, id="1 CPU, no --workers"),
-        pytest.param(2, [], 2, id="2 CPUs, no --workers"),
-        pytest.param(1, ["--workers", "2"], 2, id="1 CPU, --workers 2"),
+        pytest.param(1, [], 1, False, id="1 CPU, no --workers"),
+        pytest.param(2, [], 2, False, id="2 CPUs, no --workers"),
+        pytest.param(1, ["--workers", "2"], 2, False, id="1 CPU, --workers 2"),
+        # the memory store lives in one process: sessions made by one worker are unknown to
+        # the others, so it is served by one unless told otherwise
+        pytest.param(2, [], 1, True, id="2 CPUs, memory store"),
     ],
 )
 def test_serve_runs_one_worker_per_cpu_it_may_use_unless_told(
-    tmp_path: Path, cpus: int, flag: list[str], expected: int
+    tmp_path: Path,
+    cpus: int,
+    flag: list[str],
+    expected: int,
+    memory: bool,
+    request: pytest.FixtureRequest,
 ) -> None:
     if len(ALLOWED) < cpus:
         pytest.skip(f"this process may use {len(ALLOWED)} CPU(s)")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    config = write_config(tmp_path / "gateway.toml", port)
+    store = "memory" if memory else request.getfixturevalue("redis_url")
+    config = write_config(tmp_path / "gateway.toml", port, store)
     command = [sys.executable, "-m", "gateway", "serve", "--config", str(config)]
     with (tmp_path / "stdout").open("wb") as stdout, (tmp_path / "stderr").open("wb") as stderr:
         process = subprocess.Popen(
