@@ -119,7 +119,13 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         timeout = settings.gateway.idp_timeout
-        the_store = store if store is not None else open_store(settings.gateway.store, clock)
+        the_store = (
+            store
+            if store is not None
+            else open_store(
+                settings.gateway.store, clock, session_reads=settings.gateway.session_reads
+            )
+        )
         http = InstrumentedClient(
             metrics,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),

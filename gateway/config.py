@@ -25,7 +25,9 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Decision = Literal["allow", "deny", "bypass", "non_identity"]
 SameSite = Literal["none", "lax", "strict"]
 UpdateBehavior = Literal["automatic", "reauth", "no_action"]
-# Which HTTP/1.1 client carries the upstream leg: the fast hand-written one, or the library's.
+# How the store's GETs (the session read on every request) reach Redis, and which HTTP/1.1
+# client carries the upstream leg: the fast hand-written one, or the library's.
+SessionReads = Literal["pipelined", "redis-py"]
 UpstreamClientKind = Literal["builtin", "httpx"]
 
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
@@ -192,6 +194,7 @@ class GatewaySettings:
     trusted_proxies: tuple[Network, ...] = ()
     idp_timeout: float = 10.0
     upstream_timeout: float = 60.0
+    session_reads: SessionReads = "pipelined"
     upstream_client: UpstreamClientKind = "builtin"
 
     @property
@@ -576,6 +579,9 @@ def _gateway(reader: _Reader) -> GatewaySettings:
         trusted_proxies=networks,
         idp_timeout=reader.duration("idp_timeout", 10.0) or 10.0,
         upstream_timeout=reader.duration("upstream_timeout", 60.0) or 60.0,
+        session_reads=reader.choice(  # type: ignore[arg-type]
+            "session_reads", ("pipelined", "redis-py"), "pipelined"
+        ),
         upstream_client=reader.choice(  # type: ignore[arg-type]
             "upstream_client", ("builtin", "httpx"), "builtin"
         ),

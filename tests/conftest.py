@@ -90,14 +90,23 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture(params=["memory", "redis"])
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests taking `store` run on each kind the module's STORES names (default: both)."""
+    if "store" in metafunc.fixturenames:
+        kinds = getattr(metafunc.module, "STORES", ["memory", "redis"])
+        metafunc.parametrize("store", kinds, indirect=True)
+
+
+@pytest.fixture
 async def store(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[Store]:
-    """A fresh store of each kind; the memory one runs on `clock`, Redis on real time."""
+    """A fresh store of each kind; the memory one runs on `clock`, Redis on real time.
+    "redis-py-reads" is Redis with `[gateway] session_reads = "redis-py"`."""
     new: Store
     if request.param == "memory":
         new = MemoryStore(clock=clock)
     else:
-        new = RedisStore.from_url(request.getfixturevalue("redis_url"))
+        reads = "redis-py" if request.param == "redis-py-reads" else "pipelined"
+        new = RedisStore.from_url(request.getfixturevalue("redis_url"), session_reads=reads)
     try:
         yield new
     finally:
