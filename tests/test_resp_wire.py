@@ -140,12 +140,12 @@ def reads(request: pytest.FixtureRequest) -> SessionReads:
 
 
 @pytest.fixture
-async def store_at(reads: SessionReads) -> AsyncIterator[Callable[[str], RedisStore]]:
-    """Stores for a URL with `reads` and the short TIMEOUT, closed after the test."""
+async def store_at(reads: SessionReads) -> AsyncIterator[Callable[..., RedisStore]]:
+    """Stores for a URL with `reads` (and TIMEOUT unless told), closed after the test."""
     made: list[RedisStore] = []
 
-    def make(url: str) -> RedisStore:
-        made.append(RedisStore.from_url(url, session_reads=reads, timeout=TIMEOUT))
+    def make(url: str, timeout: float = TIMEOUT) -> RedisStore:
+        made.append(RedisStore.from_url(url, session_reads=reads, timeout=timeout))
         return made[-1]
 
     yield make
@@ -178,7 +178,7 @@ def server(request: pytest.FixtureRequest) -> Callable[[dict[bytes, bytes]], str
 
 
 async def test_a_value_and_a_nil(
-    server: Callable[[dict[bytes, bytes]], str], store_at: Callable[[str], RedisStore]
+    server: Callable[[dict[bytes, bytes]], str], store_at: Callable[..., RedisStore]
 ) -> None:
     store = store_at(server({b"session:1": b"\x00record\r\n\xff", b"empty": b""}))
     assert await store.get("session:1") == b"\x00record\r\n\xff"
@@ -199,7 +199,7 @@ async def test_a_value_and_a_nil(
     ids=["err", "noauth", "moved", "loading", "integer", "array"],
 )
 async def test_a_reply_that_is_no_value_is_unavailable(
-    fake: FakeRedis, store_at: Callable[[str], RedisStore], reply: bytes
+    fake: FakeRedis, store_at: Callable[..., RedisStore], reply: bytes
 ) -> None:
     fake.replies[b"k"] = reply
     fake.replies[b"other"] = bulk(b"fine")
@@ -211,7 +211,7 @@ async def test_a_reply_that_is_no_value_is_unavailable(
 
 
 async def test_a_real_error_reply_is_unavailable(
-    redis_url: str, store_at: Callable[[str], RedisStore]
+    redis_url: str, store_at: Callable[..., RedisStore]
 ) -> None:
     with redis.Redis.from_url(redis_url) as client:
         client.sadd("a-set", "m")
@@ -243,18 +243,18 @@ async def test_a_real_error_reply_is_unavailable(
 
 
 async def test_a_lost_connection_fails_what_waits_and_the_next_call_reconnects(
-    fake: FakeRedis, store_at: Callable[[str], RedisStore]
+    fake: FakeRedis, store_at: Callable[..., RedisStore]
 ) -> None:
     never = asyncio.Event()
     fake.replies[b"slow"] = late(b"never seen", never)
     fake.replies[b"k"] = bulk(b"v")
-    store = store_at(fake.url)
+    store = store_at(fake.url, timeout=5.0)
     assert await store.get("k") == b"v"  # connected
     waiting = [asyncio.create_task(store.get("slow")) for _ in range(3)]
     await asyncio.sleep(0.05)
     dialled = len(fake.received)
     fake.close()  # Redis goes away with the GETs in flight: they fail at once, not by timeout
-    async with asyncio.timeout(TIMEOUT / 2):
+    async with asyncio.timeout(2):
         results = await asyncio.gather(*waiting, return_exceptions=True)
     assert all(isinstance(r, StoreUnavailableError) for r in results), results
     assert await store.get("k") == b"v"  # dialled again
@@ -263,7 +263,7 @@ async def test_a_lost_connection_fails_what_waits_and_the_next_call_reconnects(
 
 
 async def test_a_late_reply_never_answers_the_next_caller(
-    fake: FakeRedis, store_at: Callable[[str], RedisStore]
+    fake: FakeRedis, store_at: Callable[..., RedisStore]
 ) -> None:
     too_late = asyncio.Event()
     fake.replies[b"alice"] = late(b"alice's session", too_late)
@@ -281,7 +281,7 @@ async def test_a_late_reply_never_answers_the_next_caller(
 
 
 async def test_a_cancelled_caller_s_reply_never_answers_the_next_one(
-    fake: FakeRedis, store_at: Callable[[str], RedisStore]
+    fake: FakeRedis, store_at: Callable[..., RedisStore]
 ) -> None:
     answer = asyncio.Event()
     fake.replies[b"alice"] = late(b"alice's session", answer)
@@ -297,7 +297,7 @@ async def test_a_cancelled_caller_s_reply_never_answers_the_next_one(
 
 
 async def test_concurrent_callers_each_get_their_own_value(
-    server: Callable[[dict[bytes, bytes]], str], store_at: Callable[[str], RedisStore]
+    server: Callable[[dict[bytes, bytes]], str], store_at: Callable[..., RedisStore]
 ) -> None:
     values = {f"k{i}".encode(): f"value-{i}".encode() * (i % 5 + 1) for i in range(200)}
     store = store_at(server(values))
@@ -306,7 +306,7 @@ async def test_concurrent_callers_each_get_their_own_value(
     assert got == [*values.values(), None]
 
 
-async def test_nothing_listening_is_unavailable(store_at: Callable[[str], RedisStore]) -> None:
+async def test_nothing_listening_is_unavailable(store_at: Callable[..., RedisStore]) -> None:
     store = store_at(f"redis://127.0.0.1:{free_port()}/0")
     with pytest.raises(StoreUnavailableError):
         await store.get("k")

@@ -28,8 +28,12 @@ from gateway.state.store.resp import RespError
 # process on a loaded machine can take 50 ms, which would fail those assertions).
 SHORT = 0.5
 EXPIRY_BOUND = SHORT + 2.0  # seconds: how long a lapsed TTL may take to show
-# The contract holds on Redis with either `[gateway] session_reads` (conftest's `store`).
-STORES = ["memory", "redis", "redis-py-reads"]
+
+
+@pytest.fixture(params=["memory", "redis", "redis-py-reads"])
+def store(request: pytest.FixtureRequest, open_store_of: Callable[[str], Store]) -> Store:
+    """conftest's stores, and Redis read through redis-py: the contract holds for both GETs."""
+    return open_store_of(request.param)
 
 
 @pytest.fixture(params=["pipelined", "redis-py"])
