@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from gateway.proxy.forwarding import open_upstream_client
 from gateway.proxy.upstream import UpstreamPool
 from gateway.proxy.upstream_client import UpstreamBrokenError, UpstreamClient, UpstreamResponse
 from gateway.proxy.upstream_httpx import HttpxUpstreamClient
@@ -451,7 +450,7 @@ async def test_answers_that_are_not_http_are_broken(
 
 
 @pytest.mark.parametrize(
-    "kind",
+    "client",
     [
         "builtin",
         pytest.param(
@@ -463,20 +462,18 @@ async def test_answers_that_are_not_http_are_broken(
             ),
         ),
     ],
+    indirect=True,
 )
-async def test_bytes_after_a_response_never_answer_the_next_request(peer: Peer, kind: str) -> None:
-    new = open_upstream_client(kind, timeout=TIMEOUT)  # type: ignore[arg-type]
-    await new.start()
-    try:
-        peer.script["/extra"] = reply(
-            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"
-            b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nEVIL"
-        )
-        assert await get(new, peer, "/extra") == (200, b"hi")
-        assert await get(new, peer) == (200, b"ok")
-        assert peer.on("/ok") == [2]
-    finally:
-        await new.close()
+async def test_bytes_after_a_response_never_answer_the_next_request(
+    client: UpstreamClient, peer: Peer
+) -> None:
+    peer.script["/extra"] = reply(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"
+        b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nEVIL"
+    )
+    assert await get(client, peer, "/extra") == (200, b"hi")
+    assert await get(client, peer) == (200, b"ok")
+    assert peer.on("/ok") == [2]
 
 
 async def test_nothing_listening_is_broken(client: UpstreamClient, peer: Peer) -> None:

@@ -19,7 +19,7 @@ import asyncio
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import httpx
@@ -211,7 +211,7 @@ class _Response:
         self.headers: list[tuple[bytes, bytes]] = response.headers.raw
         self.complete = False
         self._response = response
-        self._pieces = response.stream.__aiter__()  # type: ignore[union-attr]
+        self._pieces = cast(httpx.AsyncByteStream, response.stream).__aiter__()
         self._sender = sender
         # RFC 9110 9.3.2: no body follows a HEAD response's head, but a sloppy upstream may
         # send one anyway, to be read as the next request's answer: never pooled, as builtin.
@@ -221,7 +221,7 @@ class _Response:
         if self.complete:
             return b""
         try:
-            return bytes(await self._pieces.__anext__())
+            return await self._pieces.__anext__()
         except StopAsyncIteration:
             self.complete = True
             return b""
