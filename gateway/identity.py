@@ -6,7 +6,6 @@ Its JSON shape is the one in SPEC 4 ("Identity"), the same as Cloudflare Access'
 
 from __future__ import annotations
 
-import copy
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,6 +25,24 @@ def user_uuid_for(idp_id: str, sub: str) -> str:
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
+def freeze(value: Any) -> Any:
+    """A JSON value made read-only all through: objects become mapping views, arrays tuples."""
+    if isinstance(value, Mapping):
+        return MappingProxyType({key: freeze(item) for key, item in value.items()})
+    if isinstance(value, list | tuple):
+        return tuple(freeze(item) for item in value)
+    return value
+
+
+def thaw(value: Any) -> Any:
+    """A frozen value as plain JSON again (objects dicts, arrays lists), a fresh copy."""
+    if isinstance(value, Mapping):
+        return {key: thaw(item) for key, item in value.items()}
+    if isinstance(value, tuple):
+        return [thaw(item) for item in value]
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class Identity:
     id: str  # the identity nonce: new at every sign-in
@@ -39,7 +56,8 @@ class Identity:
     iat: int
     ip: str = ""
     amr: tuple[str, ...] = ()
-    # A read-only view: an identity is shared (sessions' decode cache), so nobody may change it.
+    # Read-only all through (`freeze`): an identity is shared (sessions' decode cache), so
+    # nobody may change it, not even a list inside a claim.
     oidc_fields: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     service_token_id: str = ""
     service_token_status: bool = False
@@ -47,7 +65,7 @@ class Identity:
 
     def __post_init__(self) -> None:
         if not isinstance(self.oidc_fields, MappingProxyType):
-            object.__setattr__(self, "oidc_fields", MappingProxyType(dict(self.oidc_fields)))
+            object.__setattr__(self, "oidc_fields", freeze(self.oidc_fields))
 
     def to_json(self) -> dict[str, Any]:
         """The SPEC 4 identity document."""
@@ -58,7 +76,7 @@ class Identity:
             "email": self.email,
             "groups": list(self.groups),
             "idp": {"id": self.idp_id, "type": self.idp_type},
-            "oidc_fields": copy.deepcopy(dict(self.oidc_fields)),
+            "oidc_fields": thaw(self.oidc_fields),
             "amr": list(self.amr),
             "iat": self.iat,
             "ip": self.ip,

@@ -30,7 +30,7 @@ from joserfc.jwk import RSAKey
 
 from gateway.authz.service_tokens import ServiceToken
 from gateway.config import App
-from gateway.identity import Identity
+from gateway.identity import Identity, thaw
 from gateway.state.sessions import Session, SessionManager
 from gateway.state.store import Clock, Store
 from gateway.state.store.lock import held
@@ -150,7 +150,7 @@ def mint_app_token(
         "nbf": int(now),
         "exp": int(expires),
         "identity_nonce": identity.id,
-        "custom": dict(identity.oidc_fields),
+        "custom": thaw(identity.oidc_fields),
     }
     header = {"alg": "RS256", "kid": key.kid, "typ": "JWT"}
     return jwt.encode(header, claims, _private_key(key.kid, json.dumps(key.jwk, sort_keys=True)))

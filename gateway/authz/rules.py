@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import ClassVar, Literal, Protocol
 
-from gateway.identity import Identity
+from gateway.identity import Identity, thaw
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -200,8 +200,8 @@ class OidcClaimRule(Rule):
         if identity is None:
             return False
         value = identity.oidc_fields.get(self.claim_name)
-        values = value if isinstance(value, list) else [value]
-        return any(v is not None and _claim_text(v) == self.claim_value for v in values)
+        values = value if isinstance(value, tuple) else (value,)  # an array, frozen (identity.py)
+        return any(v is not None and _claim_text(thaw(v)) == self.claim_value for v in values)
 
 
 @dataclass(frozen=True, slots=True)
