@@ -314,7 +314,8 @@ async def _list(call: _Call, resource_types: tuple[ResourceType, ...], query: _Q
     and `excludedAttributes` apply to each resource by its type. `sortBy` is not supported
     (ServiceProviderConfig says so) and, as any parameter we do not know, ignored."""
     predicates = _predicates(call, resource_types, query.filter)
-    total, shown = 0, list[dict[str, Any]]()
+    total = 0
+    shown: list[dict[str, Any]] = []
     for resource_type, compiled in zip(resource_types, predicates, strict=True):
         # This type's part of the page starts where the page does, less the types before it.
         start = max(query.start_index - total, 1)
