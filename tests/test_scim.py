@@ -370,8 +370,11 @@ async def test_unknown_idp_or_scim_off_is_404(
     secret = client.headers["authorization"].removeprefix("Bearer ")
     async with okta_client(app, secret, f"{TEAM}/populations/nope/scim/v2") as elsewhere:
         assert_scim_error(await elsewhere.get("/Users"), 404)
-    log = await runtime(app).provisioning_log.entries(None, 1)
-    assert log[0]["identity_provider_id"] == "nope" and log[0]["status"] == 404
+    # Refused before any SCIM work: in the failure record, not the provisioning log.
+    failures = await runtime(app).provisioning_log.auth_failures(None, 1)
+    assert failures[0]["identity_provider_id"] == "nope" and failures[0]["status"] == 404
+    assert failures[0]["reason"] == "unknown_idp"
+    assert await runtime(app).provisioning_log.entries(None, 10) == []
     assert await runtime(app).provisioning_log.entries("nope", 10) == []
 
     async with running(create_app(parse_settings(settings_doc(upstream.url)), store=store)) as off:

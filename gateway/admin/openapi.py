@@ -21,6 +21,7 @@ from gateway.admin.users import DEFAULT_LOG_ENTRIES as DEFAULT_LOG
 from gateway.admin.users import MAX_USERS_PER_PAGE, USERS_PER_PAGE
 from gateway.runtime import Runtime
 from gateway.scim.schema import MAX_RESULTS
+from gateway.state.provisioning_log import FAILURE_LIMIT
 from gateway.state.provisioning_log import LIMIT as LOG_LIMIT
 
 _ERRORS = {
@@ -330,6 +331,17 @@ def paths() -> dict[str, dict[str, Schema]]:
                         "required": False,
                         "description": "Only this IdP's entries.",
                         "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "auth_failures",
+                        "in": "query",
+                        "required": False,
+                        "description": (
+                            "true: the record of SCIM requests refused before any SCIM work "
+                            "instead (missing or wrong secret, unknown IdP, SCIM off; the "
+                            f"newest {FAILURE_LIMIT}), each with `client_ip` and `reason`."
+                        ),
+                        "schema": {"type": "boolean"},
                     },
                 ),
             ),

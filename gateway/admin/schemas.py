@@ -402,7 +402,15 @@ def schemas() -> dict[str, Schema]:
             },
             "required": ["schemas", "id", "meta"],
         },
-        "ProvisioningLogEntry": obj(_LOG_ENTRY, tuple(_LOG_ENTRY)),
+        "ProvisioningLogEntry": obj(
+            {
+                **_LOG_ENTRY,
+                # only in the record of refused requests (`auth_failures=true`)
+                "client_ip": _OUT_STRING,
+                "reason": {"enum": ["missing_secret", "wrong_secret", "unknown_idp", "scim_off"]},
+            },
+            tuple(_LOG_ENTRY),
+        ),
         "SigningKey": obj(
             {
                 "kid": _OUT_STRING,

@@ -4,7 +4,9 @@ Users are the registry's records (SPEC 5), one per person and identity provider,
 Cloudflare's shape. `revoke_user` takes an email and ends every session of every record with
 that email (one person may have signed in through several IdPs); revocation is in the store,
 so the next request on any instance finds no session. The SCIM provisioning log is read newest
-first, of all IdPs or of one (`?identity_provider_id=`, a deleted one's included).
+first, of all IdPs or of one (`?identity_provider_id=`, a deleted one's included); with
+`?auth_failures=true`, the record of SCIM requests refused for a wrong secret or an unknown IdP
+instead, in the same shape with the client's address and the reason added.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from starlette.responses import Response
 
 from gateway.admin.envelope import envelope, page_of, query_int, read_json
 from gateway.admin.serialize import session_json
-from gateway.errors import ConfigError, NotFoundError
+from gateway.errors import ConfigError, GatewayError, NotFoundError
 from gateway.runtime import Runtime
 from gateway.state.provisioning_log import LIMIT
 from gateway.state.registry import UserRecord
@@ -79,7 +81,16 @@ async def revoke_user(request: Request, rt: Runtime) -> Response:
     )
 
 
+def _flag(request: Request, name: str) -> bool:
+    raw = request.query_params.get(name, "false")
+    if raw not in ("true", "false"):
+        raise GatewayError(f"{name}: must be true or false", error="invalid_query", status=400)
+    return raw == "true"
+
+
 async def scim_log(request: Request, rt: Runtime) -> Response:
     limit = query_int(request, "limit", DEFAULT_LOG_ENTRIES, LIMIT)
     idp_id = request.query_params.get("identity_provider_id") or None
+    if _flag(request, "auth_failures"):
+        return envelope(await rt.provisioning_log.auth_failures(idp_id, limit))
     return envelope(await rt.provisioning_log.entries(idp_id, limit))

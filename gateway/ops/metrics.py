@@ -21,6 +21,9 @@ worker per container (or pod) and let Prometheus scrape each.
     gateway_idp_request_errors_total{endpoint,reason}  timeout, unreachable, rate_limited,
                                                    server_error
     gateway_scim_requests_total{outcome}           SCIM requests by outcome (`scim_outcome`)
+    gateway_scim_auth_failures_total{reason}       SCIM requests refused before any SCIM work:
+                                                   missing_secret, wrong_secret, unknown_idp,
+                                                   scim_off
     gateway_sessions_created_total{kind}           global and app sessions created
     gateway_sessions_revoked_total                 sessions revoked (logout, admin, SCIM)
     gateway_sessions_active                        see `LiveSessions`
@@ -161,6 +164,13 @@ class Metrics:
             ("outcome",),
             registry=registry,
         )
+        self._scim_auth_failures = Counter(
+            "gateway_scim_auth_failures",
+            "SCIM requests refused before any SCIM work, by reason: missing_secret, "
+            "wrong_secret, unknown_idp (or SCIM off: scim_off).",
+            ("reason",),
+            registry=registry,
+        )
         self._sessions_created = Counter(
             "gateway_sessions_created",
             "Sessions created, global (team domain) or app.",
@@ -226,6 +236,9 @@ class Metrics:
 
     def scim_request(self, status: int) -> None:
         self._scim.labels(scim_outcome(status)).inc()
+
+    def scim_auth_failure(self, reason: str) -> None:
+        self._scim_auth_failures.labels(reason).inc()
 
     # --- identity provider calls ------------------------------------------------------------
 

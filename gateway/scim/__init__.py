@@ -7,6 +7,7 @@
     repository.py resources in the gateway store: optimistic updates, indexes, paging
     effects.py    what provisioning does to sessions and the registry (SPEC 6)
     secret.py     the bearer secret per identity provider, stored hashed
+    auth_limit.py the cap on requests refused for their secret or IdP, per client network
     routes.py     the HTTP surface under /populations/<idp-id>/scim/v2
 
 `ScimError` is the one error of the package; `routes.py` turns it (and any other

@@ -12,14 +12,15 @@ comparisons follow the attribute's `caseExact` (so `userName` compares case-inse
 multi-valued attribute matches when any of its values does, and a multi-valued complex
 attribute named without a sub-attribute stands for its `value` sub-attribute. `ne` is the
 negation of `eq` (true when the attribute is absent), and `eq null` matches an absent
-attribute.
+attribute. Across several resource types (a search at the server root, `compile_filters`), an
+attribute a type does not define has no value in that type's resources (RFC 7644 3.4.2.1).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -328,7 +329,9 @@ class _Resolved:
     elements: Getter
 
 
-_Scope = Callable[[AttrPath], _Resolved]
+# What an attribute path names in a scope; None: an attribute this resource type does not define
+# (only in a search across several types, where that is no error).
+_Scope = Callable[[AttrPath], _Resolved | None]
 
 
 def parse_datetime(text: str) -> datetime | None:
@@ -346,10 +349,12 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def _resource_scope(resource_type: ResourceType) -> _Scope:
-    def resolve(path: AttrPath) -> _Resolved:
+def _resource_scope(resource_type: ResourceType, *, lacking_is_absent: bool = False) -> _Scope:
+    def resolve(path: AttrPath) -> _Resolved | None:
         found = resource_type.resolve(path.uri, path.name)
         if found is None:
+            if lacking_is_absent:
+                return None
             raise _invalid_filter(f"unknown attribute {path}")
         extension, attribute = found
 
@@ -408,6 +413,31 @@ def compile_filter(node: Filter, resource_type: ResourceType) -> Predicate:
     return _compile(node, _resource_scope(resource_type))
 
 
+def compile_filters(node: Filter, resource_types: Sequence[ResourceType]) -> list[Predicate]:
+    """One predicate per resource type, for a search across them all (RFC 7644 3.4.2.1, at the
+    server root). An attribute a type does not define has no value in that type's resources:
+    `pr`, `eq "x"`, `co`, `gt`... are false there, while `ne "x"`, `eq null` and `not` read
+    absence as usual. An attribute no type defines is a 400 invalidFilter, as it is at a
+    resource type's endpoint; so is a comparison a defining type's schema does not allow."""
+    unknown = [
+        path
+        for path in _attribute_paths(node)
+        if all(t.resolve(path.uri, path.name) is None for t in resource_types)
+    ]
+    if unknown:
+        raise _invalid_filter(f"unknown attribute {unknown[0]}")
+    return [_compile(node, _resource_scope(t, lacking_is_absent=True)) for t in resource_types]
+
+
+def _attribute_paths(node: Filter) -> list[AttrPath]:
+    """The attribute paths a filter names at the top level (not those inside `[...]`)."""
+    if isinstance(node, And | Or):
+        return _attribute_paths(node.left) + _attribute_paths(node.right)
+    if isinstance(node, Not):
+        return _attribute_paths(node.inner)
+    return [node.path]
+
+
 def compile_value_filter(node: Filter, parent: Attribute) -> Predicate:
     """A predicate over the elements of the complex attribute `parent` (PATCH value paths)."""
     return _compile(node, _element_scope(parent))
@@ -425,12 +455,16 @@ def _compile(node: Filter, scope: _Scope) -> Predicate:
         return lambda r: not inner(r)
     if isinstance(node, ValuePath):
         resolved = scope(AttrPath(node.path.uri, node.path.name))
+        if resolved is None:
+            return _never
         if resolved.attribute.type != "complex":
             raise _invalid_filter(f"{node.path}: [...] needs a complex attribute")
         matches = compile_value_filter(node.filter, resolved.attribute)
         elements = resolved.elements
         return lambda r: any(isinstance(e, Mapping) and matches(e) for e in elements(r))
     resolved = scope(node.path)
+    if resolved is None:
+        return _never if isinstance(node, Present) else _on_absent(node)
     if resolved.attribute.returned == "never":
         raise _invalid_filter(f"{node.path} cannot be filtered on")
     values = resolved.values
@@ -440,6 +474,17 @@ def _compile(node: Filter, scope: _Scope) -> Predicate:
     if node.op == "ne":
         return lambda r: not test(values(r))
     return lambda r: test(values(r))
+
+
+def _never(resource: Mapping[str, Any]) -> bool:
+    return False
+
+
+def _on_absent(node: Compare) -> Predicate:
+    """A comparison on an attribute the resource type does not define: as on an absent one
+    (`eq null` and `ne <value>` hold, nothing else does)."""
+    holds = node.op == "eq" if node.value is None else node.op == "ne"
+    return lambda r: holds
 
 
 def _present(value: Any) -> bool:

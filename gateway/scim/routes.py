@@ -3,9 +3,11 @@
 Every request goes through `_serve`: the identity provider must exist and have SCIM enabled
 (else 404), the bearer secret must verify (else 401), a body is read in chunks and refused past
 1 MiB (413) before any parsing, and every failure, ours or the store's, becomes the RFC 7644
-3.12 error document in `application/scim+json`. Each request, whatever its outcome, is written
-to the provisioning log. Writes run their effects on sessions and the registry (effects.py)
-after the store has the change.
+3.12 error document in `application/scim+json`. A request refused for its identity provider or
+its secret is counted (metric, and per client network: 429 past `auth_limit`'s cap) and kept in
+the failure record; every other request, whatever its outcome, is written to the provisioning
+log. Writes run their effects on sessions and the registry (effects.py) after the store has the
+change. A query at the server root (`GET /`, `POST /.search`) searches users and groups.
 """
 
 from __future__ import annotations
@@ -20,11 +22,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from gateway.errors import GatewayError, StoreUnavailableError
+from gateway.errors import GatewayError, RateLimitedError, StoreUnavailableError
 from gateway.runtime import Runtime
-from gateway.scim import ERROR, LIST_RESPONSE, SEARCH_REQUEST, ScimError
+from gateway.scim import ERROR, LIST_RESPONSE, SEARCH_REQUEST, ScimError, auth_limit
 from gateway.scim.effects import ProvisioningEffects
-from gateway.scim.filter import compile_filter, parse_filter
+from gateway.scim.filter import Filter, Predicate, compile_filter, compile_filters, parse_filter
 from gateway.scim.patch import apply_patch
 from gateway.scim.repository import Effects, Record, ScimRepository, attributes_of
 from gateway.scim.resources import project, render, validate_resource, version_tag
@@ -40,6 +42,7 @@ from gateway.scim.schema import (
     service_provider_config,
 )
 from gateway.scim.secret import presented_secret
+from gateway.web.clientinfo import client_info
 
 log = logging.getLogger("gateway.scim")
 
@@ -97,7 +100,11 @@ def scim_error_response(exc: GatewayError) -> Response:
     scim_type = getattr(exc, "scim_type", "")
     if scim_type:
         document["scimType"] = scim_type
-    headers = {"WWW-Authenticate": 'Bearer realm="SCIM"'} if exc.status == 401 else None
+    headers = {}
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="SCIM"'
+    if isinstance(exc, RateLimitedError):
+        headers["Retry-After"] = str(exc.retry_after)  # an integer: Okta honours it (OKTA.md)
     return scim_response(document, exc.status, headers)
 
 
@@ -122,17 +129,20 @@ async def _serve(request: Request, label: str, handlers: Handlers) -> Response:
     except StoreUnavailableError as exc:
         return scim_error_response(exc)
     idp = rt.settings.idp(idp_id)
-    call: _Call | None = None
+    if idp is None or not idp.scim_config.enabled:
+        reason = "unknown_idp" if idp is None else "scim_off"
+        refusal = ScimError(404, "No SCIM service here: unknown identity provider or SCIM off.")
+        return await _refuse(rt, request, idp_id, label, reason, refusal)
+    base_url = f"{rt.settings.gateway.public_url}/populations/{idp.id}/scim/v2"
+    repository = ScimRepository(rt.store, idp.id, rt.clock)
+    effects = ProvisioningEffects(idp, repository, rt.registry, rt.sessions)
+    call = _Call(request, base_url, repository, effects)
     try:
-        if idp is None or not idp.scim_config.enabled:
-            raise ScimError(404, "No SCIM service here: unknown identity provider or SCIM off.")
-        base_url = f"{rt.settings.gateway.public_url}/populations/{idp.id}/scim/v2"
-        repository = ScimRepository(rt.store, idp.id, rt.clock)
-        effects = ProvisioningEffects(idp, repository, rt.registry, rt.sessions)
-        call = _Call(request, base_url, repository, effects)
         presented = presented_secret(request.headers.get("authorization", ""))
         if not await rt.scim_secrets.verify(idp, presented):
-            raise ScimError(401, "Missing or wrong SCIM secret (Authorization: Bearer ...).")
+            reason = "wrong_secret" if presented else "missing_secret"
+            refusal = ScimError(401, "Missing or wrong SCIM secret (Authorization: Bearer ...).")
+            return await _refuse(rt, request, idp_id, label, reason, refusal)
         handler = handlers.get(request.method)
         if handler is None:
             allowed = ", ".join(sorted(handlers))
@@ -149,12 +159,37 @@ async def _serve(request: Request, label: str, handlers: Handlers) -> Response:
         method=request.method,
         resource_type=label,
         status=response.status_code,
-        resource_id=call.resource_id if call else "",
-        resource_name=call.resource_name if call else "",
+        resource_id=call.resource_id,
+        resource_name=call.resource_name,
         error=error,
-        known_idp=call is not None,
     )
     return response
+
+
+async def _refuse(
+    rt: Runtime, request: Request, idp_id: str, label: str, reason: str, refusal: ScimError
+) -> Response:
+    """A request refused before any SCIM work (`reason`): counted in the metric and against
+    its client network's cap (a 429 past it), and kept in the failure record, not the
+    provisioning log, which anyone could otherwise flush with them (SPEC 6)."""
+    client = client_info(request.scope, rt.settings.gateway.trusted_proxies)
+    error: GatewayError = refusal
+    try:
+        error = await auth_limit.count_failure(rt.store, client.address, rt.clock) or refusal
+    except StoreUnavailableError as exc:
+        # Refused either way; the store is down for everyone, the answer stays the refusal.
+        log.warning("scim refusal not counted: %s", exc)
+    rt.metrics.scim_auth_failure(reason)
+    await rt.provisioning_log.record_auth_failure(
+        idp_id=idp_id,
+        method=request.method,
+        resource_type=label,
+        status=error.status,
+        client_ip=client.ip,
+        reason=reason,
+        error=str(error),
+    )
+    return scim_error_response(error)
 
 
 # --- bodies and parameters ------------------------------------------------------------------
@@ -248,35 +283,59 @@ def _resource_response(
 # --- resources ------------------------------------------------------------------------------
 
 
-async def _list(call: _Call, resource_type: ResourceType, query: _Query) -> Response:
-    """RFC 7644 3.4.2: a ListResponse page, filtered."""
-    compiled = None
-    if query.filter:
-        node = parse_filter(query.filter)
-        predicate = compile_filter(node, resource_type)
-        base_url = call.base_url
+def _predicates(
+    call: _Call, resource_types: tuple[ResourceType, ...], text: str
+) -> list[tuple[Filter, Predicate] | None]:
+    """Each resource type's compiled filter (None: no filter), over records as returned."""
+    if not text:
+        return [None for _ in resource_types]
+    node = parse_filter(text)
+    if len(resource_types) == 1:
+        compiled = [compile_filter(node, resource_types[0])]
+    else:
+        compiled = compile_filters(node, resource_types)
+    call.resource_name = text
+    base_url = call.base_url
 
+    def over_rendered(resource_type: ResourceType, predicate: Predicate) -> Predicate:
         def matches(record: Mapping[str, Any]) -> bool:
             # RFC 7644 3.4.2.2: compare with what is returned (meta.location, meta.version...)
             return predicate(render(resource_type, record, base_url))
 
-        compiled = (node, matches)
-        call.resource_name = query.filter
-    total, records = await call.repository.page(
-        resource_type, compiled, query.start_index, query.count
-    )
+        return matches
+
+    return [(node, over_rendered(t, p)) for t, p in zip(resource_types, compiled, strict=True)]
+
+
+async def _list(call: _Call, resource_types: tuple[ResourceType, ...], query: _Query) -> Response:
+    """RFC 7644 3.4.2: a ListResponse page, filtered. Across several resource types (the
+    server root) the list is each type's matches in turn, in the order given, each in its
+    own stable order, and `startIndex` / `count` page through it as one list; `attributes`
+    and `excludedAttributes` apply to each resource by its type. `sortBy` is not supported
+    (ServiceProviderConfig says so) and, as any parameter we do not know, ignored."""
+    predicates = _predicates(call, resource_types, query.filter)
+    total = 0
+    shown: list[dict[str, Any]] = []
+    for resource_type, compiled in zip(resource_types, predicates, strict=True):
+        # This type's part of the page starts where the page does, less the types before it.
+        start = max(query.start_index - total, 1)
+        matched, records = await call.repository.page(
+            resource_type, compiled, start, query.count - len(shown)
+        )
+        total += matched
+        shown += [_shown(call, resource_type, r, query) for r in records]
     return scim_response(
         {
             "schemas": [LIST_RESPONSE],
             "totalResults": total,
             "startIndex": query.start_index,
-            "itemsPerPage": len(records),
-            "Resources": [_shown(call, resource_type, r, query) for r in records],
+            "itemsPerPage": len(shown),
+            "Resources": shown,
         }
     )
 
 
-async def _search(call: _Call, resource_type: ResourceType) -> Response:
+async def _search(call: _Call, resource_types: tuple[ResourceType, ...]) -> Response:
     """RFC 7644 3.4.3: POST .search, the query in a SearchRequest body."""
     body = await _body(call)
     schemas = body.get("schemas") if isinstance(body, dict) else None
@@ -284,7 +343,15 @@ async def _search(call: _Call, resource_type: ResourceType) -> Response:
         raise ScimError(
             400, f"A search body's `schemas` must be [{SEARCH_REQUEST!r}].", "invalidSyntax"
         )
-    return await _list(call, resource_type, _query(body))
+    return await _list(call, resource_types, _query(body))
+
+
+async def _list_everything(call: _Call) -> Response:
+    return await _list(call, RESOURCE_TYPES, _query(dict(call.request.query_params)))
+
+
+async def _search_everything(call: _Call) -> Response:
+    return await _search(call, RESOURCE_TYPES)
 
 
 def _id(call: _Call) -> str:
@@ -308,10 +375,10 @@ def _handlers(
     """The handlers of `/Users`, `/Users/.search` and `/Users/{id}` (or Groups)."""
 
     async def list_resources(call: _Call) -> Response:
-        return await _list(call, resource_type, _query(dict(call.request.query_params)))
+        return await _list(call, (resource_type,), _query(dict(call.request.query_params)))
 
     async def search(call: _Call) -> Response:
-        return await _search(call, resource_type)
+        return await _search(call, (resource_type,))
 
     async def create(call: _Call) -> Response:
         attributes = validate_resource(resource_type, await _body(call))
@@ -446,6 +513,9 @@ def _route(path: str, label: str, handlers: Handlers) -> Route:
 def routes() -> list[BaseRoute]:
     every = ("GET", "POST", "PUT", "PATCH", "DELETE")
     inner: list[BaseRoute] = [
+        # RFC 7644 3.4.2 and 3.4.3: a query at the server root searches every resource type.
+        _route("/", "", {"GET": _list_everything}),
+        _route("/.search", "", {"POST": _search_everything}),
         _route("/ServiceProviderConfig", "ServiceProviderConfig", {"GET": _config}),
         _route("/ResourceTypes", "ResourceType", {"GET": _resource_types}),
         _route("/ResourceTypes/{name}", "ResourceType", {"GET": _resource_type}),
