@@ -81,6 +81,7 @@ class SignInError(GatewayError):
         super().__init__(description, error=error, status=status)
         self.hint = hint
         self.step = step
+        self.logged = False  # the provider logs a failure once, where it is first known
 
 
 class IdPError(SignInError):

@@ -591,6 +591,18 @@ async def test_userinfo_for_another_sub_is_rejected(
     assert caught.value.step == "userinfo"
 
 
+async def test_userinfo_unreachable_fails_with_one_log_line(
+    okta: FakeOkta, http: httpx.AsyncClient, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    okta.id_token_claims = {"email": None}
+    okta.answer("userinfo", httpx.ConnectError)
+    with pytest.raises(IdPError) as caught:
+        await sign_in(provider_for(okta, http, clock), okta)
+    assert (caught.value.step, caught.value.status) == ("userinfo", 503)
+    failures = [r for r in caplog.records if "sign-in failed at userinfo" in r.getMessage()]
+    assert len(failures) == 1
+
+
 async def test_userinfo_refused(okta: FakeOkta, http: httpx.AsyncClient, clock: FakeClock) -> None:
     okta.id_token_claims = {"email": None}
     okta.answer(

@@ -2,8 +2,9 @@
 
 Each gateway instance (`create_app`) has its own `CollectorRegistry`, so several apps in one
 process (tests, `gateway demo`) never share counters. With `gateway serve --workers N` every
-worker process has its own registry and a scrape reads the worker that answers it: run one
-worker per container (or pod) and let Prometheus scrape each.
+worker process has its own registry and a scrape reads the worker that answers it: run
+`gateway serve --workers 1` per container (or pod; serve's default is one worker per CPU) and
+let Prometheus scrape each.
 
     gateway_requests_total{app,decision,status}    every request; app "" for the gateway's own
                                                    routes (decision "gateway"), unknown hosts

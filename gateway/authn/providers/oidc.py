@@ -737,6 +737,9 @@ class OIDCProvider:
 
     def _log(self, exc: SignInError) -> SignInError:
         # Descriptions never hold tokens, codes or secrets, so they are safe to log as they are.
+        if exc.logged:  # e.g. a connection failure `_send` logged, raised on by its caller
+            return exc
+        exc.logged = True
         logger.warning(
             "idp %s: sign-in failed at %s: %s (%s, %d)",
             self.idp.id,
