@@ -21,7 +21,7 @@ import pytest_asyncio
 import uvicorn
 from harness import free_port, settings_doc
 
-from gateway.app import create_app
+from gateway.app import Gateway, create_app
 from gateway.config import parse_settings
 from gateway.identity import Identity
 from gateway.proxy import websocket
@@ -153,8 +153,9 @@ class Client:
 
 @dataclass
 class Served:
-    """The gateway on `port`, a cookie for an Engineering user, and the raw clients opened."""
+    """The gateway serving on `port`, a cookie for an Engineering user, the raw clients."""
 
+    app: Gateway
     port: int
     cookie: str
     clients: list[asyncio.StreamWriter] = field(default_factory=list)
@@ -209,7 +210,7 @@ async def gateway(upstream: RawSocketUpstream) -> AsyncIterator[Served]:
         groups=("Engineering",), idp_id="okta-test", idp_type="okta", iat=1,
     )  # fmt: skip
     _, cookie = await app.runtime.sessions.create(identity, kind="global", duration=600)
-    served = Served(port, cookie)
+    served = Served(app, port, cookie)
     yield served
     for writer in served.clients:
         writer.close()
@@ -458,3 +459,57 @@ async def test_an_upstream_message_over_the_bound_closes_both_legs(
     assert [(opcode, payload[:2]) for opcode, payload in upstream.frames] == [
         (CLOSE, code(1009))  # RFC 6455 7.4.1: message too big
     ]
+
+
+@pytest.mark.usefixtures("no_server_error")
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: " + accept_for("AAAAAAAAAAAAAAAAAAAAAA==") + b"\r\n\r\n",
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 101 Switching",  # then gone
+    ],
+)
+async def test_an_upstream_that_does_not_complete_the_handshake_is_refused(
+    gateway: Served, upstream: RawSocketUpstream, answer: bytes
+) -> None:
+    upstream.answer = answer
+    client = await gateway.handshake("/docs")
+    assert client.status == 403
+    assert len(upstream.heads) == 1
+
+
+@pytest.mark.usefixtures("no_server_error")
+@pytest.mark.parametrize(
+    ("sent", "closed_with"),
+    [
+        # a header announcing one byte over the bound: refused before the payload is read
+        (b"\x82\xff" + (websocket.MAX_MESSAGE + 1).to_bytes(8, "big") + b"mask", code(1009)),
+        (frame(PING, b"x" * 126, masked=True), code(1002)),  # a control frame over 125 bytes
+    ],
+)
+async def test_a_client_frame_over_the_bounds_closes_both_legs(
+    gateway: Served, upstream: RawSocketUpstream, sent: bytes, closed_with: bytes
+) -> None:
+    client = await gateway.handshake("/docs")
+    assert client.status == 101
+    client.writer.write(sent)
+    assert (await read_close(client.reader))[:2] == closed_with
+    async with asyncio.timeout(5):
+        await upstream.done.wait()
+    assert [(opcode, payload[:2]) for opcode, payload in upstream.frames] == [(CLOSE, closed_with)]
+
+
+@pytest.mark.usefixtures("no_server_error")
+async def test_the_upstream_urls_path_comes_first(
+    gateway: Served, upstream: RawSocketUpstream
+) -> None:
+    """As for proxied HTTP: an upstream `http://host:port/base` gets `/base` + the target."""
+    assert gateway.app.runtime is not None
+    doc = settings_doc(f"http://127.0.0.1:{upstream.port}/base")
+    gateway.app.runtime.apply(parse_settings(doc))
+    client = await gateway.handshake("/docs?room=1")
+    assert client.status == 101
+    assert upstream.heads[0].startswith(b"GET /base/docs?room=1 HTTP/1.1\r\n")
