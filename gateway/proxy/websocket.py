@@ -36,8 +36,9 @@ from websockets.uri import WebSocketURI
 log = logging.getLogger("gateway.websocket")
 
 MAX_MESSAGE = 16 * 1024 * 1024  # uvicorn's bound on the client's messages (ws_max_size)
-# The client library writes these itself for its own handshake with the upstream; Host is the
-# client's, written by `_UpstreamHandshake`.
+# Not sent on as the client sent them: websockets writes the upstream handshake's own
+# Sec-WebSocket-* (a new key, version 13, the subprotocols offered, no extension) and
+# `_UpstreamHandshake` its Host; a handshake has no body.
 _HANDSHAKE_PREFIX = b"sec-websocket-"
 _HANDSHAKE = (b"host", b"content-length", b"transfer-encoding")
 
