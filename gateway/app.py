@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from gateway.authz.routing import is_ambiguous_path, split_host
+from gateway.authz.routing import is_ambiguous_path, is_origin_form, split_host
 from gateway.config import Settings
 from gateway.errors import GatewayError
 from gateway.ops.logs import REQUEST_ID, RequestRecord, log_request
@@ -68,7 +68,7 @@ class Gateway:
         send = record.watch(send)
         route = self.table.match(path)
         try:
-            if not host or is_ambiguous_path(path):
+            if not host or is_ambiguous_path(path) or not _origin_form(scope):
                 record.decision = "bad_request"
                 # the admin API and SCIM answer in their own formats, even here
                 invalid_path = route.invalid_path if route is not None else plain_invalid_path
@@ -90,6 +90,13 @@ class Gateway:
                 rt.metrics.scim_request(record.status)
             log_request(record, scope, host, seconds)
             REQUEST_ID.reset(context)
+
+
+def _origin_form(scope: Scope) -> bool:
+    """A WebSocket handshake's target is origin-form (HTTP's: uvicorn parsed it to its path)."""
+    if scope["type"] != "websocket":
+        return True
+    return is_origin_form(scope.get("raw_path") or b"", scope.get("query_string", b""))
 
 
 def create_app(

@@ -116,6 +116,22 @@ def is_ambiguous_path(path: str) -> bool:
     return any(segment.split(";", 1)[0] in (".", "..") for segment in path.split("/"))
 
 
+# RFC 9112 3.2.1 origin-form: an absolute path, then the query, as printable ASCII. No "#":
+# a fragment is never sent (RFC 9110 7.1) and means nothing in a WebSocket URI (RFC 6455 3).
+_ORIGIN_FORM_PATH = re.compile(rb"/[\x21-\x22\x24-\x7e]*\Z")
+_ORIGIN_FORM_QUERY = re.compile(rb"[\x21-\x22\x24-\x7e]*\Z")
+
+
+def is_origin_form(raw_path: bytes, query: bytes) -> bool:
+    """A request target (as the server split it: raw path, query) in origin-form. Anything
+    else, an absolute-form or `*` target, a "#" or a byte outside printable ASCII, could be
+    matched to one app as written and reach the upstream as another path once a client library
+    rebuilds it (`/admin#` is the segment "admin#" here and `/admin` there): refused. Uvicorn's
+    HTTP parser reduces an HTTP target to its path itself; its WebSocket handshake leaves the
+    target as the client wrote it, so the gateway checks it."""
+    return bool(_ORIGIN_FORM_PATH.match(raw_path) and _ORIGIN_FORM_QUERY.match(query))
+
+
 class AppDirectory:
     """Finds the app for a (host, path); built once per configuration."""
 
