@@ -30,7 +30,7 @@ from gateway.config import Settings
 from gateway.errors import GatewayError
 from gateway.ops.logs import REQUEST_ID, RequestRecord, log_request
 from gateway.ops.metrics import InstrumentedClient, Metrics
-from gateway.proxy.forwarding import UpstreamPool
+from gateway.proxy.forwarding import open_upstream_client
 from gateway.proxy.guard import guard_request
 from gateway.runtime import Runtime, error_page
 from gateway.state.catalog import watch
@@ -129,14 +129,22 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         timeout = settings.gateway.idp_timeout
-        the_store = store if store is not None else open_store(settings.gateway.store, clock)
+        the_store = (
+            store
+            if store is not None
+            else open_store(
+                settings.gateway.store, clock, session_reads=settings.gateway.session_reads
+            )
+        )
         http = InstrumentedClient(
             metrics,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
             limits=httpx.Limits(max_connections=50, max_keepalive_connections=10),
             follow_redirects=False,
         )
-        upstreams = UpstreamPool(timeout=settings.gateway.upstream_timeout)
+        upstreams = open_upstream_client(
+            settings.gateway.upstream_client, timeout=settings.gateway.upstream_timeout
+        )
         await upstreams.start()
         rt = Runtime(settings, the_store, http, upstreams, clock, metrics=metrics)
         try:

@@ -28,6 +28,10 @@ from gateway.errors import ConfigError
 Decision = Literal["allow", "deny", "bypass", "non_identity"]
 SameSite = Literal["none", "lax", "strict"]
 UpdateBehavior = Literal["automatic", "reauth", "no_action"]
+# How the store's GETs (the session read on every request) reach Redis, and which HTTP/1.1
+# client carries the upstream leg: the fast hand-written one, or the library's.
+SessionReads = Literal["pipelined", "redis-py"]
+UpstreamClientKind = Literal["builtin", "httpx"]
 
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 _IDENTIFIER = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -149,6 +153,8 @@ class GatewaySettings:
     trusted_proxies: tuple[Network, ...] = ()
     idp_timeout: float = 10.0
     upstream_timeout: float = 60.0
+    session_reads: SessionReads = "pipelined"
+    upstream_client: UpstreamClientKind = "builtin"
 
     @property
     def team_host(self) -> str:
@@ -502,6 +508,12 @@ def _gateway(reader: _Reader) -> GatewaySettings:
         trusted_proxies=networks,
         idp_timeout=reader.duration("idp_timeout", 10.0) or 10.0,
         upstream_timeout=reader.duration("upstream_timeout", 60.0) or 60.0,
+        session_reads=reader.choice(  # type: ignore[arg-type]
+            "session_reads", ("pipelined", "redis-py"), "pipelined"
+        ),
+        upstream_client=reader.choice(  # type: ignore[arg-type]
+            "upstream_client", ("builtin", "httpx"), "builtin"
+        ),
     )
     # "memory" exactly: open_store() treats anything else as a Redis URL, so a typo such as
     # "memory_store" must be reported here, not fail at start-up.

@@ -90,18 +90,32 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+@pytest.fixture
+async def open_store_of(
+    request: pytest.FixtureRequest, clock: FakeClock
+) -> AsyncIterator[Callable[[str], Store]]:
+    """Opens a fresh store of a kind, closed after the test: "memory" (on `clock`), "redis"
+    (real time), "redis-py-reads" (Redis with `[gateway] session_reads = "redis-py"`)."""
+    opened: list[Store] = []
+
+    def open_kind(kind: str) -> Store:
+        if kind == "memory":
+            opened.append(MemoryStore(clock=clock))
+        else:
+            reads = "redis-py" if kind == "redis-py-reads" else "pipelined"
+            url = request.getfixturevalue("redis_url")
+            opened.append(RedisStore.from_url(url, session_reads=reads))
+        return opened[-1]
+
+    yield open_kind
+    for store in opened:
+        await store.close()
+
+
 @pytest.fixture(params=["memory", "redis"])
-async def store(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[Store]:
+def store(request: pytest.FixtureRequest, open_store_of: Callable[[str], Store]) -> Store:
     """A fresh store of each kind; the memory one runs on `clock`, Redis on real time."""
-    new: Store
-    if request.param == "memory":
-        new = MemoryStore(clock=clock)
-    else:
-        new = RedisStore.from_url(request.getfixturevalue("redis_url"))
-    try:
-        yield new
-    finally:
-        await new.close()
+    return open_store_of(request.param)
 
 
 # --- end to end: Okta, the protected app, the gateway, a browser ---------------------------

@@ -55,6 +55,8 @@ cookie_secure = false
 trusted_proxies = ["10.0.0.0/8", "2001:db8::/32", "192.0.2.1"]
 idp_timeout = "5s"
 upstream_timeout = "1m30s"
+session_reads = "redis-py"
+upstream_client = "httpx"
 
 [[identity_providers]]
 id = "{OKTA_ID}"
@@ -178,6 +180,7 @@ def test_full_config_parses_into_typed_settings() -> None:
     )
     assert gateway.idp_timeout == 5
     assert gateway.upstream_timeout == 90
+    assert (gateway.session_reads, gateway.upstream_client) == ("redis-py", "httpx")
 
     okta, oidc = settings.identity_providers
     assert (okta.id, okta.name, okta.type) == (OKTA_ID, "Example Okta", "okta")
@@ -252,6 +255,7 @@ def test_defaults_of_optional_keys() -> None:
     assert (gateway.store, gateway.admin_token, gateway.cookie_secure) == ("memory", "", True)
     assert (gateway.session_duration, gateway.trusted_proxies) == (86400, ())
     assert (gateway.idp_timeout, gateway.upstream_timeout) == (10, 60)
+    assert (gateway.session_reads, gateway.upstream_client) == ("pipelined", "builtin")
     idp = settings.identity_providers[0]
     assert idp.type == "okta"
     assert (idp.config.email_claim_name, idp.config.pkce_enabled) == ("email", False)
@@ -566,6 +570,17 @@ def test_several_problems_are_all_reported_at_once() -> None:
         ),
         ("gateway.store", "memory_store", "gateway.store: unsupported store 'memory_store'"),
         (
+            "gateway.session_reads",
+            "redis",
+            "gateway.session_reads: must be one of 'pipelined', 'redis-py', not 'redis'",
+        ),
+        (
+            "gateway.upstream_client",
+            "aiohttp",
+            "gateway.upstream_client: must be one of 'builtin', 'httpx', not 'aiohttp'",
+        ),
+        ("gateway.upstream_client", 1, "gateway.upstream_client: must be a string"),
+        (
             "gateway.store",
             "postgres://db/gateway",
             "gateway.store: unsupported store 'postgres://db/gateway'",
@@ -775,6 +790,8 @@ DOCUMENTED_KEYS = (
     "trusted_proxies",
     "idp_timeout",
     "upstream_timeout",
+    "session_reads",
+    "upstream_client",
     "authorization_server_id",
     "api_token",
     "claims",

@@ -1,10 +1,12 @@
-"""gateway.proxy and gateway.upstream over real sockets: browser -> uvicorn running `forward` ->
-an aiohttp upstream, or a hand-written one for answers aiohttp will not give.
+"""gateway.proxy and its upstream clients over real sockets: browser -> uvicorn running `forward`
+-> an aiohttp upstream, or a hand-written one for answers aiohttp will not give.
 
 Proxying is about sockets (STYLE.md), so nothing here is in-process: the upstream is an
 aiohttp.web server on a free loopback port, the gateway is a tiny ASGI app served by uvicorn in
 the same loop, and the browser is httpx, or a raw socket when the test needs exact bytes.
-Backpressure, the connection limit and TLS are tested on an `UpstreamPool` directly.
+Backpressure, the connection limit and TLS are tested on an upstream client directly. Every
+test that goes through a client runs with each `[gateway] upstream_client` (`kind`); the few
+that pin what only the builtin client does say why.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -37,8 +40,10 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.errors import UpstreamError
 from gateway.proxy import upstream as upstream_module
-from gateway.proxy.forwarding import UpstreamPool, _request_target, forward
-from gateway.proxy.upstream import READ_HIGH_WATER, UpstreamBrokenError
+from gateway.proxy.forwarding import _request_target, forward
+from gateway.proxy.upstream import READ_HIGH_WATER, UpstreamPool
+from gateway.proxy.upstream_client import UpstreamBrokenError, UpstreamClient
+from gateway.proxy.upstream_httpx import HttpxUpstreamClient
 
 MB = 1024 * 1024
 CHUNK = bytes(range(256)) * 256  # 64 KiB
@@ -48,6 +53,11 @@ IDENTITY = [
     (b"cf-access-jwt-assertion", b"app.token.sig"),
 ]
 FORWARDED_FOR = "203.0.113.7, 127.0.0.1"
+# The two `[gateway] upstream_client` settings; both take the same arguments.
+CLIENTS: dict[str, type[UpstreamPool] | type[HttpxUpstreamClient]] = {
+    "builtin": UpstreamPool,
+    "httpx": HttpxUpstreamClient,
+}
 
 
 @dataclass
@@ -313,6 +323,7 @@ class RawUpstream:
 @dataclass
 class Gateway:
     upstream: FakeUpstream
+    kind: str  # the upstream client `forward` uses
     port: int = 0
     outcomes: dict[str, asyncio.Future[str]] = field(default_factory=dict)
 
@@ -327,8 +338,19 @@ class Gateway:
         return self.outcomes[target]
 
 
+@pytest.fixture(scope="module", params=list(CLIENTS))
+def kind(request: pytest.FixtureRequest) -> str:
+    """Which upstream client: every test that takes it runs with each."""
+    return str(request.param)
+
+
+def client_of(kind: str, **options: Any) -> UpstreamClient:
+    return CLIENTS[kind](**options)
+
+
 @pytest_asyncio.fixture(scope="module")
-async def upstream() -> AsyncIterator[FakeUpstream]:
+async def upstream(kind: str) -> AsyncIterator[FakeUpstream]:
+    """Fresh for each client: what one run of the module recorded is not seen by the next."""
     fake = FakeUpstream()
     runner = web.AppRunner(
         fake.app(), handler_cancellation=True, access_log=None, shutdown_timeout=1.0
@@ -341,7 +363,7 @@ async def upstream() -> AsyncIterator[FakeUpstream]:
 
 
 @pytest_asyncio.fixture(scope="module")
-async def raw() -> AsyncIterator[RawUpstream]:
+async def raw(kind: str) -> AsyncIterator[RawUpstream]:
     fake = RawUpstream()
     server = await asyncio.start_server(fake.serve, "127.0.0.1", 0)
     fake.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
@@ -350,16 +372,16 @@ async def raw() -> AsyncIterator[RawUpstream]:
 
 
 @pytest_asyncio.fixture(scope="module")
-async def gateway(upstream: FakeUpstream, raw: RawUpstream) -> AsyncIterator[Gateway]:
-    pool = UpstreamPool(timeout=10.0, connect_timeout=2.0)
-    short_pool = UpstreamPool(timeout=0.5, connect_timeout=0.5)
+async def gateway(upstream: FakeUpstream, raw: RawUpstream, kind: str) -> AsyncIterator[Gateway]:
+    pool = client_of(kind, timeout=10.0, connect_timeout=2.0)
+    short_pool = client_of(kind, timeout=0.5, connect_timeout=0.5)
     await pool.start()
     await short_pool.start()
     # Bound but never listening: every connect to it is refused, and no one else can take it.
     refusing = socket.socket()
     refusing.bind(("127.0.0.1", 0))
     refused_url = f"http://127.0.0.1:{refusing.getsockname()[1]}"
-    gw = Gateway(upstream=upstream)
+    gw = Gateway(upstream=upstream, kind=kind)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
@@ -674,6 +696,8 @@ async def test_client_hanging_up_mid_upload_closes_upstream(gateway: Gateway) ->
 async def test_upstream_answering_before_reading_the_upload(
     gateway: Gateway, browser: httpx.AsyncClient
 ) -> None:
+    if gateway.kind == "httpx":
+        pytest.skip("httpcore reads the answer only once the body is sent (test_upstream_wire)")
     reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
     try:
         async with asyncio.timeout(5):
@@ -770,6 +794,8 @@ async def test_post_without_body_gets_a_zero_length(gateway: Gateway) -> None:
 async def test_answers_that_are_not_one_http_response(
     browser: httpx.AsyncClient, raw: RawUpstream, gateway: Gateway, path: str
 ) -> None:
+    if path == "/raw/extra" and gateway.kind == "httpx":
+        pytest.skip("httpcore reads bytes after a response as the next one (test_upstream_wire)")
     response = await browser.get(path)
     if path == "/raw/extra":  # the answer is fine, the bytes after it spoil the connection
         assert response.content == b"hi"
@@ -812,8 +838,10 @@ async def test_stale_pooled_connection_is_502_for_post(
 
 
 async def test_idle_connections_expire(
-    browser: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+    browser: httpx.AsyncClient, gateway: Gateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    if gateway.kind == "httpx":
+        pytest.skip("httpcore's keep-alive expiry is fixed when its pool is made")
     first = (await browser.get("/echo/one")).json()
     monkeypatch.setattr(upstream_module, "KEEPALIVE_TIMEOUT", 0.0)
     second = (await browser.get("/echo/two")).json()
@@ -821,11 +849,11 @@ async def test_idle_connections_expire(
 
 
 async def test_connection_limit_wait_counts_toward_connect_timeout(
-    upstream: FakeUpstream,
+    upstream: FakeUpstream, kind: str
 ) -> None:
     # connect_timeout is also the waiter's budget below: long enough that a stalled event loop
     # (a loaded CI machine) cannot run it out during the 0.05 s the test looks away.
-    pool = UpstreamPool(timeout=5.0, connect_timeout=1.0, limit=1)
+    pool = client_of(kind, timeout=5.0, connect_timeout=1.0, limit=1)
     await pool.start()
     try:
         busy = await pool.request(upstream.url, "GET", "/slow-body", [(b"Host", b"a")], None)
@@ -839,16 +867,16 @@ async def test_connection_limit_wait_counts_toward_connect_timeout(
         )
         await asyncio.sleep(0.05)
         assert not waiting.done()
-        busy.release(reuse=False)
+        await busy.release(reuse=False)
         response = await waiting
         assert json.loads(await response.read())["target"] == "/echo/next"
-        response.release(reuse=True)
+        await response.release(reuse=True)
     finally:
         await pool.close()
 
 
-async def test_header_with_line_break_is_not_sent(upstream: FakeUpstream) -> None:
-    pool = UpstreamPool()
+async def test_header_with_line_break_is_not_sent(upstream: FakeUpstream, kind: str) -> None:
+    pool = client_of(kind)
     await pool.start()
     try:
         with pytest.raises(UpstreamBrokenError, match="line break"):
@@ -874,7 +902,9 @@ async def wait_until_still(count: Callable[[], int]) -> int:
     return last
 
 
-async def test_read_backpressure_pauses_the_upstream(upstream: FakeUpstream) -> None:
+async def test_read_backpressure_pauses_the_upstream(upstream: FakeUpstream, kind: str) -> None:
+    if kind == "httpx":
+        pytest.skip("httpcore reads only when asked: there is no read-ahead to bound")
     size = 64 * MB
     pool = UpstreamPool()
     await pool.start()
@@ -892,12 +922,12 @@ async def test_read_backpressure_pauses_the_upstream(upstream: FakeUpstream) -> 
         while not response.complete:
             received += len(await response.read())
         assert received == size
-        response.release(reuse=True)
+        await response.release(reuse=True)
     finally:
         await pool.close()
 
 
-async def test_write_backpressure_waits_for_the_upstream(upstream: FakeUpstream) -> None:
+async def test_write_backpressure_waits_for_the_upstream(upstream: FakeUpstream, kind: str) -> None:
     size = 64 * MB
 
     class Body:
@@ -908,7 +938,7 @@ async def test_write_backpressure_waits_for_the_upstream(upstream: FakeUpstream)
             return CHUNK, self.taken < size
 
     body = Body()
-    pool = UpstreamPool()
+    pool = client_of(kind)
     await pool.start()
     try:
         headers = [(b"Host", b"a"), (b"Content-Length", str(size).encode())]
@@ -922,7 +952,7 @@ async def test_write_backpressure_waits_for_the_upstream(upstream: FakeUpstream)
         upstream.proceed["write"].set()
         response = await answer
         assert json.loads(await response.read()) == {"size": size}
-        response.release(reuse=True)
+        await response.release(reuse=True)
     finally:
         await pool.close()
 
@@ -961,7 +991,9 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return cert_file, key_file
 
 
-async def test_tls_upstream(upstream: FakeUpstream, tls_files: tuple[Path, Path]) -> None:
+async def test_tls_upstream(
+    upstream: FakeUpstream, tls_files: tuple[Path, Path], kind: str
+) -> None:
     cert_file, key_file = tls_files
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_context.load_cert_chain(cert_file, key_file)
@@ -969,8 +1001,8 @@ async def test_tls_upstream(upstream: FakeUpstream, tls_files: tuple[Path, Path]
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_context).start()
     port = runner.addresses[0][1]
-    trusting = UpstreamPool(ssl_context=ssl.create_default_context(cafile=cert_file))
-    default = UpstreamPool()
+    trusting = client_of(kind, ssl_context=ssl.create_default_context(cafile=cert_file))
+    default = client_of(kind)
     await trusting.start()
     await default.start()
     try:
@@ -979,7 +1011,7 @@ async def test_tls_upstream(upstream: FakeUpstream, tls_files: tuple[Path, Path]
             f"https://localhost:{port}", "POST", "/upload", headers, Uploads().read, chunked=True
         )
         assert json.loads(await response.read())["size"] == 3 * len(CHUNK)
-        response.release(reuse=True)
+        await response.release(reuse=True)
         # Checked against the URL's host: right certificate, wrong name.
         with pytest.raises(UpstreamBrokenError, match="certificate"):
             await trusting.request(f"https://127.0.0.1:{port}", "GET", "/echo/x", [], None)

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+import pytest
 import pytest_asyncio
 from aiohttp import web
 from harness import free_port
@@ -60,7 +61,13 @@ async def slow_upstream() -> AsyncIterator[SlowUpstream]:
     await upstream.stop()
 
 
-def write_config(path: Path, port: int, upstream_port: int) -> Path:
+@pytest.fixture(params=["builtin", "httpx"])
+def upstream_client(request: pytest.FixtureRequest) -> str:
+    """The `[gateway] upstream_client` the gateway runs with: each, in turn."""
+    return str(request.param)
+
+
+def write_config(path: Path, port: int, upstream_port: int, upstream_client: str) -> Path:
     path.write_text(
         textwrap.dedent(f"""
             [gateway]
@@ -68,6 +75,7 @@ def write_config(path: Path, port: int, upstream_port: int) -> Path:
             cookie_secret = "{COOKIE_SECRET}"
             store = "memory"
             cookie_secure = false
+            upstream_client = "{upstream_client}"
 
             [[identity_providers]]
             id = "okta"
@@ -126,11 +134,11 @@ async def refuses_connections(url: str, timeout: float = 3) -> bool:
 
 
 async def test_sigterm_lets_the_request_in_flight_finish_and_exits_0(
-    tmp_path: Path, slow_upstream: SlowUpstream
+    tmp_path: Path, slow_upstream: SlowUpstream, upstream_client: str
 ) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    config = write_config(tmp_path / "gateway.toml", port, slow_upstream.port)
+    config = write_config(tmp_path / "gateway.toml", port, slow_upstream.port, upstream_client)
     stdout, stderr = (tmp_path / "stdout").open("wb"), (tmp_path / "stderr").open("wb")
     command = [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--workers", "1"]
     process = subprocess.Popen([*command, "--port", str(port)], stdout=stdout, stderr=stderr)

@@ -16,6 +16,7 @@ from clock import FakeClock
 from redis import exceptions as redis_errors
 from redis_server import RedisServer, free_port
 
+from gateway.config import SessionReads
 from gateway.errors import StoreUnavailableError
 from gateway.state.store import Store, open_store
 from gateway.state.store.memory import MemoryStore
@@ -27,6 +28,18 @@ from gateway.state.store.resp import RespError
 # process on a loaded machine can take 50 ms, which would fail those assertions).
 SHORT = 0.5
 EXPIRY_BOUND = SHORT + 2.0  # seconds: how long a lapsed TTL may take to show
+
+
+@pytest.fixture(params=["memory", "redis", "redis-py-reads"])
+def store(request: pytest.FixtureRequest, open_store_of: Callable[[str], Store]) -> Store:
+    """conftest's stores, and Redis read through redis-py: the contract holds for both GETs."""
+    return open_store_of(request.param)
+
+
+@pytest.fixture(params=["pipelined", "redis-py"])
+def reads(request: pytest.FixtureRequest) -> SessionReads:
+    """`[gateway] session_reads` for the tests that open a RedisStore themselves: each."""
+    return request.param  # type: ignore[no-any-return]
 
 
 async def _eventually(check: Callable[[], Awaitable[bool]]) -> bool:
@@ -308,9 +321,12 @@ async def test_open_store_picks_the_store(redis_url: str) -> None:
         await shared.close()
 
 
-async def test_redis_store_over_unix_socket(redis_server: RedisServer, redis_url: str) -> None:
-    async with _redis_store(redis_server.unix_url) as store:
+async def test_redis_store_over_unix_socket(
+    redis_server: RedisServer, redis_url: str, reads: SessionReads
+) -> None:
+    async with _redis_store(redis_server.unix_url, reads) as store:
         await store.set("k", b"v", ttl=60)
+        assert await store.get("k") == b"v"
         assert await store.take("k") == b"v"
 
 
@@ -344,23 +360,23 @@ async def _assert_every_call_unavailable(store: Store) -> None:
 
 
 @asynccontextmanager
-async def _redis_store(url: str) -> AsyncIterator[RedisStore]:
-    store = RedisStore.from_url(url)
+async def _redis_store(url: str, reads: SessionReads) -> AsyncIterator[RedisStore]:
+    store = RedisStore.from_url(url, session_reads=reads)
     try:
         yield store
     finally:
         await store.close()
 
 
-async def test_redis_store_unreachable_raises_store_unavailable() -> None:
-    async with _redis_store(f"redis://127.0.0.1:{free_port()}/0") as store:
+async def test_redis_store_unreachable_raises_store_unavailable(reads: SessionReads) -> None:
+    async with _redis_store(f"redis://127.0.0.1:{free_port()}/0", reads) as store:
         await _assert_every_call_unavailable(store)
 
 
 async def test_redis_store_recovers_after_redis_restarts(
-    redis_server: RedisServer, redis_url: str
+    redis_server: RedisServer, redis_url: str, reads: SessionReads
 ) -> None:
-    async with _redis_store(redis_url) as store:
+    async with _redis_store(redis_url, reads) as store:
         await store.set("k", b"v")
         redis_server.stop()
         try:
@@ -374,9 +390,9 @@ async def test_redis_store_recovers_after_redis_restarts(
 
 
 async def test_redis_store_restart_while_idle_costs_no_failed_call(
-    redis_server: RedisServer, redis_url: str
+    redis_server: RedisServer, redis_url: str, reads: SessionReads
 ) -> None:
-    async with _redis_store(redis_url) as store:
+    async with _redis_store(redis_url, reads) as store:
         await asyncio.gather(*(store.set(f"k{i}", b"v") for i in range(5)))  # pool 5 connections
         redis_server.stop()
         redis_server.start()

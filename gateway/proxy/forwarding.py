@@ -1,7 +1,8 @@
 """Upstream forwarding: the last step of the hot path (cookie -> session -> policy -> upstream).
 
 `forward` relays one plain-ASGI HTTP exchange to a protected application through the shared,
-keep-alive `UpstreamPool` (`upstream.py`, our own HTTP/1.1 client). It owns header hygiene
+keep-alive `UpstreamClient` (`upstream_client.py`): our own HTTP/1.1 client (`upstream.py`) or
+httpx's (`upstream_httpx.py`), as `open_upstream_client` picks by setting. It owns header hygiene
 (SPEC section 4: hop-by-hop headers, client-sent `Cf-Access-*`, `X-Forwarded-*` and our session
 cookies never reach the upstream), streams bodies both ways without buffering them, and turns a
 refused or slow upstream into `UpstreamError` (502 / 504) while nothing has been sent to the
@@ -18,11 +19,14 @@ from urllib.parse import quote
 
 from starlette.types import Receive, Scope, Send
 
+from gateway.config import UpstreamClientKind
 from gateway.errors import UpstreamError
-from gateway.proxy.upstream import UpstreamBrokenError, UpstreamConnection, UpstreamPool
+from gateway.proxy.upstream import UpstreamPool
+from gateway.proxy.upstream_client import UpstreamBrokenError, UpstreamClient, UpstreamResponse
+from gateway.proxy.upstream_httpx import HttpxUpstreamClient
 from gateway.web.cookies import GATEWAY_COOKIES
 
-__all__ = ["UpstreamPool", "forward"]
+__all__ = ["UpstreamClient", "forward", "open_upstream_client"]
 
 logger = logging.getLogger("gateway.proxy")
 
@@ -46,8 +50,15 @@ _BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 _PATH_SAFE = "/:@!$&'()*+,;="
 
 
+def open_upstream_client(kind: UpstreamClientKind, *, timeout: float) -> UpstreamClient:
+    """The client of the upstream leg for `[gateway] upstream_client`; `start()` it."""
+    if kind == "httpx":
+        return HttpxUpstreamClient(timeout=timeout)
+    return UpstreamPool(timeout=timeout)
+
+
 async def forward(
-    pool: UpstreamPool,
+    client: UpstreamClient,
     scope: Scope,
     receive: Receive,
     send: Send,
@@ -78,10 +89,10 @@ async def forward(
     downstream = _Downstream(receive)
     if not has_body:
         downstream.watch()
-    response: UpstreamConnection | None = None
+    response: UpstreamResponse | None = None
     started = finished = False
     try:
-        response = await pool.request(
+        response = await client.request(
             upstream,
             method,
             _request_target(scope),
@@ -125,7 +136,7 @@ async def forward(
         downstream.close()
         if response is not None:
             # Pooled only after a complete relay: a client gone mid-stream leaves it unread.
-            response.release(reuse=finished)
+            await response.release(reuse=finished)
 
 
 class _ClientGoneError(Exception):

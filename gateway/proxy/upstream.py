@@ -1,4 +1,4 @@
-"""The HTTP/1.1 client of the upstream leg: keep-alive connections on asyncio Protocols.
+"""The builtin HTTP/1.1 client of the upstream leg: keep-alive connections on asyncio Protocols.
 
 Every proxied request crosses this module twice, so it does that one job and nothing more:
 aiohttp's general-purpose client (sessions, request objects, writers, timeout managers, auto
@@ -6,12 +6,11 @@ headers) cost about as much CPU per request as the rest of the gateway together.
 out as one pre-serialized head plus the body as it arrives; `httptools` (llhttp, the C parser
 uvicorn uses) frames the answer: Content-Length, chunked and close-delimited bodies, 1xx interim
 responses, 204/304. The body is handed out as whatever bytes have arrived, with backpressure
-both ways, so neither a 50 MB upload nor a 50 MB download is ever held whole.
+both ways, so neither a 50 MB upload nor a 50 MB download is ever held whole. It implements the
+`UpstreamClient` boundary (`upstream_client.py`); `upstream_httpx.py` is the library fallback.
 
     UpstreamPool          connections per (scheme, host, port); at most `limit` in use
     UpstreamConnection    one connection and the exchange currently on it
-    UpstreamBrokenError   refused, hung up, or not HTTP/1.1 (proxy.py: 502)
-    TimeoutError          the builtin, for an upstream too slow (proxy.py: 504)
 """
 
 from __future__ import annotations
@@ -19,44 +18,28 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import cast
 from urllib.parse import urlsplit
 
 import httptools
 
-# Below the 5 s idle timeout of uvicorn, Node and most app servers, so the pool drops an idle
-# connection before the upstream does: a POST on a half-closed connection is not retried.
-KEEPALIVE_TIMEOUT = 4.0
+from gateway.proxy.upstream_client import (
+    IDEMPOTENT_METHODS,
+    KEEPALIVE_TIMEOUT,
+    BodyReader,
+    UpstreamBrokenError,
+)
+
 # Response bytes held for a slow client before the upstream socket stops being read.
 READ_HIGH_WATER = 256 * 1024
 # Bytes read before the final response head is complete: llhttp sets no limit of its own, and
 # httptools joins a header's pieces in memory. aiohttp allowed 8 KiB per line, 128 lines.
 MAX_HEAD_BYTES = 1024 * 1024
-# RFC 9110 9.2.2: requests with these methods may be sent again after a connection failure.
-_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
 # The states of a connection's exchange: pooled (or not yet used), waiting for the response
 # head, reading the body, response complete, failed (error set), closed for good.
 _IDLE, _HEAD, _BODY, _DONE, _FAILED, _CLOSED = range(6)
-
-
-class UpstreamBrokenError(Exception):
-    """The upstream refused the connection, hung up, or answered with something not HTTP/1.1.
-
-    `before_response` says that not one byte of an answer had arrived: on a pooled connection
-    that is the upstream having closed it while it sat idle (the request crossed the FIN), so
-    a request without a body can safely be sent again on a new connection.
-    """
-
-    def __init__(self, message: str, *, before_response: bool = False) -> None:
-        super().__init__(message)
-        self.before_response = before_response
-
-
-# Where a request body comes from (the client): the next piece, and whether more follows.
-BodyReader = Callable[[], Awaitable[tuple[bytes, bool]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +124,7 @@ class UpstreamPool:
             raise RuntimeError("UpstreamPool.start() has not been awaited")
         origin = self._origins.get(upstream) or self._parse_origin(upstream)
         head = _serialize_head(method, origin.prefix + target, headers)
-        retry = body is None and method in _IDEMPOTENT
+        retry = body is None and method in IDEMPOTENT_METHODS
         fresh = False
         while True:
             connection = await self._acquire(origin, fresh=fresh)
@@ -149,13 +132,13 @@ class UpstreamPool:
             try:
                 await connection.wait_head()
             except UpstreamBrokenError as exc:
-                connection.release(reuse=False)
+                connection._finish(reuse=False)
                 if retry and connection.reused and exc.before_response:
                     retry, fresh = False, True
                     continue
                 raise
             except BaseException:
-                connection.release(reuse=False)
+                connection._finish(reuse=False)
                 raise
             return connection
 
@@ -409,7 +392,11 @@ class UpstreamConnection(asyncio.Protocol):
                 self._timer.cancel()
                 self._timer = None
 
-    def release(self, *, reuse: bool) -> None:
+    async def release(self, *, reuse: bool) -> None:
+        """End the exchange (`_finish`); a coroutine, as the `UpstreamResponse` boundary has it."""
+        self._finish(reuse=reuse)
+
+    def _finish(self, *, reuse: bool) -> None:
         """End the exchange: back to the pool only if it ended cleanly, else close.
 
         Clean means the caller relayed the whole response (`reuse`), the response was read to
@@ -585,6 +572,8 @@ class UpstreamConnection(asyncio.Protocol):
             # never ask for an upgrade, so a 101 is the upstream talking another protocol.
             if status == 101:
                 self._fail(UpstreamBrokenError("the upstream switched protocols unasked"))
+            elif status < 100:  # RFC 9110 15: not a status; llhttp reads its body as a body
+                self._fail(UpstreamBrokenError(f"invalid status code {status:03d}"))
             return
         self.status = status
         # RFC 9110 9.3.2: no body follows a HEAD response's head, whatever Content-Length says.

@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from gateway.config import SessionReads
+
 Clock = Callable[[], float]
 
 
@@ -71,12 +73,15 @@ class Store(Protocol):
         """Release connections."""
 
 
-def open_store(url: str, clock: Clock = time.time) -> Store:
-    """The store for a `store` setting: "memory" or a redis:// (rediss://, unix://) URL."""
+def open_store(
+    url: str, clock: Clock = time.time, *, session_reads: SessionReads = "pipelined"
+) -> Store:
+    """The store for a `store` setting: "memory" or a redis:// (rediss://, unix://) URL;
+    `session_reads` is the `[gateway]` setting of that name (Redis only)."""
     if url == "memory":
         from gateway.state.store.memory import MemoryStore
 
         return MemoryStore(clock=clock)
     from gateway.state.store.redis import RedisStore
 
-    return RedisStore.from_url(url)
+    return RedisStore.from_url(url, session_reads=session_reads)

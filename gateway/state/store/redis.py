@@ -8,13 +8,18 @@ One client with a bounded pool, made once at startup by `RedisStore.from_url`: a
 Cluster takes every operation without hash tags. Every method
 turns a Redis failure (refused, timed out, loading, read-only, out of memory, ...) into
 `StoreUnavailableError`, so callers fail closed. TTLs go to Redis in whole milliseconds.
+
+GET, the one command on the hot path, goes through a `KeyReader`: the lean pipelined GET of
+`resp.py` by default (`[gateway] session_reads = "pipelined"`, plain TCP and unix sockets), or
+redis-py's own (`RedisPyGet`: `session_reads = "redis-py"`, and always for TLS, Sentinel and
+Cluster). Both pass `tests/test_resp_wire.py`.
 """
 
 from __future__ import annotations
 
 import builtins
 import math
-from typing import cast
+from typing import Protocol, cast
 from urllib.parse import unquote
 
 from redis import exceptions as redis_errors
@@ -25,10 +30,11 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 
+from gateway.config import SessionReads
 from gateway.errors import StoreUnavailableError
 from gateway.state.store.resp import Endpoint, PipelinedGet, RespError
 
-_TIMEOUT = 2.0  # seconds to connect, and for each command
+_TIMEOUT = 2.0  # seconds to connect, and for each command (the default of `from_url`)
 _MAX_CONNECTIONS = 50
 _POOL_TIMEOUT = 2.0  # seconds to wait for a free pooled connection
 _HEALTH_CHECK_INTERVAL = 30  # PING a connection idle this long before reusing it
@@ -91,42 +97,42 @@ def _hosts(url: str) -> tuple[str, str, list[tuple[str, int]], str]:
     return unquote(username), unquote(password), nodes, path
 
 
-def _cluster_client(url: str) -> RedisCluster:
+def _cluster_client(url: str, timeout: float) -> RedisCluster:
     username, password, nodes, _ = _hosts(url)
     return RedisCluster(
         startup_nodes=[ClusterNode(host, port) for host, port in nodes],
         username=username or None,
         password=password or None,
-        socket_connect_timeout=_TIMEOUT,
-        socket_timeout=_TIMEOUT,
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,
         max_connections=_MAX_CONNECTIONS,
         protocol=2,
     )
 
 
-def _sentinel_client(url: str) -> tuple[Redis, list[Redis]]:
+def _sentinel_client(url: str, timeout: float) -> tuple[Redis, list[Redis]]:
     _, password, nodes, path = _hosts(url)
     service, _, db = path.partition("/")
     if not service:
         raise ValueError("redis+sentinel:// needs the master's service name as its path")
     sentinel = Sentinel(
         nodes,
-        socket_connect_timeout=_TIMEOUT,
-        socket_timeout=_TIMEOUT,
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,
         protocol=2,
     )
     master: Redis = sentinel.master_for(
         service,
         db=int(db or 0),
         password=password or None,
-        socket_connect_timeout=_TIMEOUT,
-        socket_timeout=_TIMEOUT,
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,
         protocol=2,
     )
     return master, list(sentinel.sentinels)
 
 
-def _pipelined_get(url: str) -> PipelinedGet | None:
+def _pipelined_get(url: str, timeout: float) -> PipelinedGet | None:
     """The lean GET for plain TCP and unix-socket URLs; TLS (rediss://) stays on redis-py."""
     options = parse_url(url)
     if "connection_class" in options and "path" not in options:
@@ -139,11 +145,42 @@ def _pipelined_get(url: str) -> PipelinedGet | None:
         username=options.get("username") or "",
         password=options.get("password") or "",
     )
-    return PipelinedGet(endpoint, timeout=_TIMEOUT)
+    return PipelinedGet(endpoint, timeout=timeout)
 
 
 # OSError covers socket errors redis-py lets through, and the builtin TimeoutError.
 _ERRORS = (redis_errors.RedisError, OSError)
+
+
+class KeyReader(Protocol):
+    """How `RedisStore.get` reads a key: `get` gives the value or None, and raises `RespError`
+    on any failure (refused, lost, timed out, an error reply), never a stale or wrong value;
+    `close` drops the connections it owns."""
+
+    async def get(self, key: str) -> bytes | None: ...
+
+    def close(self) -> None: ...
+
+
+class RedisPyGet:
+    """`KeyReader` on the store's redis-py client (its pool, its timeouts, no retries)."""
+
+    __slots__ = ("_client",)
+
+    def __init__(self, client: Redis | RedisCluster) -> None:
+        self._client = client
+
+    async def get(self, key: str) -> bytes | None:
+        try:
+            value = await self._client.get(key)
+        except _ERRORS as exc:
+            raise RespError(str(exc) or repr(exc)) from exc
+        if value is not None and not isinstance(value, bytes):
+            raise RespError("unexpected reply to GET")  # as the pipeline: never a non-value
+        return value
+
+    def close(self) -> None:
+        """Nothing of its own: the client is the store's, closed with it."""
 
 
 class RedisStore:
@@ -152,11 +189,11 @@ class RedisStore:
     def __init__(
         self,
         client: Redis | RedisCluster,
-        fast_get: PipelinedGet | None = None,
+        reads: KeyReader | None = None,
         sentinels: list[Redis] | None = None,
     ) -> None:
         self._client = client
-        self._fast_get = fast_get
+        self._reads = reads if reads is not None else RedisPyGet(client)
         self._sentinels = sentinels or []  # the Sentinel clients that name the master
         self._add_to_set = client.register_script(_ADD_TO_SET)
         self._compare_and_set = client.register_script(_COMPARE_AND_SET)
@@ -164,8 +201,13 @@ class RedisStore:
         self._count = client.register_script(_COUNT)
 
     @classmethod
-    def from_url(cls, url: str) -> RedisStore:
-        """A store for a redis://, rediss:// or unix:// URL.
+    def from_url(
+        cls, url: str, *, session_reads: SessionReads = "pipelined", timeout: float = _TIMEOUT
+    ) -> RedisStore:
+        """A store for a redis://, rediss:// or unix:// URL (or Sentinel, Cluster, above).
+
+        `session_reads` picks the GET (module docstring); `timeout` is seconds to connect and
+        for each command.
 
         Query parameters in the URL (`?max_connections=100`) override the defaults here. There
         are no client-side retries: redis-py's retry policy belongs to the pool, not to a
@@ -174,34 +216,30 @@ class RedisStore:
         before it hands them out, so those cost no failed call.
         """
         if url.startswith("redis+cluster://"):
-            return cls(_cluster_client(url))
+            return cls(_cluster_client(url, timeout))
         if url.startswith("redis+sentinel://"):
-            master, sentinels = _sentinel_client(url)
+            master, sentinels = _sentinel_client(url, timeout)
             return cls(master, sentinels=sentinels)
         pool = BlockingConnectionPool.from_url(
             url,
             max_connections=_MAX_CONNECTIONS,
             timeout=_POOL_TIMEOUT,
-            socket_connect_timeout=_TIMEOUT,
-            socket_timeout=_TIMEOUT,
+            socket_connect_timeout=timeout,
+            socket_timeout=timeout,
             health_check_interval=_HEALTH_CHECK_INTERVAL,
             retry=Retry(NoBackoff(), retries=0),
             # RESP2: over RESP3, redis-py 8 turns on maintenance notifications, and with them on
             # its pool skips that check: every pooled connection then fails once after a restart.
             protocol=2,
         )
-        return cls(Redis.from_pool(pool), _pipelined_get(url))
+        fast = _pipelined_get(url, timeout) if session_reads == "pipelined" else None
+        return cls(Redis.from_pool(pool), fast)
 
     async def get(self, key: str) -> bytes | None:
-        """One GET; on the hot path, so over the lean pipelined connections where it can."""
-        if self._fast_get is not None:
-            try:
-                return await self._fast_get.get(key)
-            except RespError as exc:
-                raise _unavailable("GET", exc) from exc
+        """One GET, through the `KeyReader`: the hot path's one Redis round trip."""
         try:
-            return cast("bytes | None", await self._client.get(key))
-        except _ERRORS as exc:
+            return await self._reads.get(key)
+        except RespError as exc:
             raise _unavailable("GET", exc) from exc
 
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
@@ -305,8 +343,7 @@ class RedisStore:
             raise _unavailable("PING", exc) from exc
 
     async def close(self) -> None:
-        if self._fast_get is not None:
-            self._fast_get.close()
+        self._reads.close()
         try:
             if isinstance(self._client, RedisCluster):
                 await self._client.aclose()

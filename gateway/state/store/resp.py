@@ -4,12 +4,16 @@ Every authenticated request costs one Redis GET. Through redis-py's asyncio clie
 took about 75 us of CPU here (pool checkout, command packing, the parser's generality) against
 about 18 us for this: a few long-lived connections, requests written back to back and answered
 in order (Redis answers each connection first-in first-out), one small parser for the replies a
-GET, AUTH or SELECT can give. Everything else still goes through redis-py.
+GET, AUTH or SELECT can give. Everything else still goes through redis-py. It is the default
+`KeyReader` of `redis.py` (`[gateway] session_reads = "pipelined"`); its conformance tests are
+`tests/test_resp_wire.py`.
 
-Failure is loud and closed: a lost connection fails every request waiting on it, a reply that is
-late makes the connection unusable (its later replies could no longer be matched) so it is
-dropped, and the caller turns all of it into `StoreUnavailableError`. The next request dials
-again, so service resumes by itself when Redis is back.
+Failure is loud and closed: a lost connection fails every request waiting on it, and the caller
+turns all of it into `StoreUnavailableError`. A caller that gives up (timed out, cancelled)
+keeps its place in the connection's line, so a late reply is matched to it and dropped, never
+handed to the next caller; after a timeout the connection is dropped as well, with everything
+queued behind the stuck request. The next request dials again, so service resumes by itself
+when Redis is back.
 """
 
 from __future__ import annotations
@@ -143,7 +147,7 @@ class PipelinedGet:
             async with asyncio.timeout(self._timeout):
                 reply = await waiter
         except TimeoutError as exc:
-            connection.abort()  # later replies on it could no longer be matched to requests
+            connection.abort()  # Redis is stuck on it: what queued behind fails now, not later
             raise RespError("Redis did not answer in time") from exc
         if isinstance(reply, RespError):
             raise reply
@@ -168,7 +172,13 @@ class PipelinedGet:
                         _, connection = await loop.create_connection(
                             _Connection, endpoint.host, endpoint.port
                         )
-                    await self._handshake(connection)
+                    try:
+                        await self._handshake(connection)
+                    except BaseException:
+                        # Not left open: a server that never answers AUTH would otherwise
+                        # collect one connection per request until it closed them itself.
+                        connection.abort()
+                        raise
             except (OSError, TimeoutError) as exc:
                 raise RespError(f"cannot connect to Redis: {exc}") from exc
             self._slots[slot] = connection
@@ -185,7 +195,6 @@ class PipelinedGet:
         for waiter in [connection.send(c) for c in commands]:
             reply = await waiter
             if isinstance(reply, RespError):
-                connection.abort()
                 raise reply
 
     def close(self) -> None:
