@@ -30,7 +30,7 @@ from gateway.config import Settings
 from gateway.errors import GatewayError
 from gateway.ops.logs import REQUEST_ID, RequestRecord, log_request
 from gateway.ops.metrics import InstrumentedClient, Metrics
-from gateway.proxy.forwarding import open_upstream_client
+from gateway.proxy.forwarding import open_upstreams
 from gateway.proxy.guard import guard_request
 from gateway.runtime import Runtime, error_page
 from gateway.state.catalog import watch
@@ -142,9 +142,7 @@ def create_app(
             limits=httpx.Limits(max_connections=50, max_keepalive_connections=10),
             follow_redirects=False,
         )
-        upstreams = open_upstream_client(
-            settings.gateway.upstream_client, timeout=settings.gateway.upstream_timeout
-        )
+        upstreams = open_upstreams(settings.gateway)
         await upstreams.start()
         rt = Runtime(settings, the_store, http, upstreams, clock, metrics=metrics)
         try:

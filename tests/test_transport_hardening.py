@@ -16,7 +16,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +24,9 @@ import httpx
 import pytest
 import pytest_asyncio
 from harness import free_port
+
+from gateway.errors import UpstreamError
+from gateway.proxy.limits import UpstreamLimits
 
 TRUSTED_IP = "198.51.100.7"  # the one address the `ip` app lets through
 # The defaults docs/configuration.md gives for the upstream limits.
@@ -327,3 +330,123 @@ async def test_faulty_framing_is_400_and_never_forwarded(
     answer = await exchange(gateway, request_bytes + b"5\r\nhello\r\n0\r\n\r\n")
     assert status_of(answer) == status
     assert len(upstreams.open.requests) == before
+
+
+# --- one app, or one client, cannot starve the others -----------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def stalled_uploads(
+    port: int, clients: list[str]
+) -> AsyncIterator[list[asyncio.Task[bytes]]]:
+    """One upload per entry of `clients` (its X-Forwarded-For), each stopping after 5 bytes of
+    1 MB; the tasks end with the head of the gateway's answer. Hung up when the block ends."""
+    writers: list[asyncio.StreamWriter] = []
+
+    async def upload(client: str) -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writers.append(writer)
+        writer.write(
+            b"POST /upload HTTP/1.1\r\nHost: stall.test\r\nContent-Length: 1000000\r\n"
+            b"X-Forwarded-For: " + client.encode() + b"\r\n\r\nhello"
+        )
+        try:
+            return await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError as exc:
+            return exc.partial
+
+    tasks = [asyncio.create_task(upload(client)) for client in clients]
+    try:
+        yield tasks
+    finally:
+        for writer in writers:
+            writer.close()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+async def test_256_stalled_uploads_to_one_app_do_not_starve_another(
+    gateway: int, upstreams: Upstreams
+) -> None:
+    clients = [f"10.1.{n // 250}.{n % 250 + 1}" for n in range(256)]
+    async with stalled_uploads(gateway, clients):
+        # As many reach the app as its origin may have; the rest wait for one of them.
+        await until(lambda: upstreams.stall.reading >= PER_ORIGIN)
+        await asyncio.sleep(0.5)  # the other uploads reach the gateway meanwhile
+        started = time.monotonic()
+        request = b"GET / HTTP/1.1\r\nHost: other.test\r\nConnection: close\r\n\r\n"
+        answer = await exchange(gateway, request)
+        assert status_of(answer) == 200
+        assert time.monotonic() - started < 1.0
+        assert upstreams.stall.reading == PER_ORIGIN
+
+
+async def test_one_client_cannot_hold_more_than_its_share(
+    gateway: int, upstreams: Upstreams
+) -> None:
+    async with stalled_uploads(gateway, ["10.2.0.1"] * (PER_CLIENT + 1)) as tasks:
+        await until(lambda: upstreams.stall.reading >= PER_CLIENT)
+        refused = await asyncio.wait_for(next(asyncio.as_completed(tasks)), 5)
+        assert status_of(refused) == 429
+        # Another client still gets to the same app.
+        request = (
+            b"POST /upload HTTP/1.1\r\nHost: stall.test\r\nConnection: close\r\n"
+            b"X-Forwarded-For: 10.2.0.2\r\nContent-Length: 2\r\n\r\nhi"
+        )
+        assert status_of(await exchange(gateway, request)) == 200
+
+
+# --- the limits themselves --------------------------------------------------------------------
+
+
+async def test_an_origin_over_its_limit_waits_in_turn_then_is_503() -> None:
+    limits = UpstreamLimits(per_origin=1, per_client=10, wait=0.2)
+    # Two apps on one origin share its place; the default port is the explicit one.
+    await limits.admit("http://app.internal/", "10.0.0.1")
+    waiting = asyncio.create_task(limits.admit("http://app.internal:80/b", "10.0.0.2"))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    limits.leave("http://app.internal/", "10.0.0.1")
+    await waiting  # handed the place the first one left
+    with pytest.raises(UpstreamError) as busy:
+        await limits.admit("http://app.internal/", "10.0.0.3")
+    assert (busy.value.status, busy.value.error) == (503, "upstream_busy")
+    await limits.admit("http://other.internal/", "10.0.0.3")  # another origin: room
+    limits.leave("http://app.internal:80/b", "10.0.0.2")
+    await limits.admit("http://app.internal/", "10.0.0.3")  # nothing leaked
+
+
+async def test_a_waiter_that_gives_up_leaves_no_place_taken() -> None:
+    limits = UpstreamLimits(per_origin=1, per_client=10, wait=5)
+    await limits.admit("http://app.internal/", "10.0.0.1")
+    gone = asyncio.create_task(limits.admit("http://app.internal/", "10.0.0.2"))
+    await asyncio.sleep(0.05)
+    gone.cancel()  # the client hung up while waiting
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    limits.leave("http://app.internal/", "10.0.0.1")
+    await asyncio.wait_for(limits.admit("http://app.internal/", "10.0.0.2"), 1)
+
+
+async def test_a_client_over_its_limit_is_429_at_once_and_counted_while_waiting() -> None:
+    limits = UpstreamLimits(per_origin=1, per_client=2, wait=5)
+    await limits.admit("http://a.internal/", "10.0.0.1")
+    waiting = asyncio.create_task(limits.admit("http://a.internal/", "10.0.0.1"))
+    await asyncio.sleep(0.05)
+    with pytest.raises(UpstreamError) as refused:
+        await limits.admit("http://b.internal/", "10.0.0.1")
+    assert (refused.value.status, refused.value.error) == (429, "too_many_requests")
+    await limits.admit("http://b.internal/", "10.0.0.2")  # another client is not held back
+    limits.leave("http://a.internal/", "10.0.0.1")
+    await waiting
+    limits.leave("http://a.internal/", "10.0.0.1")
+    limits.leave("http://b.internal/", "10.0.0.2")
+    await asyncio.wait_for(limits.admit("http://b.internal/", "10.0.0.1"), 1)
