@@ -25,8 +25,11 @@ import pytest
 import pytest_asyncio
 from harness import free_port
 
+from gateway.config import UpstreamClientKind
 from gateway.errors import UpstreamError
+from gateway.proxy.forwarding import open_upstream_client
 from gateway.proxy.limits import UpstreamLimits
+from gateway.proxy.upstream_client import UpstreamBrokenError
 
 TRUSTED_IP = "198.51.100.7"  # the one address the `ip` app lets through
 # The defaults docs/configuration.md gives for the upstream limits.
@@ -93,25 +96,79 @@ class RecordingUpstream:
             self.server.close()
 
 
+# Response heads a lenient parser reads and a relay would get wrong (RFC 9110 / 9112).
+UNRELAYABLE = {
+    "gzip-chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+    b"5\r\nhello\r\n0\r\n\r\n",
+    "gzip": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nhello",
+    "two-codings": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n"
+    b"\r\n5\r\nhello\r\n0\r\n\r\n",
+    "chunked-in-1.0": b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"5\r\nhello\r\n0\r\n\r\n",
+    "status-600": b"HTTP/1.1 600 Beyond\r\nContent-Length: 5\r\n\r\nhello",
+    "version-2": b"HTTP/2.0 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+    "control-in-value": b"HTTP/1.1 200 OK\r\nX-A: a\x01b\r\nContent-Length: 5\r\n\r\nhello",
+}
+# RFC 9112 5.2: a gateway answers 502 (the builtin client) or unfolds to SP (httpx's h11).
+FOLDED = b"HTTP/1.1 200 OK\r\nX-Folded: a\r\n b\r\nContent-Length: 5\r\n\r\nhello"
+RELAYABLE = {
+    "chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    "http-1.0": b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+}
+
+
+@dataclass
+class AnsweringUpstream:
+    """Answers `GET /<name>` with UNRELAYABLE[name] or RELAYABLE[name] (else FOLDED); closes."""
+
+    port: int = 0
+    server: asyncio.Server | None = None
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            name = head.split(b" ", 2)[1].decode().lstrip("/")
+            writer.write(UNRELAYABLE.get(name) or RELAYABLE.get(name) or FOLDED)
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self.serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
 @dataclass
 class Upstreams:
     open: RecordingUpstream  # the `ip` app and the `open` app
     stall: RecordingUpstream  # where the stalled uploads go
     other: RecordingUpstream  # another app, another origin
+    answering: AnsweringUpstream  # the `odd` app
+
+    def all(self) -> tuple[RecordingUpstream | AnsweringUpstream, ...]:
+        return (self.open, self.stall, self.other, self.answering)
 
 
 @pytest_asyncio.fixture(scope="module")
 async def upstreams() -> AsyncIterator[Upstreams]:
-    servers = Upstreams(RecordingUpstream(), RecordingUpstream(), RecordingUpstream())
-    for server in (servers.open, servers.stall, servers.other):
+    servers = Upstreams(
+        RecordingUpstream(), RecordingUpstream(), RecordingUpstream(), AnsweringUpstream()
+    )
+    for server in servers.all():
         await server.start()
     yield servers
-    for server in (servers.open, servers.stall, servers.other):
+    for server in servers.all():
         await server.stop()
 
 
 def write_config(path: Path, port: int, upstreams: Upstreams, extra: str = "") -> Path:
-    def app(app_id: str, upstream: RecordingUpstream, rule: str) -> str:
+    def app(app_id: str, upstream: RecordingUpstream | AnsweringUpstream, rule: str) -> str:
         return f"""
             [[apps]]
             id = "{app_id}"
@@ -148,6 +205,7 @@ def write_config(path: Path, port: int, upstreams: Upstreams, extra: str = "") -
         + textwrap.dedent(app("open", upstreams.open, everyone))
         + textwrap.dedent(app("stall", upstreams.stall, everyone))
         + textwrap.dedent(app("other", upstreams.other, everyone))
+        + textwrap.dedent(app("odd", upstreams.answering, everyone))
     )
     return path
 
@@ -450,3 +508,56 @@ async def test_a_client_over_its_limit_is_429_at_once_and_counted_while_waiting(
     limits.leave("http://a.internal/", "10.0.0.1")
     limits.leave("http://b.internal/", "10.0.0.2")
     await asyncio.wait_for(limits.admit("http://b.internal/", "10.0.0.1"), 1)
+
+
+# --- answers the upstream clients refuse ------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(UNRELAYABLE))
+async def test_an_unrelayable_answer_is_502(gateway: int, name: str) -> None:
+    request = f"GET /{name} HTTP/1.1\r\nHost: odd.test\r\nConnection: close\r\n\r\n"
+    answer = await exchange(gateway, request.encode())
+    assert status_of(answer) == 502
+    assert b"hello" not in answer
+
+
+@pytest.mark.parametrize("name", list(RELAYABLE))
+async def test_a_plain_answer_is_relayed(gateway: int, name: str) -> None:
+    request = f"GET /{name} HTTP/1.1\r\nHost: odd.test\r\nConnection: close\r\n\r\n"
+    answer = await exchange(gateway, request.encode())
+    assert status_of(answer) == 200
+    assert answer.endswith(b"hello") or answer.endswith(b"5\r\nhello\r\n0\r\n\r\n")
+
+
+@pytest.mark.parametrize("kind", ["builtin", "httpx"])
+@pytest.mark.parametrize("name", list(UNRELAYABLE))
+async def test_both_upstream_clients_refuse_it(
+    upstreams: Upstreams, kind: UpstreamClientKind, name: str
+) -> None:
+    client = open_upstream_client(kind, timeout=5)
+    await client.start()
+    try:
+        url = f"http://127.0.0.1:{upstreams.answering.port}"
+        with pytest.raises(UpstreamBrokenError):
+            response = await client.request(url, "GET", f"/{name}", [(b"Host", b"odd")], None)
+            await response.release(reuse=False)
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize("kind", ["builtin", "httpx"])
+async def test_a_folded_header_is_refused_or_unfolded(
+    upstreams: Upstreams, kind: UpstreamClientKind
+) -> None:
+    client = open_upstream_client(kind, timeout=5)
+    await client.start()
+    try:
+        url = f"http://127.0.0.1:{upstreams.answering.port}"
+        try:
+            response = await client.request(url, "GET", "/folded", [(b"Host", b"odd")], None)
+        except UpstreamBrokenError:
+            return
+        await response.release(reuse=False)
+        assert (b"X-Folded", b"a b") in response.headers
+    finally:
+        await client.close()
