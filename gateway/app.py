@@ -62,8 +62,8 @@ class Gateway:
         plainly_framed = True
         for key, value in scope["headers"]:
             if key == b"host":
-                if host is None:
-                    host = split_host(value.decode("latin-1"))
+                # RFC 9112 3.2: more than one Host is answered 400, as no Host is, below.
+                host = split_host(value.decode("latin-1")) if host is None else ""
             elif key == b"transfer-encoding":
                 plainly_framed = False
         host = host or ""

@@ -347,46 +347,41 @@ async def test_chunked_alone_is_relayed_rechunked(gateway: int, upstreams: Upstr
     assert sent.endswith(b"\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
 
 
+CHUNKED_BODY = b"5\r\nhello\r\n0\r\n\r\n"
+
+
 @pytest.mark.parametrize(
-    ("request_bytes", "status"),
+    "request_bytes",
     [
         # RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 is faulty framing.
-        (b"POST /upload HTTP/1.0\r\nHost: open.test\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+        b"POST /upload HTTP/1.0\r\nHost: open.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + CHUNKED_BODY,
         # RFC 9112 6.1: chunked is never applied twice (the server refuses it before the app).
-        (
-            b"POST /upload HTTP/1.1\r\nHost: open.test\r\n"
-            b"Transfer-Encoding: chunked, chunked\r\n\r\n",
-            400,
-        ),
-        (
-            b"POST /upload HTTP/1.1\r\nHost: open.test\r\nTransfer-Encoding: chunked\r\n"
-            b"Transfer-Encoding: chunked\r\n\r\n",
-            400,
-        ),
+        b"POST /upload HTTP/1.1\r\nHost: open.test\r\nTransfer-Encoding: chunked, chunked\r\n"
+        b"\r\n" + CHUNKED_BODY,
+        b"POST /upload HTTP/1.1\r\nHost: open.test\r\nTransfer-Encoding: chunked\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n" + CHUNKED_BODY,
         # RFC 9112 6.3: both framings at once is a smuggling attempt.
-        (
-            b"POST /upload HTTP/1.1\r\nHost: open.test\r\nTransfer-Encoding: chunked\r\n"
-            b"Content-Length: 5\r\n\r\n",
-            400,
-        ),
+        b"POST /upload HTTP/1.1\r\nHost: open.test\r\nTransfer-Encoding: chunked\r\n"
+        b"Content-Length: 5\r\n\r\n" + CHUNKED_BODY,
         # Transfer-Encoding without chunked last: the body's end cannot be known.
-        (b"POST /upload HTTP/1.1\r\nHost: open.test\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
+        b"POST /upload HTTP/1.1\r\nHost: open.test\r\nTransfer-Encoding: gzip\r\n\r\nhello",
+        # RFC 9112 3.2: one Host, never two (which one a proxy in front routed by is unknown).
+        b"GET / HTTP/1.1\r\nHost: open.test\r\nHost: ip.test\r\nConnection: close\r\n\r\n",
         # RFC 9112 5.1: no whitespace between a field name and its colon.
-        (b"GET / HTTP/1.1\r\nHost: open.test\r\nX-Spaced : 1\r\n\r\n", 400),
+        b"GET / HTTP/1.1\r\nHost: open.test\r\nX-Spaced : 1\r\nConnection: close\r\n\r\n",
         # RFC 9112 6.3: differing Content-Length values.
-        (
-            b"POST /upload HTTP/1.1\r\nHost: open.test\r\nContent-Length: 5\r\n"
-            b"Content-Length: 6\r\n\r\nhello!",
-            400,
-        ),
+        b"POST /upload HTTP/1.1\r\nHost: open.test\r\nContent-Length: 5\r\n"
+        b"Content-Length: 6\r\n\r\nhello!",
     ],
 )
 async def test_faulty_framing_is_400_and_never_forwarded(
-    gateway: int, upstreams: Upstreams, request_bytes: bytes, status: int
+    gateway: int, upstreams: Upstreams, request_bytes: bytes
 ) -> None:
     before = len(upstreams.open.requests)
-    answer = await exchange(gateway, request_bytes + b"5\r\nhello\r\n0\r\n\r\n")
-    assert status_of(answer) == status
+    answer = await exchange(gateway, request_bytes)
+    assert status_of(answer) == 400
+    assert answer.count(b"HTTP/1.1 ") == 1
     assert len(upstreams.open.requests) == before
 
 
