@@ -4,7 +4,8 @@
 routes (the table in `web/routes.py`: which paths, on which hosts) go to a small Starlette app
 built from the same table; every other request is matched to a protected app and handed to the
 guard, the hot path (cookie -> session -> policy -> upstream), which never touches Starlette's
-request machinery.
+request machinery. Before either, a request framed with a transfer coding other than `chunked`
+is refused (`transfer_coding_refusal`).
 
 Every request, whichever way it goes, gets a request id, is counted in the metrics and leaves
 one JSON line in the log (`logs.py`), written when its response is done.
@@ -21,7 +22,7 @@ from collections.abc import AsyncIterator
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from gateway.authz.routing import is_ambiguous_path, is_origin_form, split_host
@@ -29,7 +30,7 @@ from gateway.config import Settings
 from gateway.errors import GatewayError
 from gateway.ops.logs import REQUEST_ID, RequestRecord, log_request
 from gateway.ops.metrics import InstrumentedClient, Metrics
-from gateway.proxy.forwarding import open_upstream_client
+from gateway.proxy.forwarding import open_upstreams
 from gateway.proxy.guard import guard_request
 from gateway.runtime import Runtime, error_page
 from gateway.state.catalog import watch
@@ -57,18 +58,25 @@ class Gateway:
             return
         started = time.perf_counter()
         path: str = scope["path"]
-        host = ""
+        host: str | None = None
+        plainly_framed = True
         for key, value in scope["headers"]:
             if key == b"host":
-                host = split_host(value.decode("latin-1"))
-                break
+                # RFC 9112 3.2: more than one Host is answered 400, as no Host is, below.
+                host = split_host(value.decode("latin-1")) if host is None else ""
+            elif key == b"transfer-encoding":
+                plainly_framed = False
+        host = host or ""
         trusted = rt.settings.gateway.trusted_proxies
         record = RequestRecord(scope, trusted_peer=peer_is_trusted(scope, trusted))
         context = REQUEST_ID.set(record.request_id)
         send = record.watch(send)
         route = self.table.match(path)
         try:
-            if not host or is_ambiguous_path(path) or not _origin_form(scope):
+            if not plainly_framed and (refusal := transfer_coding_refusal(scope)) is not None:
+                record.decision = "bad_request"
+                await refusal(scope, receive, send)
+            elif not host or is_ambiguous_path(path) or not _origin_form(scope):
                 record.decision = "bad_request"
                 # the admin API and SCIM answer in their own formats, even here
                 invalid_path = route.invalid_path if route is not None else plain_invalid_path
@@ -99,6 +107,26 @@ def _origin_form(scope: Scope) -> bool:
     return is_origin_form(scope.get("raw_path") or b"", scope.get("query_string", b""))
 
 
+def transfer_coding_refusal(scope: Scope) -> Response | None:
+    """The answer to a request whose Transfer-Encoding is anything but one `chunked`, else None.
+
+    The server has already decoded the chunked framing; any other coding would reach the upstream
+    undone and unannounced (forwarding re-chunks the body), and no path of the gateway decodes
+    one. RFC 9112 6.1: 501 for a transfer coding the server does not understand (also for
+    `chunked` twice, which a sender must never apply), and a Transfer-Encoding in an HTTP/1.0
+    message means faulty framing: 400. The connection is closed after either, as the rest of
+    the body cannot be trusted to end where the server thinks.
+    """
+    codings = [value for key, value in scope["headers"] if key == b"transfer-encoding"]
+    if scope.get("http_version") not in ("1.1", None):
+        status, text = 400, "Bad request: Transfer-Encoding outside HTTP/1.1."
+    elif len(codings) == 1 and codings[0].strip().lower() == b"chunked":
+        return None
+    else:
+        status, text = 501, "Not implemented: the only transfer coding accepted is chunked."
+    return PlainTextResponse(text, status_code=status, headers={"Connection": "close"})
+
+
 def create_app(
     settings: Settings, *, store: Store | None = None, clock: Clock = time.time
 ) -> Gateway:
@@ -121,9 +149,7 @@ def create_app(
             limits=httpx.Limits(max_connections=50, max_keepalive_connections=10),
             follow_redirects=False,
         )
-        upstreams = open_upstream_client(
-            settings.gateway.upstream_client, timeout=settings.gateway.upstream_timeout
-        )
+        upstreams = open_upstreams(settings.gateway)
         await upstreams.start()
         rt = Runtime(settings, the_store, http, upstreams, clock, metrics=metrics)
         try:

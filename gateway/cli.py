@@ -1,10 +1,11 @@
 """The `gateway` command: serve, check-config, demo, scim-secret.
 
-`serve` runs the gateway under uvicorn (uvloop + httptools). `check-config` prints every
-problem of a config file with its key path. `demo` runs everything on localhost with no Okta
-tenant and no Redis: the gateway, the development IdP (`devidp.py`, reachable only from here),
-the echo upstream and the memory store. `scim-secret` makes a new SCIM secret for an identity
-provider, stores its hash in the configured store and prints it once.
+`serve` runs the gateway under uvicorn (uvloop + httptools; `web/serverprotocol.py` drops
+trailer fields). `check-config` prints every problem of a config file with its key path. `demo`
+runs everything on localhost with no Okta tenant and no Redis: the gateway, the development IdP
+(`devidp.py`, reachable only from here), the echo upstream and the memory store. `scim-secret`
+makes a new SCIM secret for an identity provider, stores its hash in the configured store and
+prints it once.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from gateway.app import Gateway, create_app
 from gateway.config import OktaConfig, load_config, parse_settings
 from gateway.errors import ConfigError, GatewayError
 from gateway.ops.logs import logging_config
+from gateway.web.serverprotocol import HeadOnlyHttpToolsProtocol
 
 CONFIG_ENV = "GATEWAY_CONFIG"
 SHUTDOWN_TIMEOUT = 20  # seconds in-flight requests get to finish after SIGTERM
@@ -69,7 +71,7 @@ def _serve(args: argparse.Namespace) -> int:
         log_config=logging_config(args.log_level),  # JSON lines, applied in every worker
         timeout_graceful_shutdown=SHUTDOWN_TIMEOUT,
         loop="uvloop",
-        http="httptools",
+        http=HeadOnlyHttpToolsProtocol,  # httptools, with trailers never read as headers
         proxy_headers=False,  # X-Forwarded-* are judged by trusted_proxies, not by uvicorn
         server_header=False,
         date_header=False,
@@ -186,6 +188,7 @@ async def _run_demo(port: int) -> None:
                 access_log=False,
                 proxy_headers=False,
                 server_header=False,
+                http=HeadOnlyHttpToolsProtocol,
             )
         )
         for app, p in (

@@ -155,6 +155,11 @@ class GatewaySettings:
     upstream_timeout: float = 60.0
     session_reads: SessionReads = "pipelined"
     upstream_client: UpstreamClientKind = "builtin"
+    # Per worker process: exchanges in flight to one upstream origin and from one client
+    # address, and the longest pause inside a request body (proxy/limits.py, forwarding.py).
+    upstream_requests_per_origin: int = 128
+    upstream_requests_per_client: int = 64
+    request_body_timeout: float = 60.0
 
     @property
     def team_host(self) -> str:
@@ -259,6 +264,14 @@ class _Reader:
             self.problem(key, f"environment variable {name} is not set")
             return ""
         return self.env[name]
+
+    def count(self, key: str, default: int) -> int:
+        """A positive whole number."""
+        value = self._typed(key, int, "a whole number", default)
+        if value < 1:
+            self.problem(key, "must be at least 1")
+            return default
+        return int(value)
 
     def boolean(self, key: str, default: bool) -> bool:
         return bool(self._typed(key, bool, "true or false", default))
@@ -514,6 +527,9 @@ def _gateway(reader: _Reader) -> GatewaySettings:
         upstream_client=reader.choice(  # type: ignore[arg-type]
             "upstream_client", ("builtin", "httpx"), "builtin"
         ),
+        upstream_requests_per_origin=reader.count("upstream_requests_per_origin", 128),
+        upstream_requests_per_client=reader.count("upstream_requests_per_client", 64),
+        request_body_timeout=reader.duration("request_body_timeout", 60.0) or 60.0,
     )
     # "memory" exactly: open_store() treats anything else as a Redis URL, so a typo such as
     # "memory_store" must be reported here, not fail at start-up.

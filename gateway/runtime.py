@@ -23,7 +23,7 @@ from gateway.config import App, IdentityProvider, Settings
 from gateway.errors import GatewayError, RateLimitedError
 from gateway.identity import Identity
 from gateway.ops.metrics import Metrics
-from gateway.proxy.forwarding import UpstreamClient
+from gateway.proxy.forwarding import Upstreams
 from gateway.scim.secret import ScimSecrets
 from gateway.state.catalog import Catalog
 from gateway.state.provisioning_log import ProvisioningLog
@@ -44,7 +44,7 @@ class Runtime:
     settings: Settings
     store: Store
     http: httpx.AsyncClient
-    upstreams: UpstreamClient
+    upstreams: Upstreams
     clock: Clock
     pages: Pages = field(default_factory=Pages)
     metrics: Metrics = field(default_factory=Metrics)

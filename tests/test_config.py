@@ -57,6 +57,9 @@ idp_timeout = "5s"
 upstream_timeout = "1m30s"
 session_reads = "redis-py"
 upstream_client = "httpx"
+upstream_requests_per_origin = 40
+upstream_requests_per_client = 8
+request_body_timeout = "15s"
 
 [[identity_providers]]
 id = "{OKTA_ID}"
@@ -181,6 +184,8 @@ def test_full_config_parses_into_typed_settings() -> None:
     assert gateway.idp_timeout == 5
     assert gateway.upstream_timeout == 90
     assert (gateway.session_reads, gateway.upstream_client) == ("redis-py", "httpx")
+    assert (gateway.upstream_requests_per_origin, gateway.upstream_requests_per_client) == (40, 8)
+    assert gateway.request_body_timeout == 15
 
     okta, oidc = settings.identity_providers
     assert (okta.id, okta.name, okta.type) == (OKTA_ID, "Example Okta", "okta")
@@ -256,6 +261,8 @@ def test_defaults_of_optional_keys() -> None:
     assert (gateway.session_duration, gateway.trusted_proxies) == (86400, ())
     assert (gateway.idp_timeout, gateway.upstream_timeout) == (10, 60)
     assert (gateway.session_reads, gateway.upstream_client) == ("pipelined", "builtin")
+    assert (gateway.upstream_requests_per_origin, gateway.upstream_requests_per_client) == (128, 64)
+    assert gateway.request_body_timeout == 60
     idp = settings.identity_providers[0]
     assert idp.type == "okta"
     assert (idp.config.email_claim_name, idp.config.pkce_enabled) == ("email", False)
@@ -488,6 +495,26 @@ def test_several_problems_are_all_reported_at_once() -> None:
             "gateway.upstream_timeout",
             True,
             "gateway.upstream_timeout: must be a duration such as '24h'",
+        ),
+        (
+            "gateway.upstream_requests_per_origin",
+            "128",
+            "gateway.upstream_requests_per_origin: must be a whole number",
+        ),
+        (
+            "gateway.upstream_requests_per_client",
+            0,
+            "gateway.upstream_requests_per_client: must be at least 1",
+        ),
+        (
+            "gateway.upstream_requests_per_client",
+            2.5,
+            "gateway.upstream_requests_per_client: must be a whole number",
+        ),
+        (
+            "gateway.request_body_timeout",
+            "0s",
+            "gateway.request_body_timeout: must be positive and at most 87600h (ten years)",
         ),
         ("identity_providers", {"id": "x"}, "identity_providers: must be a list of tables"),
         ("identity_providers[0].config", "x", "identity_providers[0].config: must be a table"),

@@ -40,7 +40,8 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.errors import UpstreamError
 from gateway.proxy import upstream as upstream_module
-from gateway.proxy.forwarding import _request_target, forward
+from gateway.proxy.forwarding import Upstreams, _request_target, forward
+from gateway.proxy.limits import UpstreamLimits
 from gateway.proxy.upstream import READ_HIGH_WATER, UpstreamPool
 from gateway.proxy.upstream_client import UpstreamBrokenError, UpstreamClient
 from gateway.proxy.upstream_httpx import HttpxUpstreamClient
@@ -80,6 +81,7 @@ class FakeUpstream:
         app = web.Application()
         app.router.add_route("*", "/echo/{tail:.*}", self.echo)
         app.router.add_post("/upload", self.upload)
+        app.router.add_post("/slow-upload", self.upload)
         app.router.add_post("/reject", self.reject)
         app.router.add_get("/download", self.download)
         app.router.add_get("/created", self.created)
@@ -377,6 +379,11 @@ async def gateway(upstream: FakeUpstream, raw: RawUpstream, kind: str) -> AsyncI
     short_pool = client_of(kind, timeout=0.5, connect_timeout=0.5)
     await pool.start()
     await short_pool.start()
+    # Every test's requests come from 127.0.0.1: no per-client limit here (test_transport_hardening
+    # tests the limits through `gateway serve`). "/slow" requests also get a short body timeout.
+    limits = UpstreamLimits(per_origin=1000, per_client=1000)
+    leg = Upstreams(pool, limits, body_timeout=10.0)
+    short_leg = Upstreams(short_pool, limits, body_timeout=0.5)
     # Bound but never listening: every connect to it is refused, and no one else can take it.
     refusing = socket.socket()
     refusing.bind(("127.0.0.1", 0))
@@ -393,7 +400,7 @@ async def gateway(upstream: FakeUpstream, raw: RawUpstream, kind: str) -> AsyncI
         result = "returned"
         try:
             await forward(
-                short_pool if path.startswith("/slow") else pool,
+                short_leg if path.startswith("/slow") else leg,
                 scope,
                 receive,
                 send,
@@ -691,6 +698,44 @@ async def test_client_hanging_up_mid_upload_closes_upstream(gateway: Gateway) ->
         # The upstream stops waiting for the other 10 MB only if the gateway hung up on it.
         await gateway.upstream.ended["upload"].wait()
         assert await gateway.outcome("/upload?tag=upload") == "returned"
+
+
+async def test_a_stalled_upload_is_408_and_the_upstream_closed(gateway: Gateway) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    try:
+        writer.write(
+            b"POST /slow-upload?tag=stalled HTTP/1.1\r\nHost: app.example.com\r\n"
+            b"Content-Length: 1000\r\n\r\nfirst piece"
+        )
+        async with asyncio.timeout(5):
+            await gateway.upstream.receiving["stalled"].wait()
+            started = time.monotonic()
+            head = await reader.readuntil(b"\r\n\r\n")
+            # The upstream stops waiting for the rest only if the gateway hung up on it.
+            await gateway.upstream.ended["stalled"].wait()
+        assert head.startswith(b"HTTP/1.1 408 ")
+        assert 0.4 < time.monotonic() - started < 3
+        assert await gateway.outcome("/slow-upload?tag=stalled") == "UpstreamError 408"
+    finally:
+        writer.close()
+
+
+async def test_a_slow_but_steady_upload_is_not_cut_off(gateway: Gateway) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    try:
+        writer.write(
+            b"POST /slow-upload?tag=steady HTTP/1.1\r\nHost: app.example.com\r\n"
+            b"Content-Length: 8\r\nConnection: close\r\n\r\n"
+        )
+        for piece in (b"ab", b"cd", b"ef", b"gh"):  # 1.2 s in all, 0.3 s apart: under 0.5
+            await asyncio.sleep(0.3)
+            writer.write(piece)
+        async with asyncio.timeout(5):
+            answer = await reader.read()
+        assert answer.startswith(b"HTTP/1.1 200 ")
+        assert json.loads(answer.partition(b"\r\n\r\n")[2])["size"] == 8
+    finally:
+        writer.close()
 
 
 async def test_upstream_answering_before_reading_the_upload(

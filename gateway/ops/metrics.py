@@ -58,7 +58,14 @@ __all__ = ["CONTENT_TYPE_LATEST", "InstrumentedClient", "LiveSessions", "Metrics
 
 _PROXY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _SIGNIN_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
-_UPSTREAM_REASONS = {"upstream_timeout": "timeout"}  # UpstreamError.error -> reason
+# UpstreamError.error -> reason; the last three are the upstream limits (proxy/limits.py) and
+# the request body timeout turning a request away
+_UPSTREAM_REASONS = {
+    "upstream_timeout": "timeout",
+    "upstream_busy": "busy",
+    "too_many_requests": "client_limit",
+    "request_timeout": "body_timeout",
+}
 
 
 class LiveSessions:

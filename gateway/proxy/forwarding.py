@@ -6,8 +6,9 @@ httpx's (`upstream_httpx.py`), as `open_upstream_client` picks by setting. It ow
 (SPEC section 4: hop-by-hop headers, client-sent `Cf-Access-*`, `X-Forwarded-*` and our session
 cookies never reach the upstream), streams bodies both ways without buffering them, and turns a
 refused or slow upstream into `UpstreamError` (502 / 504) while nothing has been sent to the
-client yet. It renders no pages and knows nothing of sessions or policy: the caller decides who
-gets through.
+client yet. Each exchange is admitted by the worker's `UpstreamLimits` (`limits.py`: per origin,
+per client), and a request body that stops arriving for `body_timeout` ends it with 408. It
+renders no pages and knows nothing of sessions or policy: the caller decides who gets through.
 """
 
 from __future__ import annotations
@@ -15,18 +16,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from urllib.parse import quote
 
 from starlette.types import Receive, Scope, Send
 
-from gateway.config import UpstreamClientKind
+from gateway.config import GatewaySettings, UpstreamClientKind
 from gateway.errors import UpstreamError
+from gateway.proxy.limits import UpstreamLimits
 from gateway.proxy.upstream import UpstreamPool
 from gateway.proxy.upstream_client import UpstreamBrokenError, UpstreamClient, UpstreamResponse
 from gateway.proxy.upstream_httpx import HttpxUpstreamClient
 from gateway.web.cookies import GATEWAY_COOKIES
 
-__all__ = ["UpstreamClient", "forward", "open_upstream_client"]
+__all__ = ["UpstreamClient", "Upstreams", "forward", "open_upstream_client", "open_upstreams"]
 
 logger = logging.getLogger("gateway.proxy")
 
@@ -57,8 +60,36 @@ def open_upstream_client(kind: UpstreamClientKind, *, timeout: float) -> Upstrea
     return UpstreamPool(timeout=timeout)
 
 
+@dataclass(frozen=True, slots=True)
+class Upstreams:
+    """The upstream leg of one worker: its client, who may use it, and how long a request body
+    may pause (seconds between two pieces) before the exchange ends with 408."""
+
+    client: UpstreamClient
+    limits: UpstreamLimits
+    body_timeout: float
+
+    async def start(self) -> None:
+        await self.client.start()
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+def open_upstreams(settings: GatewaySettings) -> Upstreams:
+    """The upstream leg the `[gateway]` settings describe; `start()` it."""
+    return Upstreams(
+        open_upstream_client(settings.upstream_client, timeout=settings.upstream_timeout),
+        UpstreamLimits(
+            per_origin=settings.upstream_requests_per_origin,
+            per_client=settings.upstream_requests_per_client,
+        ),
+        body_timeout=settings.request_body_timeout,
+    )
+
+
 async def forward(
-    client: UpstreamClient,
+    upstreams: Upstreams,
     scope: Scope,
     receive: Receive,
     send: Send,
@@ -72,10 +103,11 @@ async def forward(
 ) -> None:
     """Relay the HTTP exchange in `scope` to `upstream` and stream the answer back.
 
-    Raises `UpstreamError` (502, or 504 with error "upstream_timeout") only while no response
-    has started; a failure after that ends the response early, so the server closes the client
-    connection and the client sees a truncated body rather than a complete-looking one.
-    Returns quietly when the client goes away.
+    Raises `UpstreamError` (502; 504 with error "upstream_timeout"; 408 "request_timeout" for a
+    request body that stalls; 429 or 503 from the limits) only while no response has started;
+    a failure after that ends the response early, so the server closes the client connection
+    and the client sees a truncated body rather than a complete-looking one. Returns quietly
+    when the client goes away.
     """
     method: str = scope["method"]
     headers, has_body, chunked = request_headers(
@@ -86,13 +118,15 @@ async def forward(
         host=host,
         identity_headers=identity_headers,
     )
-    downstream = _Downstream(receive)
+    downstream = _Downstream(receive, upstreams.body_timeout)
     if not has_body:
         downstream.watch()
     response: UpstreamResponse | None = None
-    started = finished = False
+    admitted = started = finished = False
     try:
-        response = await client.request(
+        await upstreams.limits.admit(upstream, client_ip)
+        admitted = True
+        response = await upstreams.client.request(
             upstream,
             method,
             _request_target(scope),
@@ -120,27 +154,34 @@ async def forward(
         if downstream.gone and downstream.task.uncancel() == 0:
             return
         raise
-    except TimeoutError as exc:
+    except (TimeoutError, UpstreamBrokenError) as exc:
         if started:
             _log_broken_response(scope, upstream, client_ip, exc)
             return
-        raise UpstreamError(
-            "The application took too long to answer.", status=504, error="upstream_timeout"
-        ) from exc
-    except UpstreamBrokenError as exc:
-        if started:
-            _log_broken_response(scope, upstream, client_ip, exc)
-            return
+        if downstream.stalled:  # the client's body stopped, whatever the client made of it
+            raise UpstreamError(
+                "The request body stopped arriving.", status=408, error="request_timeout"
+            ) from exc
+        if isinstance(exc, TimeoutError):
+            raise UpstreamError(
+                "The application took too long to answer.", status=504, error="upstream_timeout"
+            ) from exc
         raise UpstreamError("The application could not be reached.", status=502) from exc
     finally:
         downstream.close()
         if response is not None:
             # Pooled only after a complete relay: a client gone mid-stream leaves it unread.
             await response.release(reuse=finished)
+        if admitted:
+            upstreams.limits.leave(upstream, client_ip)
 
 
 class _ClientGoneError(Exception):
     """The client disconnected while its request body was being relayed."""
+
+
+class _BodyStalledError(Exception):
+    """The client sent no piece of its request body for the body timeout."""
 
 
 class _Downstream:
@@ -150,24 +191,34 @@ class _Downstream:
     `http.disconnect` an endless upstream stream would be relayed into the void forever. On a
     disconnect the forwarding task is cancelled, and `forward` closes (does not pool) the
     upstream connection. ASGI allows one `receive` caller at a time: the upstream client reads
-    the body first, and the watcher starts only once the body is over.
+    the body first, and the watcher starts only once the body is over. A body that pauses for
+    longer than `body_timeout` ends the exchange (`stalled`): a client that never finishes an
+    upload would otherwise hold an upstream connection for as long as it likes.
     """
 
-    __slots__ = ("_closed", "_receive", "_watcher", "gone", "task")
+    __slots__ = ("_body_timeout", "_closed", "_receive", "_watcher", "gone", "stalled", "task")
 
-    def __init__(self, receive: Receive) -> None:
+    def __init__(self, receive: Receive, body_timeout: float) -> None:
         task = asyncio.current_task()
         if task is None:
             raise RuntimeError("forward() must run inside an asyncio task")
         self.task = task
         self.gone = False
+        self.stalled = False
         self._receive = receive
+        self._body_timeout = body_timeout
         self._watcher: asyncio.Task[None] | None = None
         self._closed = False
 
     async def read(self) -> tuple[bytes, bool]:
         """The next piece of the request body and whether more follows."""
-        message = await self._receive()
+        try:
+            async with asyncio.timeout(self._body_timeout):
+                message = await self._receive()
+        except TimeoutError:
+            self.stalled = True
+            # Not a TimeoutError: the upstream clients read that as the upstream being slow.
+            raise _BodyStalledError(f"no request body for {self._body_timeout} s") from None
         if message["type"] == "http.disconnect":
             self._hang_up()
             # Raised, not returned: a short body must not look complete, or the connection

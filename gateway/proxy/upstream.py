@@ -29,6 +29,7 @@ from gateway.proxy.upstream_client import (
     KEEPALIVE_TIMEOUT,
     BodyReader,
     UpstreamBrokenError,
+    framing_problem,
 )
 
 # Response bytes held for a slow client before the upstream socket stops being read.
@@ -574,6 +575,9 @@ class UpstreamConnection(asyncio.Protocol):
                 self._fail(UpstreamBrokenError("the upstream switched protocols unasked"))
             elif status < 100:  # RFC 9110 15: not a status; llhttp reads its body as a body
                 self._fail(UpstreamBrokenError(f"invalid status code {status:03d}"))
+            return
+        if problem := framing_problem(self._parser.get_http_version(), status, self.headers):
+            self._fail(UpstreamBrokenError(problem))
             return
         self.status = status
         # RFC 9110 9.3.2: no body follows a HEAD response's head, whatever Content-Length says.

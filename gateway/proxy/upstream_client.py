@@ -9,6 +9,7 @@ Two clients implement it, chosen by `[gateway] upstream_client`: the hand-writte
     UpstreamResponse      status, headers, read() the body in pieces, release() when done
     UpstreamBrokenError   refused, hung up, or not HTTP/1.1 (forward: 502)
     TimeoutError          the builtin, for an upstream too slow (forward: 504)
+    framing_problem       what makes a final response head unfit to relay, asked by both
 """
 
 from __future__ import annotations
@@ -37,6 +38,30 @@ class UpstreamBrokenError(Exception):
     def __init__(self, message: str, *, before_response: bool = False) -> None:
         super().__init__(message)
         self.before_response = before_response
+
+
+def framing_problem(version: str, status: int, headers: list[tuple[bytes, bytes]]) -> str:
+    """Why a final response head (`version` as "1.1") cannot be relayed as it is; "" if it can.
+
+    What a lenient parser lets through and a relay would get wrong: an HTTP version other than
+    1.x (RFC 9112 2.3), a status past 599 (RFC 9110 15: three digits, 1xx to 5xx), and any
+    Transfer-Encoding but one `chunked` on HTTP/1.1 (RFC 9112 6.1: in HTTP/1.0 it is faulty
+    framing; another coding would reach the client undone, as Transfer-Encoding is hop-by-hop
+    and the body is re-framed on the way out).
+    """
+    if version not in ("1.1", "1.0"):
+        return f"not an HTTP/1.x response (HTTP/{version})"
+    if status > 599:
+        return f"invalid status code {status}"
+    # The length first: cheaper than lowercasing every name of every response.
+    codings = [v for n, v in headers if len(n) == 17 and n.lower() == b"transfer-encoding"]
+    if not codings:
+        return ""
+    if version != "1.1":
+        return "Transfer-Encoding in an HTTP/1.0 response"
+    if len(codings) > 1 or codings[0].strip().lower() != b"chunked":
+        return "a transfer coding other than chunked"
+    return ""
 
 
 class UpstreamResponse(Protocol):

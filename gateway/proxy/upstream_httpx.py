@@ -16,6 +16,7 @@ complete response stay in h11's buffer and would be read as the next answer on t
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -29,9 +30,11 @@ from gateway.proxy.upstream_client import (
     KEEPALIVE_TIMEOUT,
     BodyReader,
     UpstreamBrokenError,
+    framing_problem,
 )
 
 _NO_BODY = httpx.ByteStream(b"")
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,13 +205,23 @@ def _stop(sender: _RequestBody | None) -> None:
 class _Response:
     """`UpstreamResponse` over an httpx response whose body is read as it arrives, undecoded."""
 
-    __slots__ = ("_close_after", "_pieces", "_response", "_sender", "complete", "headers", "status")
+    __slots__ = (
+        "_close_after",
+        "_pieces",
+        "_response",
+        "_sender",
+        "complete",
+        "headers",
+        "http_version",
+        "status",
+    )
 
     def __init__(
         self, response: httpx.Response, sender: _RequestBody | None, *, close_after: bool
     ) -> None:
         self.status = response.status_code
         self.headers: list[tuple[bytes, bytes]] = response.headers.raw
+        self.http_version = response.http_version  # "HTTP/1.1"
         self.complete = False
         self._response = response
         self._pieces = cast(httpx.AsyncByteStream, response.stream).__aiter__()
@@ -249,7 +262,12 @@ def _not_relayable(response: _Response) -> str:
         # RFC 9112 6.3: both at once is how responses are split; the length we would relay
         # could not be trusted.
         return "the response has both Content-Length and Transfer-Encoding"
-    return ""
+    if any(_CONTROL.search(value) for _, value in response.headers):
+        # RFC 9110 5.5: no control characters but HTAB in a field value (llhttp refuses them;
+        # h11 lets all but NUL, CR and LF through, and uvicorn would fail the relay with 500).
+        return "a response header value contains a control character"
+    version = response.http_version.removeprefix("HTTP/")
+    return framing_problem(version, response.status, response.headers)
 
 
 def _closed_before_answer(exc: httpx.TransportError) -> bool:
