@@ -505,6 +505,21 @@ async def test_a_client_over_its_limit_is_429_at_once_and_counted_while_waiting(
     await asyncio.wait_for(limits.admit("http://b.internal/", "10.0.0.1"), 1)
 
 
+@pytest.mark.parametrize("local", ["127.0.0.1", "::1", "::ffff:127.0.0.1", ""])
+async def test_a_local_client_is_not_limited_per_client(local: str) -> None:
+    # A proxy on this machine that trusted_proxies does not name: every user behind it shares
+    # its address, so a per-client limit there would be a limit on everyone.
+    limits = UpstreamLimits(per_origin=100, per_client=2, wait=5)
+    for _ in range(5):
+        await limits.admit("http://a.internal/", local)
+    for _ in range(5):
+        limits.leave("http://a.internal/", local)
+    await limits.admit("http://a.internal/", "10.0.0.1")
+    await limits.admit("http://a.internal/", "10.0.0.1")
+    with pytest.raises(UpstreamError):
+        await limits.admit("http://a.internal/", "10.0.0.1")
+
+
 # --- answers the upstream clients refuse ------------------------------------------------------
 
 

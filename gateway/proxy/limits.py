@@ -24,6 +24,13 @@ from gateway.errors import UpstreamError
 ORIGIN_WAIT = 5.0
 
 
+def _is_local(client: str) -> bool:
+    """A loopback or unknown (Unix socket) client: not limited per client, as the sign-in cap
+    does not count it either (authn/login_limit.py): it is a proxy on this machine that all
+    users share when `trusted_proxies` does not name it, or local tooling."""
+    return not client or client.startswith(("127.", "::ffff:127.")) or client == "::1"
+
+
 class _Origin:
     __slots__ = ("in_flight", "waiters")
 
@@ -47,14 +54,18 @@ class UpstreamLimits:
         """Count one exchange to `upstream` (an app's upstream URL) from `client`, waiting for
         room at the origin; `UpstreamError` 429 or 503 if it gets none. Every `admit` that
         returns is matched by one `leave` with the same arguments."""
-        held = self._clients.get(client, 0)
+        if _is_local(client):  # a local proxy or tool: every user behind it would share one
+            held = -1
+        else:
+            held = self._clients.get(client, 0)
         if held >= self.per_client:
             raise UpstreamError(
                 "Too many requests from your address are in progress; try again shortly.",
                 status=429,
                 error="too_many_requests",
             )
-        self._clients[client] = held + 1  # a waiting exchange counts too
+        if held >= 0:
+            self._clients[client] = held + 1  # a waiting exchange counts too
         origin = self._origins.get(upstream) or self._origin(upstream)
         if origin.in_flight < self.per_origin and not origin.waiters:
             origin.in_flight += 1
@@ -71,6 +82,8 @@ class UpstreamLimits:
         self._pass_on(self._origins[upstream])
 
     def _forget(self, client: str) -> None:
+        if _is_local(client):
+            return
         held = self._clients[client] - 1
         if held:
             self._clients[client] = held
