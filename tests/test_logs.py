@@ -227,6 +227,9 @@ async def test_each_request_leaves_one_line_with_who_went_where(
         "decision": "allow",
         "status": 200,
         "user_uuid": user,
+        "email": "alice@example.com",
+        "policy": "Engineering",  # the policy that let her in
+        "rule": "",  # only a deny names a rule
     }
     # the same id went upstream, once
     assert upstream.request_ids[-1] == [request_id]

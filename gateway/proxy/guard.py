@@ -19,9 +19,7 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.authz.policy import RequestFacts, evaluate, evaluate_before_sign_in
 from gateway.authz.verdict import (
-    BYPASS,
     INVALID_SERVICE_TOKEN,
-    NON_IDENTITY,
     SERVICE_TOKEN_NOT_ADMITTED,
     SIGN_IN,
     Deny,
@@ -97,6 +95,9 @@ def cross_site(scope: Scope, host: str) -> bool:
     return origin_host != host
 
 
+CROSS_SITE_SOCKET = "a WebSocket opened from a page on another site (Origin)"
+
+
 def _sign_in(rt: Runtime, app: App, host: str, scope: Scope) -> SignIn:
     """No usable session: a browser is sent to sign in, bound to this host; others get 401."""
     if not wants_redirect(scope):
@@ -113,7 +114,7 @@ async def decide(rt: Runtime, app: App, host: str, scope: Scope, info: ClientInf
     the session, the app's allow/deny policies, and the app token. A WebSocket handshake from
     another site is denied. A store that does not answer leaves the request undecided.
     """
-    user = ""
+    user = email = ""
     try:
         facts = RequestFacts(client_ip=info.address)
         client_id = header(scope, b"cf-access-client-id")
@@ -126,13 +127,14 @@ async def decide(rt: Runtime, app: App, host: str, scope: Scope, info: ClientInf
             facts = RequestFacts(client_ip=info.address, service_token_id=service_token.id)
         before = evaluate_before_sign_in(app, facts)
         if before is not None:
+            name = before.policy_name
             if before.outcome == "bypass":
-                return BYPASS
+                return Forward("bypass", name)
             if service_token is None:
-                return NON_IDENTITY  # admitted by a rule on the request (its address)
+                return Forward("non_identity", name)  # admitted by a rule on the request
             # Admitted by its service token: the origin can tell which one (Cloudflare's shape).
             token = await rt.app_tokens.for_service_token(service_token, app)
-            return Forward("service_token", ((b"cf-access-jwt-assertion", token.encode()),))
+            return Forward("service_token", name, ((b"cf-access-jwt-assertion", token.encode()),))
         if client_id is not None:
             return SERVICE_TOKEN_NOT_ADMITTED
         session = await rt.sessions.load(read_cookie(scope, SESSION_COOKIE))
@@ -143,19 +145,21 @@ async def decide(rt: Runtime, app: App, host: str, scope: Scope, info: ClientInf
         ):
             return _sign_in(rt, app, host, scope)
         identity = session.identity
-        user = identity.user_uuid
-        if not evaluate(app, identity, facts).allowed:
-            return Deny(app, identity.email, user)
+        user, email = identity.user_uuid, identity.email
+        decision = evaluate(app, identity, facts)
+        if not decision.allowed:
+            return Deny(app, email, user, decision.policy_name, decision.rule)
         if scope["type"] == "websocket" and cross_site(scope, host):
-            return Deny(app, identity.email, user)  # cross-site WebSocket hijacking
+            # cross-site WebSocket hijacking
+            return Deny(app, email, user, decision.policy_name, CROSS_SITE_SOCKET)
         app_token = rt.app_tokens.cached(session, app) or await rt.app_tokens.mint(session, app)
         headers = (
             (b"cf-access-jwt-assertion", app_token.encode()),
             (b"cf-access-authenticated-user-email", identity.email.encode()),
         )
-        return Forward("allow", headers, user)
+        return Forward("allow", decision.policy_name, headers, user, email)
     except GatewayError as exc:
-        return Undecided(exc, user)
+        return Undecided(exc, user, email)
 
 
 # --- rendering ------------------------------------------------------------------------------
@@ -222,6 +226,9 @@ async def guard_request(
     verdict = await decide(rt, app, host, scope, info)
     record.decision = verdict.label
     record.user = verdict.user
+    record.email = verdict.email
+    record.policy = verdict.policy
+    record.rule = verdict.rule
     if not isinstance(verdict, Forward):
         if websocket:  # closed before the handshake: the server answers HTTP 403
             code = _UNEXPECTED_CONDITION if isinstance(verdict, Undecided) else _POLICY_VIOLATION

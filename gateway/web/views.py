@@ -169,7 +169,14 @@ async def continue_to_app(
     log.info(
         "sign-in: app decision %s",
         decision.outcome,
-        extra={"step": "decision", "app": app.id, "user_uuid": session.identity.user_uuid},
+        extra={
+            "step": "decision",
+            "app": app.id,
+            "user_uuid": session.identity.user_uuid,
+            "email": session.identity.email,
+            "policy": decision.policy_name,
+            "rule": decision.rule,
+        },
     )
     if app_host == rt.team_host:
         response = (
