@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from gateway.admin.envelope import CODES, MAX_BODY, MAX_PAGE
-from gateway.admin.schemas import Schema, obj, ref, schemas
+from gateway.admin.schemas import NON_BLANK, Schema, obj, ref, schemas
 from gateway.admin.users import DEFAULT_LOG_ENTRIES as DEFAULT_LOG
 from gateway.admin.users import MAX_USERS_PER_PAGE, USERS_PER_PAGE
 from gateway.runtime import Runtime
@@ -258,6 +258,34 @@ def paths() -> dict[str, dict[str, Schema]]:
                 "Revoke every app session of this app (and of apps sharing its host)",
                 ref("RevokedTokens"),
                 param=app,
+            ),
+        },
+        "/api/apps/{app_id}/explain": {
+            "get": _op(
+                "explainApp",
+                "Would this user get into this app, and why: the decision, the policy that made "
+                "it and the rule that settled it, for each last-seen identity with the email",
+                _list("Explanation"),
+                param=app,
+                query=(
+                    {
+                        "name": "email",
+                        "in": "query",
+                        "required": True,
+                        "description": "The user's email, as they sign in.",
+                        "schema": NON_BLANK,
+                    },
+                    {
+                        "name": "ip",
+                        "in": "query",
+                        "required": False,
+                        "description": "The client address to judge ip rules against.",
+                        "schema": {
+                            "type": "string",
+                            "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}],
+                        },
+                    },
+                ),
             ),
         },
         "/api/users": {
