@@ -12,7 +12,7 @@ store that does not answer means 503, never a pass.
 from __future__ import annotations
 
 import secrets
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.types import Receive, Scope, Send
@@ -44,6 +44,7 @@ from gateway.web.cookies import (
     read_cookie,
     set_binding_cookie,
 )
+from gateway.web.pages import Kept
 
 
 def wants_redirect(scope: Scope) -> bool:
@@ -172,18 +173,33 @@ def plain(status: int, text: str) -> Response:
     return PlainTextResponse(text, status_code=status, headers={"Cache-Control": "no-store"})
 
 
-def denied(rt: Runtime, app: App, email: str) -> Response:
-    return rt.pages.render(
+def denied_page(app: App, email: str, reference: str, app_url: str) -> Kept:
+    """The access-denied page: what the user may do (sign in again after being given access,
+    or try again) and a reference for the helpdesk, which matches the request's log line. Why
+    the policies refused is for the operator: it is on that log line, not on the page."""
+    return Kept(
         "denied.html",
         403,
-        title="Access denied",
-        app_name=app.name,
-        message=app.custom_deny_message,
-        email=email,
+        {
+            "title": "Access denied",
+            "app_name": app.name,
+            "message": app.custom_deny_message,
+            "email": email,
+            "reference": reference,
+            "retry_url": app_url,
+            # Sessions carry the groups of their sign-in: a new group is seen at the next one.
+            "signin_again_url": "/cdn-cgi/access/logout?" + urlencode({"returnTo": app_url}),
+        },
     )
 
 
-def _refusal(rt: Runtime, verdict: SignIn | Deny | Reject | Undecided, scope: Scope) -> Response:
+def _refusal(
+    rt: Runtime,
+    verdict: SignIn | Deny | Reject | Undecided,
+    scope: Scope,
+    info: ClientInfo,
+    reference: str,
+) -> Response:
     """The proxy's answer to a request it does not forward."""
     match verdict:
         case SignIn(login_url=""):
@@ -194,7 +210,8 @@ def _refusal(rt: Runtime, verdict: SignIn | Deny | Reject | Undecided, scope: Sc
             set_binding_cookie(rt, response, APP_BINDING_COOKIE, binding)
             return response
         case Deny(app=app, email=email):
-            return denied(rt, app, email)
+            here = f"{info.proto}://{header(scope, b'host')}{_path_qs(scope)}"
+            return rt.pages.show(denied_page(app, email, reference, here))
         case Reject(status=status, text=text):
             return plain(status, text)
         case Undecided(error=error):
@@ -230,11 +247,23 @@ async def guard_request(
     record.policy = verdict.policy
     record.rule = verdict.rule
     if not isinstance(verdict, Forward):
+        if verdict.label == "deny":  # the API's access log holds refusals, never allows
+            await rt.access_log.record(
+                "access",
+                "deny",
+                reference=record.request_id,
+                app=app.id,
+                email=verdict.email,
+                user_uuid=verdict.user,
+                policy=verdict.policy,
+                rule=verdict.rule,
+                ip=info.ip,
+            )
         if websocket:  # closed before the handshake: the server answers HTTP 403
             code = _UNEXPECTED_CONDITION if isinstance(verdict, Undecided) else _POLICY_VIOLATION
             await send({"type": "websocket.close", "code": code})
             return
-        await _refusal(rt, verdict, scope)(scope, receive, send)
+        await _refusal(rt, verdict, scope, info, record.request_id)(scope, receive, send)
         return
     record.forwarded = True
     identity_headers = [*verdict.headers, (b"x-request-id", record.request_id.encode())]
