@@ -46,4 +46,5 @@ OPERATIONS: list[Operation] = [
     Operation("GET", "/keys", tokens.list_keys),
     Operation("POST", "/keys/rotate", tokens.rotate_keys),
     Operation("GET", "/logs/scim", users.scim_log),
+    Operation("GET", "/logs/access", users.access_log_entries),
 ]

@@ -21,6 +21,7 @@ from gateway.admin.users import DEFAULT_LOG_ENTRIES as DEFAULT_LOG
 from gateway.admin.users import MAX_USERS_PER_PAGE, USERS_PER_PAGE
 from gateway.runtime import Runtime
 from gateway.scim.schema import MAX_RESULTS
+from gateway.state.access_log import LIMIT as ACCESS_LOG_LIMIT
 from gateway.state.provisioning_log import LIMIT as LOG_LIMIT
 
 _ERRORS = {
@@ -359,6 +360,17 @@ def paths() -> dict[str, dict[str, Schema]]:
                         "description": "Only this IdP's entries.",
                         "schema": {"type": "string"},
                     },
+                ),
+            ),
+        },
+        "/api/logs/access": {
+            "get": _op(
+                "listAccessLog",
+                "Sign-ins (allowed, denied, failed) and refused requests, newest first; "
+                "allowed requests are in the process log only",
+                _list("AccessLogEntry"),
+                query=(
+                    _query("limit", ACCESS_LOG_LIMIT, f"How many entries (default {DEFAULT_LOG})."),
                 ),
             ),
         },

@@ -306,6 +306,25 @@ _EXPLANATION: dict[str, Schema] = {
         "description": "Every policy, in the order they are judged",
     },
 }
+_ACCESS_ENTRY: dict[str, Schema] = {
+    "time": _TIMESTAMP,
+    "kind": {"enum": ["access", "sign_in"]},
+    "decision": {"enum": ["allow", "deny", "failure"]},
+    **{
+        key: _OUT_STRING
+        for key in (
+            "app",
+            "email",
+            "user_uuid",
+            "identity_provider_id",
+            "policy",
+            "rule",
+            "ip",
+            "error",
+            "reference",
+        )
+    },
+}
 _LOG_ENTRY: dict[str, Schema] = {
     "time": _TIMESTAMP,
     "identity_provider_id": _OUT_STRING,
@@ -425,6 +444,7 @@ def schemas() -> dict[str, Schema]:
         },
         "ProvisioningLogEntry": obj(_LOG_ENTRY, tuple(_LOG_ENTRY)),
         "Explanation": obj(_EXPLANATION, tuple(_EXPLANATION)),
+        "AccessLogEntry": obj(_ACCESS_ENTRY, tuple(_ACCESS_ENTRY)),
         "SigningKey": obj(
             {
                 "kid": _OUT_STRING,
