@@ -148,6 +148,7 @@ def error_page(rt: Runtime, exc: GatewayError, *, browser: bool = True) -> Respo
     logged with the same reference id."""
     ref = reference_id()
     step = getattr(exc, "step", "")
+    hint = getattr(exc, "hint", "")  # what the operator should check: the log has it too
     log.warning(
         "request failed ref=%s error=%s status=%d step=%s: %r",
         ref,
@@ -155,7 +156,7 @@ def error_page(rt: Runtime, exc: GatewayError, *, browser: bool = True) -> Respo
         exc.status,
         step,
         str(exc),
-        extra={"ref": ref, "error": exc.error, "status": exc.status, "step": step},
+        extra={"ref": ref, "error": exc.error, "status": exc.status, "step": step, "hint": hint},
     )
     if browser:
         response: Response = rt.pages.gateway_error(exc, ref)

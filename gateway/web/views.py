@@ -1,5 +1,6 @@
 """Thin handlers for the gateway's own routes: login, callback, authorized, logout, identity,
-and the IdP test page (its rendering lives in `testpage.py`).
+the IdP test page (its rendering lives in `testpage.py`) and the result pages a sign-in ends on
+(access denied, the test's outcome), kept for a reload (`web/pages.py`).
 
 The flow logic lives in `signin.py`, `handoff.py`, `sessions.py` and `policy.py`; these functions
 read the request, call them, and set cookies and redirects. Every failure is a `GatewayError`,
@@ -167,6 +168,8 @@ async def continue_to_app(
 
     On the team host (single-host deployment) the global session is the app session too; on an
     app host a single-use token, bound to that browser's CF_AppSession, carries the sign-in over.
+    A deny is kept and shown at `/cdn-cgi/access/denied/<id>`, a page that can be reloaded. The
+    decision goes to the log and the API's access log with the policy and rule behind it.
     """
     facts = _facts(rt, request)
     identity = session.identity
