@@ -6,7 +6,10 @@ from it and renders it: proxies the request or answers the refusal, or for a Web
 relays the socket or closes it. Forward-auth renders the same value its own way. No template is
 rendered and no token is minted for an allowed request; pages are built only for the requests
 that are turned away. Anything unexpected on the way fails closed: no session means sign in, a
-store that does not answer means 503, never a pass.
+store that does not answer means 503, never a pass. A request the policies refuse is also
+recorded in the admin API's access log (a store write, for refused requests only), and its
+access-denied page gives the user a reference: the request id of its log line, which names the
+policy and the rule behind the refusal.
 """
 
 from __future__ import annotations
