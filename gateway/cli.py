@@ -1,11 +1,12 @@
-"""The `gateway` command: serve, check-config, demo, scim-secret.
+"""The `gateway` command: serve, check-config, demo, explain, scim-secret.
 
 `serve` runs the gateway under uvicorn (uvloop + httptools; `web/serverprotocol.py` drops
 trailer fields). `check-config` prints every problem of a config file with its key path. `demo`
 runs everything on localhost with no Okta tenant and no Redis: the gateway, the development IdP
-(`devidp.py`, reachable only from here), the echo upstream and the memory store. `scim-secret`
-makes a new SCIM secret for an identity provider, stores its hash in the configured store and
-prints it once.
+(`devidp.py`, reachable only from here), the echo upstream and the memory store. `explain` says
+whether a user would get into an app, and why, from the registry in the configured store.
+`scim-secret` makes a new SCIM secret for an identity provider, stores its hash in the
+configured store and prints it once.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from typing import Any
 
 import uvicorn
 
+from gateway.admin.explain import explain_email, parse_ip
 from gateway.app import Gateway, create_app
+from gateway.authz.policy import Explanation
 from gateway.config import OktaConfig, load_config, parse_settings
 from gateway.errors import ConfigError, GatewayError
 from gateway.ops.logs import logging_config
@@ -262,6 +265,69 @@ def _scim_secret(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _explain_access(config: str, email: str, app_id: str, ip: str) -> list[Explanation]:
+    """The explanations for `email` at `app_id`, from the registry in the config's store."""
+    from gateway.state.catalog import Catalog
+    from gateway.state.registry import Registry
+    from gateway.state.store import open_store
+
+    settings = load_config(config)
+    if settings.gateway.store == "memory":
+        raise GatewayError(
+            "The store is `memory`: the registry lives in the gateway process, so there is no "
+            "last-seen identity to read here. Ask the running gateway: "
+            "GET /api/apps/<id>/explain?email=<email>."
+        )
+    client_ip = parse_ip(ip)
+    store = open_store(settings.gateway.store)
+    try:
+        # The app may come from the file or from the admin API (the catalog in the store).
+        settings = await Catalog(store, settings).load()
+        app = next((a for a in settings.apps if a.id == app_id), None)
+        if app is None:
+            raise GatewayError(f"No app {app_id!r}.")
+        return await explain_email(Registry(store), app, email, client_ip)
+    finally:
+        await store.close()
+
+
+def render_explanation(explanation: Explanation) -> str:
+    """An explanation as `gateway explain` prints it."""
+    decision = explanation.decision
+    identity = explanation.identity
+    verdict = "would get in" if decision.allowed else "would NOT get in"
+    lines = [
+        f"{identity.email} (identity provider {identity.idp_id}, groups: "
+        f"{', '.join(identity.groups) or 'none'}) {verdict} to {explanation.app.id}: "
+        f"{decision.outcome}",
+        f"  policy: {decision.policy_name}",
+    ]
+    if decision.rule:
+        lines.append(f"  rule: {decision.rule}")
+    lines.append("  every policy, in the order they are judged:")
+    for check in explanation.checks:
+        matched = "matches" if check.matched else "does not match"
+        lines.append(
+            f"    {check.policy.decision:<12} {check.policy.name!r} {matched}: {check.rule}"
+        )
+    return "\n".join(lines)
+
+
+def _explain(args: argparse.Namespace) -> int:
+    """Exit 0 if every identity with the email would get in, 1 if one would not, 2 if the
+    question cannot be answered (no such user or app, a bad config)."""
+    try:
+        explanations = asyncio.run(_explain_access(args.config, args.email, args.app, args.ip))
+    except ConfigError as exc:
+        _print_problems(exc)
+        return 2
+    except GatewayError as exc:
+        print(exc.description, file=sys.stderr)
+        return 2
+    print("\n\n".join(render_explanation(e) for e in explanations))
+    return 0 if all(e.decision.allowed for e in explanations) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gateway", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -285,6 +351,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="everything on localhost, no Okta, no Redis")
     demo.add_argument("--port", type=int, default=8000)
     demo.set_defaults(handler=_demo)
+
+    explain = commands.add_parser(
+        "explain", help="would this user get into this app, and why (from the registry)"
+    )
+    explain.add_argument("--config", required=True)
+    explain.add_argument("--email", required=True)
+    explain.add_argument("--app", required=True, help="the app's id")
+    explain.add_argument("--ip", default="", help="the client address to judge ip rules by")
+    explain.set_defaults(handler=_explain)
 
     scim = commands.add_parser(
         "scim-secret", help="generate a new SCIM secret for an identity provider (shown once)"

@@ -160,6 +160,11 @@ class GatewaySettings:
     upstream_requests_per_origin: int = 128
     upstream_requests_per_client: int = 64
     request_body_timeout: float = 60.0
+    # Branding of the pages browsers see (web/pages.py)
+    name: str = ""  # shown at the top of every page
+    logo: str = ""  # path of an image file shown at the top of every page
+    footer: str = ""  # a line of text at the foot of every page
+    templates_dir: str = ""  # templates here replace the packaged ones of the same name
 
     @property
     def team_host(self) -> str:
@@ -530,7 +535,12 @@ def _gateway(reader: _Reader) -> GatewaySettings:
         upstream_requests_per_origin=reader.count("upstream_requests_per_origin", 128),
         upstream_requests_per_client=reader.count("upstream_requests_per_client", 64),
         request_body_timeout=reader.duration("request_body_timeout", 60.0) or 60.0,
+        name=reader.string("name"),
+        logo=reader.string("logo"),
+        footer=reader.string("footer"),
+        templates_dir=reader.string("templates_dir"),
     )
+    _check_branding(reader, settings)
     # "memory" exactly: open_store() treats anything else as a Redis URL, so a typo such as
     # "memory_store" must be reported here, not fail at start-up.
     if settings.store != "memory" and not settings.store.startswith(
@@ -539,6 +549,24 @@ def _gateway(reader: _Reader) -> GatewaySettings:
         reader.problem("store", f"unsupported store {settings.store!r}")
     reader.finish()
     return settings
+
+
+_LOGO_TYPES = (".png", ".svg", ".jpg", ".jpeg", ".gif", ".webp")
+MAX_LOGO_BYTES = 256 * 1024  # inlined into every page
+
+
+def _check_branding(reader: _Reader, settings: GatewaySettings) -> None:
+    """The logo is an image file that pages can inline; templates_dir is a directory."""
+    if settings.logo:
+        logo = Path(settings.logo)
+        if logo.suffix.lower() not in _LOGO_TYPES:
+            reader.problem("logo", f"must be an image file ({', '.join(_LOGO_TYPES)})")
+        elif not logo.is_file():
+            reader.problem("logo", f"no such file: {settings.logo}")
+        elif logo.stat().st_size > MAX_LOGO_BYTES:
+            reader.problem("logo", f"larger than {MAX_LOGO_BYTES // 1024} KiB")
+    if settings.templates_dir and not Path(settings.templates_dir).is_dir():
+        reader.problem("templates_dir", f"no such directory: {settings.templates_dir}")
 
 
 def same_domain(a: str, b: str) -> bool:

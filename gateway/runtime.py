@@ -25,6 +25,7 @@ from gateway.identity import Identity
 from gateway.ops.metrics import Metrics
 from gateway.proxy.forwarding import Upstreams
 from gateway.scim.secret import ScimSecrets
+from gateway.state.access_log import AccessLog
 from gateway.state.catalog import Catalog
 from gateway.state.provisioning_log import ProvisioningLog
 from gateway.state.registry import Registry
@@ -46,7 +47,7 @@ class Runtime:
     http: httpx.AsyncClient
     upstreams: Upstreams
     clock: Clock
-    pages: Pages = field(default_factory=Pages)
+    pages: Pages = field(init=False)
     metrics: Metrics = field(default_factory=Metrics)
     directory: AppDirectory = field(init=False)
     sessions: SessionManager = field(init=False)
@@ -58,10 +59,12 @@ class Runtime:
     service_tokens: ServiceTokens = field(init=False)
     registry: Registry = field(init=False)
     provisioning_log: ProvisioningLog = field(init=False)
+    access_log: AccessLog = field(init=False)
     scim_secrets: ScimSecrets = field(init=False)
 
     def __post_init__(self) -> None:
         keys = self.settings.gateway.cookie_secret
+        self.pages = Pages.for_settings(self.settings.gateway)
         self.sessions = SessionManager(
             self.store, CookieSigner(keys, "gateway.session"), self.clock, observer=self.metrics
         )
@@ -69,6 +72,7 @@ class Runtime:
         self.service_tokens = ServiceTokens(self.store, self.clock)
         self.registry = Registry(self.store, self.clock)
         self.provisioning_log = ProvisioningLog(self.store, self.clock)
+        self.access_log = AccessLog(self.store, self.clock)
         self.scim_secrets = ScimSecrets(self.store)
         self.signing_keys = SigningKeys(self.store, self.clock)
         self.app_tokens = AppTokens(
@@ -144,6 +148,7 @@ def error_page(rt: Runtime, exc: GatewayError, *, browser: bool = True) -> Respo
     logged with the same reference id."""
     ref = reference_id()
     step = getattr(exc, "step", "")
+    hint = getattr(exc, "hint", "")  # what the operator should check: the log has it too
     log.warning(
         "request failed ref=%s error=%s status=%d step=%s: %r",
         ref,
@@ -151,7 +156,7 @@ def error_page(rt: Runtime, exc: GatewayError, *, browser: bool = True) -> Respo
         exc.status,
         step,
         str(exc),
-        extra={"ref": ref, "error": exc.error, "status": exc.status, "step": step},
+        extra={"ref": ref, "error": exc.error, "status": exc.status, "step": step, "hint": hint},
     )
     if browser:
         response: Response = rt.pages.gateway_error(exc, ref)

@@ -161,9 +161,15 @@ async def start_sign_in(client: httpx.AsyncClient, url: str) -> str:
 async def sign_in(
     client: httpx.AsyncClient, okta: FakeOkta, sub: str, url: str = "/docs/page?x=1"
 ) -> httpx.Response:
-    """The whole browser dance up to the callback's answer."""
+    """The whole browser dance up to the callback's answer; when that is access denied, the
+    denied page it sends the browser to (kept for a reload at a URL of its own)."""
     authorize = await start_sign_in(client, url)
-    return await client.get(okta.authorize(authorize, sub))
+    answer = await client.get(okta.authorize(authorize, sub))
+    if answer.status_code == 302 and answer.headers["location"].startswith(
+        "/cdn-cgi/access/denied/"
+    ):
+        return await client.get(answer.headers["location"])
+    return answer
 
 
 def session_cookie(response: httpx.Response) -> str | None:

@@ -66,6 +66,7 @@ CALLS: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {
     ("PUT", "/apps/{app_id}"): ("/api/apps/{api_app}", APP_BODY),
     ("DELETE", "/apps/{app_id}"): ("/api/apps/wiki", None),
     ("POST", "/apps/{app_id}/revoke_tokens"): ("/api/apps/wiki/revoke_tokens", None),
+    ("GET", "/apps/{app_id}/explain"): ("/api/apps/wiki/explain?email=alice@example.com", None),
     ("GET", "/users"): ("/api/users", None),
     ("GET", "/users/{user_id}/last_seen_identity"): ("/api/users/nope/last_seen_identity", None),
     ("GET", "/users/{user_id}/active_sessions"): ("/api/users/nope/active_sessions", None),
@@ -76,6 +77,7 @@ CALLS: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {
     ("GET", "/keys"): ("/api/keys", None),
     ("POST", "/keys/rotate"): ("/api/keys/rotate", None),
     ("GET", "/logs/scim"): ("/api/logs/scim", None),
+    ("GET", "/logs/access"): ("/api/logs/access", None),
 }
 PROTECTED = [op for op in OPERATIONS if not op.public]
 WITH_BODY = [op for op in PROTECTED if CALLS[(op.method, op.path)][1] is not None]

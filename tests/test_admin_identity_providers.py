@@ -114,7 +114,9 @@ async def test_the_seed_idp_passes_the_test_page(
     start = await client.get(f"/test-idp?idp={idp_id}")
     assert start.status_code == 302, start.text
     assert start.headers["location"].startswith(okta.authorization_endpoint)
-    page = await client.get(okta.authorize(start.headers["location"], "00ualice"))
+    callback = await client.get(okta.authorize(start.headers["location"], "00ualice"))
+    assert callback.status_code == 302  # to the outcome, kept at a URL of its own
+    page = await client.get(callback.headers["location"])
     assert page.status_code == 200, page.text
     assert "Your connection works!" in page.text
     assert "my example idp" in page.text

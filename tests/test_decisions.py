@@ -63,6 +63,15 @@ def decisions_doc(upstream: str, service_token_id: str) -> dict[str, Any]:
                 "include": [{"service_token": {"token_id": service_token_id}}],
             },
         ),
+        app(
+            "vault",
+            {
+                "name": "No contractors",
+                "decision": "deny",
+                "include": [{"group_name": {"name": "Contractors"}}],
+            },
+            {"name": "Staff", "decision": "allow", "include": [{"everyone": {}}]},
+        ),
     ]
     return doc
 
@@ -76,8 +85,9 @@ class Served:
     other_client_id: str  # a valid service token no policy admits
     other_secret: str
 
-    async def cookie(self, email: str, groups: tuple[str, ...]) -> str:
-        """A global session for `email`, straight in the store; its cookie value."""
+    async def cookie(self, email: str, groups: tuple[str, ...], app_id: str = "") -> str:
+        """A global session for `email` (an app session for `app_id`), straight in the store;
+        its cookie value."""
         rt = self.app.runtime
         assert rt is not None
         identity = Identity(
@@ -91,7 +101,10 @@ class Served:
             idp_type="okta",
             iat=int(time.time()),
         )
-        _, cookie = await rt.sessions.create(identity, kind="global", duration=3600)
+        if app_id:
+            _, cookie = await rt.sessions.create(identity, kind="app", duration=3600, app_id=app_id)
+        else:
+            _, cookie = await rt.sessions.create(identity, kind="global", duration=3600)
         return cookie
 
 
@@ -153,7 +166,7 @@ async def get(served: Served, origin: str, cookie: str = "", **headers: str) -> 
     `headers` (underscores for dashes)."""
     async with browser(served.app, origin) as client:
         if cookie:
-            client.cookies.set("CF_Authorization", cookie, domain=TEAM_HOST)
+            client.cookies.set("CF_Authorization", cookie, domain=origin.removeprefix("https://"))
         return await client.get(
             "/docs", headers={name.replace("_", "-"): value for name, value in headers.items()}
         )
@@ -326,3 +339,87 @@ async def test_with_the_store_down_it_is_error(
     finally:
         await dead.close()
     assert upstream.requests == []
+
+
+# --- why: the email, the policy that decided and, for a deny, the rule ---------------------------
+
+
+def why(caplog: pytest.LogCaptureFixture) -> tuple[str, str, str, str]:
+    line = access_line(caplog)
+    return line["decision"], line["email"], line["policy"], line["rule"]
+
+
+async def test_an_allowed_request_names_the_user_and_the_policy_that_let_them_in(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    alice = await served.cookie("alice@example.com", ("Engineering",))
+    assert (await get(served, TEAM, alice)).status_code == 200
+    assert why(caplog) == ("allow", "alice@example.com", "Engineering", "")
+
+
+async def test_a_deny_by_default_names_the_rule_that_kept_the_user_out(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    bob = await served.cookie("bob@example.com", ("Sales",))
+    assert (await get(served, TEAM, bob)).status_code == 403
+    assert why(caplog) == (
+        "deny",
+        "bob@example.com",
+        "(no policy matched)",
+        "Engineering: include: none matched (in Okta group 'Engineering')",
+    )
+
+
+async def test_a_deny_policy_is_named_with_the_rule_that_matched(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    carol = await served.cookie("carol@example.com", ("Contractors",), app_id="vault")
+    assert (await get(served, "https://vault.example.com", carol)).status_code == 403
+    assert why(caplog) == (
+        "deny",
+        "carol@example.com",
+        "No contractors",
+        "include: in group 'Contractors' matched",
+    )
+
+
+async def test_a_bypass_names_its_policy_and_nobody(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert (await get(served, "https://status.example.com")).status_code == 200
+    assert why(caplog) == ("bypass", "", "Public", "")
+
+
+async def test_a_service_token_names_the_policy_that_admitted_it(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    response = await get(
+        served,
+        "https://payroll.example.com",
+        CF_Access_Client_Id=served.client_id,
+        CF_Access_Client_Secret=served.secret,
+    )
+    assert response.status_code == 200
+    assert why(caplog) == ("allow", "", "CI", "")
+
+
+async def test_a_service_token_no_policy_admits_says_so(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    response = await get(
+        served,
+        "https://payroll.example.com",
+        CF_Access_Client_Id=served.other_client_id,
+        CF_Access_Client_Secret=served.other_secret,
+    )
+    assert response.status_code == 403
+    decision, email, policy, rule = why(caplog)
+    assert (decision, email, policy) == ("deny", "", "(no policy matched)")
+    assert "service token" in rule
+
+
+async def test_an_unauthenticated_request_names_no_user_and_no_policy(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert (await get(served, TEAM, **SCRIPT)).status_code == 401
+    assert why(caplog) == ("unauthenticated", "", "", "")

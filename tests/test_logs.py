@@ -20,7 +20,15 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 from fake_okta import FakeOkta
-from harness import EchoUpstream, browser, free_port, running, settings_doc, sign_in
+from harness import (
+    EchoUpstream,
+    browser,
+    free_port,
+    running,
+    settings_doc,
+    sign_in,
+    start_sign_in,
+)
 
 from gateway.app import Gateway, create_app
 from gateway.config import parse_settings
@@ -95,6 +103,15 @@ def record(message: str, *args: object, **extra: Any) -> logging.LogRecord:
         {"name": "gateway.test", "levelno": 20, "levelname": "INFO", "msg": message, "args": args}
         | extra
     )
+
+
+def test_uvicorn_s_colour_copy_of_the_message_is_left_out() -> None:
+    # uvicorn passes `color_message` (the message with ANSI colour codes) as an extra field.
+    line = json.loads(
+        JSONFormatter().format(record("Started", color_message="\x1b[32mStarted\x1b[0m"))
+    )
+    assert "color_message" not in line
+    assert line["message"] == "Started"
 
 
 def test_a_record_is_one_json_object_with_its_extra_fields() -> None:
@@ -227,6 +244,9 @@ async def test_each_request_leaves_one_line_with_who_went_where(
         "decision": "allow",
         "status": 200,
         "user_uuid": user,
+        "email": "alice@example.com",
+        "policy": "Engineering",  # the policy that let her in
+        "rule": "",  # only a deny names a rule
     }
     # the same id went upstream, once
     assert upstream.request_ids[-1] == [request_id]
@@ -310,3 +330,44 @@ async def test_each_sign_in_step_leaves_a_line(
     # the secrets of the sign-in are nowhere in it
     text = json.dumps(lines)
     assert "s3cret" not in text and "code=" not in text and "eyJ" not in text
+
+
+# --- the access log of the admin API --------------------------------------------------------
+
+ADMIN = "logs-admin-token-0123456789"
+
+
+async def test_the_api_access_log_has_sign_ins_and_refusals_but_no_allowed_requests(
+    store: Store, upstream: HeaderEcho, okta: FakeOkta
+) -> None:
+    async with running(gateway_with(upstream, store, admin_token=ADMIN)) as app:
+        async with (
+            browser(app) as alice,
+            browser(app) as bob,
+            browser(app) as someone,
+            browser(app) as admin,
+        ):
+            await sign_in(alice, okta, "00ualice")
+            assert (await alice.get("/docs")).status_code == 200  # allowed: not recorded
+            denied = await sign_in(bob, okta, "00ubob")
+            assert denied.status_code == 403
+            assert (await bob.get("/docs")).status_code == 403
+            authorize = await start_sign_in(someone, "/docs")
+            await someone.get(okta.authorize_error(authorize, "access_denied", "Not assigned."))
+            answer = await admin.get(
+                "/api/logs/access", headers={"Authorization": f"Bearer {ADMIN}"}
+            )
+    assert answer.status_code == 200
+    entries = answer.json()["result"]
+    summary = [(e["kind"], e["decision"], e["email"], e["policy"]) for e in entries]
+    assert summary == [  # newest first
+        ("sign_in", "failure", "", ""),
+        ("access", "deny", "bob@example.com", "(no policy matched)"),
+        ("sign_in", "deny", "bob@example.com", "(no policy matched)"),
+        ("sign_in", "allow", "alice@example.com", "Engineering"),
+    ]
+    failure, request, bob_sign_in, _ = entries
+    assert "Not assigned." in failure["error"]
+    assert request["rule"] == bob_sign_in["rule"]
+    assert request["rule"] == "Engineering: include: none matched (in Okta group 'Engineering')"
+    assert all(e["app"] == "team-app" and e["reference"] for e in entries)

@@ -51,10 +51,14 @@ async def run_test(
     client: httpx.AsyncClient, okta: FakeOkta, sub: str, *, error: tuple[str, str] | None = None
 ) -> list[httpx.Response]:
     """Press "Test" and sign in at Okta as `sub` (or have Okta answer `error` on the redirect),
-    following the gateway's redirects back to Okta; every gateway response, the page last."""
+    following the gateway's redirects back to Okta and on to the kept result; every gateway
+    response, the page last."""
     responses = [await client.get(TEST_URL)]
     while responses[-1].status_code == 302:
         authorize = responses[-1].headers["location"]
+        if authorize.startswith("/test-idp/result/"):  # the outcome, at a URL of its own
+            responses.append(await client.get(authorize))
+            break
         assert authorize.startswith(okta.authorization_endpoint)
         callback = (
             okta.authorize_error(authorize, *error) if error else okta.authorize(authorize, sub)
@@ -96,7 +100,7 @@ async def test_the_test_page_shows_what_the_sign_in_learned(
     async with serve(store, doc) as (app, client):
         responses = await run_test(client, okta, "00udana")
         page = responses[-1]
-        assert len(responses) == 2 and page.status_code == 200
+        assert len(responses) == 3 and page.status_code == 200  # test, callback, result
         assert "text/html" in page.headers["content-type"]
         assert page.headers["cache-control"] == "no-store"
         assert "Your connection works!" in page.text
@@ -154,7 +158,7 @@ async def test_the_test_page_counts_the_api_pages_after_the_too_many_groups_rest
         responses = await run_test(client, okta, "00ucarol")
         assert_no_session(responses, client)
     page = responses[-1]
-    assert len(responses) == 3  # start, the restart without the groups scope, the page
+    assert len(responses) == 4  # start, the restart without the groups scope, callback, page
     assert page.status_code == 200
     assert "150 groups read from the Okta Groups API" in page.text
     assert "in 3 pages" in page.text

@@ -4,12 +4,13 @@
 these (a test holds the two together) with the object schemas of `schemas.py`. `api.py` checks
 the admin token and turns every outcome into an envelope; `auth.py` is the token check;
 `envelope.py` the wire format; `serialize.py` maps objects to JSON and back; one module per
-resource holds its handlers (`identity_providers`, `apps`, `tokens`, `users`).
+resource holds its handlers (`identity_providers`, `apps`, `tokens`, `users`), and `explain`
+answers whether a user would get into an app, and why.
 """
 
 from __future__ import annotations
 
-from gateway.admin import apps, identity_providers, openapi, tokens, users
+from gateway.admin import apps, explain, identity_providers, openapi, tokens, users
 from gateway.admin.api import Operation
 
 OPERATIONS: list[Operation] = [
@@ -34,6 +35,7 @@ OPERATIONS: list[Operation] = [
     Operation("PUT", "/apps/{app_id}", apps.replace_app),
     Operation("DELETE", "/apps/{app_id}", apps.delete_app),
     Operation("POST", "/apps/{app_id}/revoke_tokens", apps.revoke_tokens),
+    Operation("GET", "/apps/{app_id}/explain", explain.explain_app),
     Operation("GET", "/users", users.list_users),
     Operation("GET", "/users/{user_id}/last_seen_identity", users.last_seen_identity),
     Operation("GET", "/users/{user_id}/active_sessions", users.active_sessions),
@@ -44,4 +46,5 @@ OPERATIONS: list[Operation] = [
     Operation("GET", "/keys", tokens.list_keys),
     Operation("POST", "/keys/rotate", tokens.rotate_keys),
     Operation("GET", "/logs/scim", users.scim_log),
+    Operation("GET", "/logs/access", users.access_log_entries),
 ]

@@ -16,11 +16,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from gateway.admin.envelope import CODES, MAX_BODY, MAX_PAGE
-from gateway.admin.schemas import Schema, obj, ref, schemas
+from gateway.admin.schemas import NON_BLANK, Schema, obj, ref, schemas
 from gateway.admin.users import DEFAULT_LOG_ENTRIES as DEFAULT_LOG
 from gateway.admin.users import MAX_USERS_PER_PAGE, USERS_PER_PAGE
 from gateway.runtime import Runtime
 from gateway.scim.schema import MAX_RESULTS
+from gateway.state.access_log import LIMIT as ACCESS_LOG_LIMIT
 from gateway.state.provisioning_log import FAILURE_LIMIT
 from gateway.state.provisioning_log import LIMIT as LOG_LIMIT
 
@@ -261,6 +262,34 @@ def paths() -> dict[str, dict[str, Schema]]:
                 param=app,
             ),
         },
+        "/api/apps/{app_id}/explain": {
+            "get": _op(
+                "explainApp",
+                "Would this user get into this app, and why: the decision, the policy that made "
+                "it and the rule that settled it, for each last-seen identity with the email",
+                _list("Explanation"),
+                param=app,
+                query=(
+                    {
+                        "name": "email",
+                        "in": "query",
+                        "required": True,
+                        "description": "The user's email, as they sign in.",
+                        "schema": NON_BLANK,
+                    },
+                    {
+                        "name": "ip",
+                        "in": "query",
+                        "required": False,
+                        "description": "The client address to judge ip rules against.",
+                        "schema": {
+                            "type": "string",
+                            "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}],
+                        },
+                    },
+                ),
+            ),
+        },
         "/api/users": {
             "get": _op(
                 "listUsers",
@@ -343,6 +372,17 @@ def paths() -> dict[str, dict[str, Schema]]:
                         ),
                         "schema": {"type": "boolean"},
                     },
+                ),
+            ),
+        },
+        "/api/logs/access": {
+            "get": _op(
+                "listAccessLog",
+                "Sign-ins (allowed, denied, failed) and refused requests, newest first; "
+                "allowed requests are in the process log only",
+                _list("AccessLogEntry"),
+                query=(
+                    _query("limit", ACCESS_LOG_LIMIT, f"How many entries (default {DEFAULT_LOG})."),
                 ),
             ),
         },

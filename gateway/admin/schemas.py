@@ -242,7 +242,7 @@ _SERVICE_TOKEN: dict[str, Schema] = {
 }
 _JWK_FIELDS = ("kty", "n", "e", "kid", "alg", "use")
 # A character no whitespace definition (ECMA's or Python's `str.strip`) counts as space.
-_NON_BLANK: Schema = {"type": "string", "pattern": r"[^\s\x1c-\x1f\x85]"}
+NON_BLANK: Schema = {"type": "string", "pattern": r"[^\s\x1c-\x1f\x85]"}
 _NULLABLE_TIMESTAMP: Schema = {"anyOf": [_TIMESTAMP, {"type": "null"}]}
 _USER: dict[str, Schema] = {
     "id": _OUT_STRING,
@@ -284,6 +284,46 @@ _IDENTITY: dict[str, Schema] = {
     "service_token_id": _OUT_STRING,
     "service_token_status": _OUT_BOOL,
     "version": {"type": "integer"},
+}
+_POLICY_CHECK: dict[str, Schema] = {
+    "name": _OUT_STRING,
+    "decision": {"enum": ["allow", "deny", "bypass", "non_identity"]},
+    "matched": _OUT_BOOL,
+    "rule": _OUT_STRING,
+}
+_EXPLANATION: dict[str, Schema] = {
+    "app": _OUT_STRING,
+    "email": _OUT_STRING,
+    "user_uuid": _OUT_STRING,
+    "identity_provider_id": _OUT_STRING,
+    "allowed": _OUT_BOOL,
+    "decision": {"enum": ["allow", "deny", "bypass", "non_identity"]},
+    "policy": {"type": "string", "description": "The deciding policy, or '(no policy matched)'"},
+    "rule": {"type": "string", "description": "For a deny, the rule that settled it"},
+    "policies": {
+        "type": "array",
+        "items": obj(_POLICY_CHECK, tuple(_POLICY_CHECK)),
+        "description": "Every policy, in the order they are judged",
+    },
+}
+_ACCESS_ENTRY: dict[str, Schema] = {
+    "time": _TIMESTAMP,
+    "kind": {"enum": ["access", "sign_in"]},
+    "decision": {"enum": ["allow", "deny", "failure"]},
+    **{
+        key: _OUT_STRING
+        for key in (
+            "app",
+            "email",
+            "user_uuid",
+            "identity_provider_id",
+            "policy",
+            "rule",
+            "ip",
+            "error",
+            "reference",
+        )
+    },
 }
 _LOG_ENTRY: dict[str, Schema] = {
     "time": _TIMESTAMP,
@@ -357,7 +397,7 @@ def schemas() -> dict[str, Schema]:
         ),
         "ServiceTokenInput": obj(
             {
-                "name": {**_NON_BLANK, "maxLength": 200},
+                "name": {**NON_BLANK, "maxLength": 200},
                 "duration": {
                     "anyOf": [{"const": "forever"}, {"type": "string", "pattern": _DURATION}],
                     "description": "Default '8760h' (one year).",
@@ -373,7 +413,7 @@ def schemas() -> dict[str, Schema]:
             },
             (*_SERVICE_TOKEN, "client_secret"),
         ),
-        "RevokeUserInput": obj({"email": _NON_BLANK}, ("email",)),
+        "RevokeUserInput": obj({"email": NON_BLANK}, ("email",)),
         "RevokedUser": obj(
             {
                 "email": _OUT_STRING,
@@ -411,6 +451,8 @@ def schemas() -> dict[str, Schema]:
             },
             tuple(_LOG_ENTRY),
         ),
+        "Explanation": obj(_EXPLANATION, tuple(_EXPLANATION)),
+        "AccessLogEntry": obj(_ACCESS_ENTRY, tuple(_ACCESS_ENTRY)),
         "SigningKey": obj(
             {
                 "kid": _OUT_STRING,

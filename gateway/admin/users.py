@@ -1,4 +1,5 @@
-"""`/api/users`, `/api/revoke_user`, `/api/logs/scim`: the user registry and what it allows.
+"""`/api/users`, `/api/revoke_user`, `/api/logs/scim`, `/api/logs/access`: the user registry,
+what it allows, and what happened to users.
 
 Users are the registry's records (SPEC 5), one per person and identity provider, in
 Cloudflare's shape. `revoke_user` takes an email and ends every session of every record with
@@ -6,7 +7,10 @@ that email (one person may have signed in through several IdPs); revocation is i
 so the next request on any instance finds no session. The SCIM provisioning log is read newest
 first, of all IdPs or of one (`?identity_provider_id=`, a deleted one's included); with
 `?auth_failures=true`, the record of SCIM requests refused for a wrong secret or an unknown IdP
-instead, in the same shape with the client's address and the reason added.
+instead, in the same shape with the client's address and the reason added. The access log is
+read newest first: sign-ins (allowed, denied or failed) and refused requests, each with who,
+which app, the policy and the rule (`state/access_log.py` says why allowed requests are not in
+it).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from gateway.admin.envelope import envelope, page_of, query_int, read_json
 from gateway.admin.serialize import session_json
 from gateway.errors import ConfigError, GatewayError, NotFoundError
 from gateway.runtime import Runtime
+from gateway.state import access_log
 from gateway.state.provisioning_log import LIMIT
 from gateway.state.registry import UserRecord
 
@@ -94,3 +99,8 @@ async def scim_log(request: Request, rt: Runtime) -> Response:
     if _flag(request, "auth_failures"):
         return envelope(await rt.provisioning_log.auth_failures(idp_id, limit))
     return envelope(await rt.provisioning_log.entries(idp_id, limit))
+
+
+async def access_log_entries(request: Request, rt: Runtime) -> Response:
+    limit = query_int(request, "limit", DEFAULT_LOG_ENTRIES, access_log.LIMIT)
+    return envelope(await rt.access_log.entries(limit))

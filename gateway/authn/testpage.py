@@ -3,11 +3,13 @@
 `begin` starts an ordinary sign-in whose login state says `purpose="test"`; the IdP answers on
 the usual callback, which runs the same sign-in code (`signin.finish`, with Okta's too-many-groups
 restart) and then, instead of creating a session, hands what the sign-in learned to
-`render_success` or the `SignInError` it raised to `render_failure`. Nothing here re-does a
-sign-in step: this module only turns a `SignedIn` or a `SignInError` into
-`templates/test_idp.html`, with what the provider says to check for the step that failed. The
-test never creates a session or sets `CF_Authorization`, and it shows only the tester's own
-identity, so it needs no admin token.
+`success_page` or the `SignInError` it raised to `failure_page`. Nothing here re-does a
+sign-in step: this module only turns a `SignedIn` or a `SignInError` into the page
+`templates/test_idp.html` shows, with what the provider says to check for the step that failed;
+the callback keeps it and sends the browser to `/test-idp/result/<id>`, which can be reloaded or
+shared for a few minutes (it holds claims, never a token). Without a valid `idp`, `/test-idp`
+lists the identity providers to test. The test never creates a session or sets
+`CF_Authorization`, and it shows only the tester's own identity, so it needs no admin token.
 """
 
 from __future__ import annotations
@@ -24,13 +26,15 @@ from gateway.authn import signin
 from gateway.authn.providers import SignInResult
 from gateway.authn.providers.okta import TooManyGroupsError
 from gateway.config import IdentityProvider
-from gateway.errors import GatewayError, NotFoundError, SignInError
+from gateway.errors import SignInError
 from gateway.runtime import CALLBACK_PATH, Runtime, reference_id
 from gateway.web.cookies import LOGIN_BINDING_COOKIE, set_binding_cookie
+from gateway.web.pages import Kept
 
 log = logging.getLogger("gateway.testpage")
 
 TEMPLATE = "test_idp.html"
+CHOOSE_TEMPLATE = "test_idp_choose.html"
 
 # What each sign-in step (`SignInError.step`) is called on the page.
 _STEP_LABELS = {
@@ -50,36 +54,43 @@ async def begin(rt: Runtime, idp_id: str, binding_cookie: str) -> Response:
     """Start a test sign-in with IdP `idp_id`: a redirect to its authorize endpoint.
 
     `binding_cookie` is the browser's `CF_Session` value, reused when valid. A failure before
-    the redirect (discovery) is the test page in failure mode; an unknown IdP is a 404.
+    the redirect (discovery) is the test page in failure mode. Without an IdP (400) or with an
+    unknown one (404), the page lists the identity providers to test.
     """
     if not idp_id:
-        raise GatewayError(
-            "Name the identity provider to test: /test-idp?idp=<id>.",
-            error="bad_request",
-            status=400,
-        )
+        return _choose(rt, 400, "Choose the identity provider to test: /test-idp?idp=<id>.")
     idp = rt.settings.idp(idp_id)
     if idp is None:
-        raise NotFoundError("There is no identity provider with that id.")
+        return _choose(rt, 404, "There is no identity provider with that id.")
     binding = rt.bindings.unsign(binding_cookie) or secrets.token_urlsafe(24)
     state = signin.LoginState(binding=binding, idp_id=idp.id, purpose="test")
     try:
         authorize_url = await signin.start(rt.store, rt.providers[idp.id], state)
     except SignInError as exc:
-        return render_failure(rt, idp, exc)
+        return rt.pages.show(failure_page(rt, idp, exc))
     response = RedirectResponse(authorize_url, status_code=302)
     response.headers["Cache-Control"] = "no-store"
     set_binding_cookie(rt, response, LOGIN_BINDING_COOKIE, binding)
     return response
 
 
-def render_success(rt: Runtime, idp: IdentityProvider, signed_in: signin.SignedIn) -> Response:
+def _choose(rt: Runtime, status: int, reason: str) -> Response:
+    """The identity providers to test, each a link, under why none was tested."""
+    idps = [
+        {"name": idp.name, "type": idp.type, "url": "/test-idp?" + urlencode({"idp": idp.id})}
+        for idp in rt.settings.identity_providers
+    ]
+    return rt.pages.render(
+        CHOOSE_TEMPLATE, status, title="Test an identity provider", reason=reason, idps=idps
+    )
+
+
+def success_page(rt: Runtime, idp: IdentityProvider, signed_in: signin.SignedIn) -> Kept:
     """The page for a test sign-in that worked: what the sign-in learned, as it learned it."""
     result = signed_in.result
     kept = result.oidc_fields
     log.info("idp test ok idp=%s user=%s", idp.id, signed_in.identity.user_uuid)
-    return rt.pages.render(
-        TEMPLATE,
+    return _page(
         200,
         title="Your connection works!",
         ok=True,
@@ -95,7 +106,7 @@ def render_success(rt: Runtime, idp: IdentityProvider, signed_in: signin.SignedI
     )
 
 
-def render_failure(rt: Runtime, idp: IdentityProvider, exc: SignInError) -> Response:
+def failure_page(rt: Runtime, idp: IdentityProvider, exc: SignInError) -> Kept:
     """The page for a test sign-in that failed: the step, Okta's reason, and what to check.
 
     Answered with the error's own status (400/403/502/503/504, as the sign-in would), and a
@@ -113,8 +124,7 @@ def render_failure(rt: Runtime, idp: IdentityProvider, exc: SignInError) -> Resp
     )
     redirect_uri = rt.settings.gateway.public_url + CALLBACK_PATH
     too_many_groups = isinstance(exc, TooManyGroupsError)
-    return rt.pages.render(
-        TEMPLATE,
+    return _page(
         exc.status,
         title="The connection failed",
         ok=False,
@@ -134,6 +144,10 @@ def render_failure(rt: Runtime, idp: IdentityProvider, exc: SignInError) -> Resp
         status=exc.status,
         reference=reference,
     )
+
+
+def _page(status: int, /, **context: Any) -> Kept:
+    return Kept(TEMPLATE, status, context)
 
 
 def _checks(rt: Runtime, idp: IdentityProvider, step: str, redirect_uri: str) -> list[str]:

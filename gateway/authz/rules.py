@@ -1,8 +1,9 @@
 """The policy-rule vocabulary (SPEC 3): every rule type declared once, as one class here.
 
 A rule type says, in one place, its Cloudflare JSON name (`kind`), the shape of its value
-(`fields`: each key, whether it may be left out, whether it is text or an IP address/CIDR) and
-what it matches (`matches`, against the signed-in identity and the request's facts). Everything
+(`fields`: each key, whether it may be left out, whether it is text or an IP address/CIDR), what
+it matches (`matches`, against the signed-in identity and the request's facts) and how an
+explanation names it (`summary`, filled in from its fields by `describe`). Everything
 else is derived from `RULE_TYPES`: the config loader's parsing and its key-path problems
 (`parse_rule`), the JSON the admin API writes (`Rule.to_json`), the admin API's JSON Schema
 (`gateway/admin/schemas.py` walks the fields) and policy evaluation (`gateway/authz/policy.py`
@@ -68,6 +69,9 @@ class Rule(ABC):
 
     kind: ClassVar[str]  # the Cloudflare JSON name: `{ <kind> = { ... } }`
     fields: ClassVar[tuple[Field, ...]]
+    # How explanations (the access log, `gateway explain`) name the rule: `str.format` over its
+    # fields. An optional field the summary leaves out is added after it when set.
+    summary: ClassVar[str]
 
     @abstractmethod
     def matches(self, identity: Identity | None, facts: RequestFacts, anonymous: bool) -> bool:
@@ -93,6 +97,15 @@ class Rule(ABC):
                 values[f.key] = f.normalise(text) if f.normalise else text
         return cls(**values)
 
+    def describe(self) -> str:
+        """The rule in a few words, for an explanation: `in group 'Engineering'`."""
+        values = {f.key: str(getattr(self, f.key)) for f in self.fields}
+        text = self.summary.format(**values)
+        for f in self.fields:
+            if f.optional and values[f.key] and "{" + f.key not in self.summary:
+                text += f" ({f.key} {values[f.key]!r})"
+        return text
+
     def to_json(self) -> dict[str, dict[str, str]]:
         """The rule in the config's own spelling, as the admin API writes it."""
         value: dict[str, str] = {}
@@ -112,6 +125,7 @@ class EveryoneRule(Rule):
 
     kind = "everyone"
     fields = ()
+    summary = "everyone"
 
     def matches(self, identity: Identity | None, facts: RequestFacts, anonymous: bool) -> bool:
         return anonymous or identity is not None
@@ -125,6 +139,7 @@ class EmailRule(Rule):
 
     kind = "email"
     fields = (Field("email", normalise=str.lower),)
+    summary = "email is {email!r}"
 
     def matches(self, identity: Identity | None, facts: RequestFacts, anonymous: bool) -> bool:
         return identity is not None and identity.email.lower() == self.email
@@ -142,6 +157,7 @@ class EmailDomainRule(Rule):
 
     kind = "email_domain"
     fields = (Field("domain", normalise=_bare_domain),)
+    summary = "email ends in '@{domain}'"
 
     def matches(self, identity: Identity | None, facts: RequestFacts, anonymous: bool) -> bool:
         return identity is not None and identity.email.lower().endswith("@" + self.domain)
@@ -156,6 +172,7 @@ class OktaGroupRule(Rule):
 
     kind = "okta"
     fields = (Field("name"), Field("identity_provider_id", optional=True))
+    summary = "in Okta group {name!r}"
 
     def matches(self, identity: Identity | None, facts: RequestFacts, anonymous: bool) -> bool:
         return (
@@ -174,6 +191,7 @@ class GroupNameRule(Rule):
 
     kind = "group_name"
     fields = (Field("name"),)
+    summary = "in group {name!r}"
 
     def matches(self, identity: Identity | None, facts: RequestFacts, anonymous: bool) -> bool:
         return identity is not None and self.name in identity.groups
@@ -195,6 +213,7 @@ class OidcClaimRule(Rule):
 
     kind = "oidc"
     fields = (Field("claim_name"), Field("claim_value"))
+    summary = "claim {claim_name!r} is {claim_value!r}"
 
     def matches(self, identity: Identity | None, facts: RequestFacts, anonymous: bool) -> bool:
         if identity is None:
@@ -212,6 +231,7 @@ class LoginMethodRule(Rule):
 
     kind = "login_method"
     fields = (Field("id"),)
+    summary = "signed in through identity provider {id!r}"
 
     def matches(self, identity: Identity | None, facts: RequestFacts, anonymous: bool) -> bool:
         return identity is not None and identity.idp_id == self.id
@@ -225,6 +245,7 @@ class AuthMethodRule(Rule):
 
     kind = "auth_method"
     fields = (Field("auth_method"),)
+    summary = "sign-in method (amr) includes {auth_method!r}"
 
     def matches(self, identity: Identity | None, facts: RequestFacts, anonymous: bool) -> bool:
         return identity is not None and self.auth_method in identity.amr
@@ -238,6 +259,7 @@ class IpRule(Rule):
 
     kind = "ip"
     fields = (Field("ip", format="cidr"),)
+    summary = "client address in {ip}"
 
     def matches(self, identity: Identity | None, facts: RequestFacts, anonymous: bool) -> bool:
         return facts.client_ip is not None and facts.client_ip in self.ip
@@ -251,6 +273,7 @@ class ServiceTokenRule(Rule):
 
     kind = "service_token"
     fields = (Field("token_id"),)
+    summary = "service token {token_id!r}"
 
     def matches(self, identity: Identity | None, facts: RequestFacts, anonymous: bool) -> bool:
         return bool(facts.service_token_id) and facts.service_token_id == self.token_id
@@ -262,6 +285,7 @@ class AnyValidServiceTokenRule(Rule):
 
     kind = "any_valid_service_token"
     fields = ()
+    summary = "any valid service token"
 
     def matches(self, identity: Identity | None, facts: RequestFacts, anonymous: bool) -> bool:
         return bool(facts.service_token_id)

@@ -6,8 +6,10 @@ a tiny answer for the front proxy), and the request's log line and metrics take 
 `user`, never a status code read back. The model is Pomerium's `authorize/evaluator`: a result
 that says what was decided and why, turned into HTTP by a separate step. No web framework here.
 
-Every verdict has a `label` (the log line's `decision`, the metrics' `decision` label) and the
-`user` behind the request ("" if none is known):
+Every verdict has a `label` (the log line's `decision`, the metrics' `decision` label), the
+`user` behind the request and their `email` ("" if none is known), the `policy` that decided
+("" when no policy was judged, `NO_POLICY` when none matched) and, for a deny, the `rule` that
+settled it: the access log line says who, which app, what was decided and why.
 
     Forward    allow            a signed-in user the policies admit: the app JWT and the email
                                 go upstream; also a service token a non_identity policy admits
@@ -28,6 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
+from gateway.authz.policy import NO_POLICY
 from gateway.config import App
 from gateway.errors import GatewayError
 
@@ -37,8 +40,11 @@ Headers = tuple[tuple[bytes, bytes], ...]
 @dataclass(frozen=True, slots=True)
 class Forward:
     kind: Literal["allow", "bypass", "non_identity", "service_token"]
+    policy: str  # the name of the policy that let the request through
     headers: Headers = ()
     user: str = ""  # the session's user_uuid; "" when no user is behind the request
+    email: str = ""
+    rule: ClassVar[str] = ""
 
     @property
     def label(self) -> str:
@@ -53,6 +59,9 @@ class SignIn:
     binding: str = ""  # the CF_AppSession value the browser must hold when it comes back
     label: ClassVar[str] = "unauthenticated"
     user: ClassVar[str] = ""
+    email: ClassVar[str] = ""
+    policy: ClassVar[str] = ""
+    rule: ClassVar[str] = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +69,8 @@ class Deny:
     app: App
     email: str
     user: str
+    policy: str  # the deny policy that matched, or NO_POLICY
+    rule: str  # the rule that settled it, in words
     label: ClassVar[str] = "deny"
 
 
@@ -68,24 +79,32 @@ class Reject:
     status: int
     text: str
     label: Literal["unauthenticated", "deny"]
+    policy: str = ""
+    rule: str = ""
     user: ClassVar[str] = ""
+    email: ClassVar[str] = ""
 
 
 @dataclass(frozen=True, slots=True)
 class Undecided:
     error: GatewayError
     user: str = ""  # known when the store failed after the session was read
+    email: str = ""
     label: ClassVar[str] = "error"
+    policy: ClassVar[str] = ""
+    rule: ClassVar[str] = ""
 
 
 Verdict = Forward | SignIn | Deny | Reject | Undecided
 
 # The verdicts that carry nothing of the request, made once.
-BYPASS = Forward("bypass")
-NON_IDENTITY = Forward("non_identity")
 SIGN_IN = SignIn()  # a client that is not a browser
 INVALID_SERVICE_TOKEN = Reject(401, "Unauthorized: invalid service token.", "unauthenticated")
 # A valid service token that no policy admits: no fallback to a browser sign-in.
 SERVICE_TOKEN_NOT_ADMITTED = Reject(
-    403, "Forbidden: this service token is not allowed here.", "deny"
+    403,
+    "Forbidden: this service token is not allowed here.",
+    "deny",
+    NO_POLICY,
+    "no bypass or non_identity policy admits this service token",
 )

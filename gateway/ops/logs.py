@@ -36,8 +36,9 @@ _access = logging.getLogger("gateway.access")
 
 # Attributes every LogRecord has; anything else on a record came in through `extra=`.
 _RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)))
-# ... and those that formatters add to a record after it was made (after its extra fields).
-_FORMATTER_ATTRIBUTES = frozenset({"message", "asctime"})
+# ... and those that formatters add to a record after it was made (after its extra fields), and
+# uvicorn's `color_message` extra: the message again, with terminal colour codes.
+_FORMATTER_ATTRIBUTES = frozenset({"message", "asctime", "color_message"})
 REDACTED = "[redacted]"
 
 # The net runs on every line, so it is built to be cheap on ordinary ones: its patterns start
@@ -254,11 +255,23 @@ class RequestRecord:
     """One request as its log line and the request metrics report it.
 
     Made by the app for each request, told whether the direct peer is a trusted proxy (whose
-    `X-Request-Id` is kept); the guard fills in the app, the decision and the user, and `watch`
-    notes the status of the response as it is sent.
+    `X-Request-Id` is kept); the guard fills in the app, the decision, the user and their
+    email, the policy that decided and, for a deny, the rule that settled it; `watch` notes the
+    status of the response as it is sent.
     """
 
-    __slots__ = ("app", "decision", "forwarded", "id_sent", "request_id", "status", "user")
+    __slots__ = (
+        "app",
+        "decision",
+        "email",
+        "forwarded",
+        "id_sent",
+        "policy",
+        "request_id",
+        "rule",
+        "status",
+        "user",
+    )
 
     def __init__(self, scope: Scope, *, trusted_peer: bool) -> None:
         given: bytes | None = None
@@ -276,6 +289,9 @@ class RequestRecord:
         self.app = ""
         self.decision = "gateway"
         self.user = ""
+        self.email = ""
+        self.policy = ""
+        self.rule = ""
         self.status = 0
         self.forwarded = False
 
@@ -320,6 +336,9 @@ def log_request(record: RequestRecord, scope: Scope, host: str, seconds: float) 
                 "status": record.status,
                 "duration_ms": round(seconds * 1000, 3),
                 "user_uuid": record.user,
+                "email": record.email,
+                "policy": record.policy,
+                "rule": record.rule,
             },
         )
         _access.handle(line)

@@ -6,22 +6,23 @@ from it and renders it: proxies the request or answers the refusal, or for a Web
 relays the socket or closes it. Forward-auth renders the same value its own way. No template is
 rendered and no token is minted for an allowed request; pages are built only for the requests
 that are turned away. Anything unexpected on the way fails closed: no session means sign in, a
-store that does not answer means 503, never a pass.
+store that does not answer means 503, never a pass. A request the policies refuse is also
+recorded in the admin API's access log (a store write, for refused requests only), and its
+access-denied page gives the user a reference: the request id of its log line, which names the
+policy and the rule behind the refusal.
 """
 
 from __future__ import annotations
 
 import secrets
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from gateway.authz.policy import RequestFacts, evaluate, evaluate_before_sign_in
 from gateway.authz.verdict import (
-    BYPASS,
     INVALID_SERVICE_TOKEN,
-    NON_IDENTITY,
     SERVICE_TOKEN_NOT_ADMITTED,
     SIGN_IN,
     Deny,
@@ -46,6 +47,7 @@ from gateway.web.cookies import (
     read_cookie,
     set_binding_cookie,
 )
+from gateway.web.pages import Kept
 
 
 def wants_redirect(scope: Scope) -> bool:
@@ -97,6 +99,9 @@ def cross_site(scope: Scope, host: str) -> bool:
     return origin_host != host
 
 
+CROSS_SITE_SOCKET = "a WebSocket opened from a page on another site (Origin)"
+
+
 def _sign_in(rt: Runtime, app: App, host: str, scope: Scope) -> SignIn:
     """No usable session: a browser is sent to sign in, bound to this host; others get 401."""
     if not wants_redirect(scope):
@@ -113,7 +118,7 @@ async def decide(rt: Runtime, app: App, host: str, scope: Scope, info: ClientInf
     the session, the app's allow/deny policies, and the app token. A WebSocket handshake from
     another site is denied. A store that does not answer leaves the request undecided.
     """
-    user = ""
+    user = email = ""
     try:
         facts = RequestFacts(client_ip=info.address)
         client_id = header(scope, b"cf-access-client-id")
@@ -126,13 +131,14 @@ async def decide(rt: Runtime, app: App, host: str, scope: Scope, info: ClientInf
             facts = RequestFacts(client_ip=info.address, service_token_id=service_token.id)
         before = evaluate_before_sign_in(app, facts)
         if before is not None:
+            name = before.policy_name
             if before.outcome == "bypass":
-                return BYPASS
+                return Forward("bypass", name)
             if service_token is None:
-                return NON_IDENTITY  # admitted by a rule on the request (its address)
+                return Forward("non_identity", name)  # admitted by a rule on the request
             # Admitted by its service token: the origin can tell which one (Cloudflare's shape).
             token = await rt.app_tokens.for_service_token(service_token, app)
-            return Forward("service_token", ((b"cf-access-jwt-assertion", token.encode()),))
+            return Forward("service_token", name, ((b"cf-access-jwt-assertion", token.encode()),))
         if client_id is not None:
             return SERVICE_TOKEN_NOT_ADMITTED
         session = await rt.sessions.load(read_cookie(scope, SESSION_COOKIE))
@@ -143,19 +149,21 @@ async def decide(rt: Runtime, app: App, host: str, scope: Scope, info: ClientInf
         ):
             return _sign_in(rt, app, host, scope)
         identity = session.identity
-        user = identity.user_uuid
-        if not evaluate(app, identity, facts).allowed:
-            return Deny(app, identity.email, user)
+        user, email = identity.user_uuid, identity.email
+        decision = evaluate(app, identity, facts)
+        if not decision.allowed:
+            return Deny(app, email, user, decision.policy_name, decision.rule)
         if scope["type"] == "websocket" and cross_site(scope, host):
-            return Deny(app, identity.email, user)  # cross-site WebSocket hijacking
+            # cross-site WebSocket hijacking
+            return Deny(app, email, user, decision.policy_name, CROSS_SITE_SOCKET)
         app_token = rt.app_tokens.cached(session, app) or await rt.app_tokens.mint(session, app)
         headers = (
             (b"cf-access-jwt-assertion", app_token.encode()),
             (b"cf-access-authenticated-user-email", identity.email.encode()),
         )
-        return Forward("allow", headers, user)
+        return Forward("allow", decision.policy_name, headers, user, email)
     except GatewayError as exc:
-        return Undecided(exc, user)
+        return Undecided(exc, user, email)
 
 
 # --- rendering ------------------------------------------------------------------------------
@@ -168,18 +176,33 @@ def plain(status: int, text: str) -> Response:
     return PlainTextResponse(text, status_code=status, headers={"Cache-Control": "no-store"})
 
 
-def denied(rt: Runtime, app: App, email: str) -> Response:
-    return rt.pages.render(
+def denied_page(app: App, email: str, reference: str, app_url: str) -> Kept:
+    """The access-denied page: what the user may do (sign in again after being given access,
+    or try again) and a reference for the helpdesk, which matches the request's log line. Why
+    the policies refused is for the operator: it is on that log line, not on the page."""
+    return Kept(
         "denied.html",
         403,
-        title="Access denied",
-        app_name=app.name,
-        message=app.custom_deny_message,
-        email=email,
+        {
+            "title": "Access denied",
+            "app_name": app.name,
+            "message": app.custom_deny_message,
+            "email": email,
+            "reference": reference,
+            "retry_url": app_url,
+            # Sessions carry the groups of their sign-in: a new group is seen at the next one.
+            "signin_again_url": "/cdn-cgi/access/logout?" + urlencode({"returnTo": app_url}),
+        },
     )
 
 
-def _refusal(rt: Runtime, verdict: SignIn | Deny | Reject | Undecided, scope: Scope) -> Response:
+def _refusal(
+    rt: Runtime,
+    verdict: SignIn | Deny | Reject | Undecided,
+    scope: Scope,
+    info: ClientInfo,
+    reference: str,
+) -> Response:
     """The proxy's answer to a request it does not forward."""
     match verdict:
         case SignIn(login_url=""):
@@ -190,7 +213,8 @@ def _refusal(rt: Runtime, verdict: SignIn | Deny | Reject | Undecided, scope: Sc
             set_binding_cookie(rt, response, APP_BINDING_COOKIE, binding)
             return response
         case Deny(app=app, email=email):
-            return denied(rt, app, email)
+            here = f"{info.proto}://{header(scope, b'host')}{_path_qs(scope)}"
+            return rt.pages.show(denied_page(app, email, reference, here))
         case Reject(status=status, text=text):
             return plain(status, text)
         case Undecided(error=error):
@@ -222,12 +246,27 @@ async def guard_request(
     verdict = await decide(rt, app, host, scope, info)
     record.decision = verdict.label
     record.user = verdict.user
+    record.email = verdict.email
+    record.policy = verdict.policy
+    record.rule = verdict.rule
     if not isinstance(verdict, Forward):
+        if verdict.label == "deny":  # the API's access log holds refusals, never allows
+            await rt.access_log.record(
+                "access",
+                "deny",
+                reference=record.request_id,
+                app=app.id,
+                email=verdict.email,
+                user_uuid=verdict.user,
+                policy=verdict.policy,
+                rule=verdict.rule,
+                ip=info.ip,
+            )
         if websocket:  # closed before the handshake: the server answers HTTP 403
             code = _UNEXPECTED_CONDITION if isinstance(verdict, Undecided) else _POLICY_VIOLATION
             await send({"type": "websocket.close", "code": code})
             return
-        await _refusal(rt, verdict, scope)(scope, receive, send)
+        await _refusal(rt, verdict, scope, info, record.request_id)(scope, receive, send)
         return
     record.forwarded = True
     identity_headers = [*verdict.headers, (b"x-request-id", record.request_id.encode())]

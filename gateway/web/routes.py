@@ -160,12 +160,21 @@ def gateway_routes() -> RouteTable:
                     Route(f"{ACCESS}/get-identity", views.get_identity),
                     Route(f"{ACCESS}/logout", views.logout, methods=["GET", "POST"]),
                     Route(f"{ACCESS}/certs", views.certs),
+                    Route(f"{views.DENIED_PATH}/{{result_id}}", views.denied),
                     Route(f"{ACCESS}/authz", forward_auth.authz, methods=forward_auth.METHODS),
                 ),
                 mount=True,
                 name="access",
             ),
             _one_path("/test-idp", "team", views.test_idp),
+            # The IdP test's outcome, kept for a reload: `/test-idp/result/<id>`.
+            GatewayRoute(
+                views.TEST_RESULT_PATH,
+                "team",
+                (Route(f"{views.TEST_RESULT_PATH}/{{result_id}}", views.test_idp_result),),
+                mount=True,
+                name="test-idp/result",
+            ),
             GatewayRoute(
                 "/api",
                 "team",

@@ -1,5 +1,6 @@
 """Thin handlers for the gateway's own routes: login, callback, authorized, logout, identity,
-and the IdP test page (its rendering lives in `testpage.py`).
+the IdP test page (its rendering lives in `testpage.py`) and the result pages a sign-in ends on
+(access denied, the test's outcome), kept for a reload (`web/pages.py`).
 
 The flow logic lives in `signin.py`, `handoff.py`, `sessions.py` and `policy.py`; these functions
 read the request, call them, and set cookies and redirects. Every failure is a `GatewayError`,
@@ -23,10 +24,12 @@ from gateway.authz.policy import RequestFacts, app_session_duration, evaluate
 from gateway.authz.routing import split_host
 from gateway.config import App
 from gateway.errors import GatewayError, NotFoundError, SignInError, StoreUnavailableError
+from gateway.ops.logs import REQUEST_ID
 from gateway.ops.metrics import CONTENT_TYPE_LATEST
-from gateway.proxy.guard import denied
+from gateway.proxy.guard import denied_page
 from gateway.runtime import Runtime
 from gateway.state.sessions import Session
+from gateway.web import pages
 from gateway.web.bearer import bearer_matches
 from gateway.web.clientinfo import client_info
 from gateway.web.cookies import (
@@ -44,6 +47,8 @@ log = logging.getLogger("gateway.views")
 
 _MAX_REDIRECT_URL = 2048  # kept in the store with each sign-in: bounded
 _BINDING_HASH = re.compile(r"[0-9a-f]{64}")
+DENIED_PATH = "/cdn-cgi/access/denied"
+TEST_RESULT_PATH = "/test-idp/result"
 
 
 def _rt(request: Request) -> Runtime:
@@ -163,25 +168,48 @@ async def continue_to_app(
 
     On the team host (single-host deployment) the global session is the app session too; on an
     app host a single-use token, bound to that browser's CF_AppSession, carries the sign-in over.
+    A deny is kept and shown at `/cdn-cgi/access/denied/<id>`, a page that can be reloaded. The
+    decision goes to the log and the API's access log with the policy and rule behind it.
     """
     facts = _facts(rt, request)
-    decision = evaluate(app, session.identity, facts)
+    identity = session.identity
+    decision = evaluate(app, identity, facts)
+    reference = REQUEST_ID.get()
     log.info(
         "sign-in: app decision %s",
         decision.outcome,
-        extra={"step": "decision", "app": app.id, "user_uuid": session.identity.user_uuid},
+        extra={
+            "step": "decision",
+            "app": app.id,
+            "user_uuid": identity.user_uuid,
+            "email": identity.email,
+            "policy": decision.policy_name,
+            "rule": decision.rule,
+        },
     )
-    if app_host == rt.team_host:
-        response = (
-            _no_store(RedirectResponse(redirect_url, status_code=302))
-            if decision.allowed
-            else denied(rt, app, session.identity.email)
-        )
-        if cookie_value:
-            set_session_cookie(rt, response, cookie_value, None, session.expires - rt.clock())
-        return response
+    await rt.access_log.record(
+        "sign_in",
+        "allow" if decision.allowed else "deny",
+        reference=reference,
+        app=app.id,
+        email=identity.email,
+        user_uuid=identity.user_uuid,
+        identity_provider_id=identity.idp_id,
+        policy=decision.policy_name,
+        rule=decision.rule,
+        ip=identity.ip,
+    )
+    scheme = urlsplit(rt.settings.gateway.public_url).scheme
+    app_url = f"{scheme}://{app_host}{_port_suffix(request)}{redirect_url}"
     if not decision.allowed:
-        response = denied(rt, app, session.identity.email)
+        # Kept and shown at a URL of its own: reloading the callback URL could only fail.
+        page = denied_page(app, identity.email, reference, app_url)
+        result_id = await pages.keep(rt.store, "denied", page)
+        response: Response = _no_store(
+            RedirectResponse(f"{DENIED_PATH}/{result_id}", status_code=302)
+        )
+    elif app_host == rt.team_host:
+        response = _no_store(RedirectResponse(redirect_url, status_code=302))
     else:
         token = await handoff.issue(
             rt.store,
@@ -189,7 +217,6 @@ async def continue_to_app(
                 session_id=session.id, app_id=app.id, host=app_host, app_binding=app_binding
             ),
         )
-        scheme = urlsplit(rt.settings.gateway.public_url).scheme
         target = (
             f"{scheme}://{app_host}{_port_suffix(request)}/cdn-cgi/access/authorized?"
             + urlencode({"token": token, "redirect_url": redirect_url})
@@ -198,6 +225,17 @@ async def continue_to_app(
     if cookie_value:
         set_session_cookie(rt, response, cookie_value, None, session.expires - rt.clock())
     return response
+
+
+async def denied(request: Request) -> Response:
+    """`/cdn-cgi/access/denied/<id>`: the access-denied page a sign-in ended with, again."""
+    rt = _rt(request)
+    page = await pages.kept(rt.store, "denied", request.path_params["result_id"])
+    if page is None:
+        raise NotFoundError(
+            "This page has expired. Go back to the application to try again.",
+        )
+    return rt.pages.show(page)
 
 
 def _port_suffix(request: Request) -> str:
@@ -232,9 +270,18 @@ async def callback(request: Request) -> Response:
         outcome = await signin.finish(rt.store, rt.providers[idp.id], state, params, ip, rt.clock)
     except SignInError as exc:
         rt.metrics.sign_in(idp.id, "failure", exc.step, time.perf_counter() - started)
-        if state.purpose != "test":
-            raise
-        return testpage.render_failure(rt, idp, exc)
+        if state.purpose == "test":
+            return await _test_result(rt, testpage.failure_page(rt, idp, exc))
+        await rt.access_log.record(
+            "sign_in",
+            "failure",
+            reference=REQUEST_ID.get(),
+            app=state.app_id,
+            identity_provider_id=idp.id,
+            ip=ip,
+            error=f"{exc.step or 'sign-in'}: {exc.description}",
+        )
+        raise
     seconds = time.perf_counter() - started
     if isinstance(outcome, str):  # to the IdP once more (Okta: without the groups scope)
         rt.metrics.sign_in(idp.id, "restarted", "", seconds)
@@ -242,7 +289,7 @@ async def callback(request: Request) -> Response:
     rt.metrics.sign_in(idp.id, "success", "", seconds)
     if state.purpose == "test":
         # The IdP test stops here, before any session or cookie exists (SPEC 4 "Test page").
-        return testpage.render_success(rt, idp, outcome)
+        return await _test_result(rt, testpage.success_page(rt, idp, outcome))
     identity = outcome.identity
     app = rt.app_by_id(state.app_id)
     if app is None:
@@ -285,6 +332,27 @@ async def test_idp(request: Request) -> Response:
     binding_cookie = request.cookies.get(LOGIN_BINDING_COOKIE, "")
     await login_limit.count_start(rt.store, _facts(rt, request).client_ip, rt.clock)
     return await testpage.begin(rt, request.query_params.get("idp", ""), binding_cookie)
+
+
+async def _test_result(rt: Runtime, page: pages.Kept) -> Response:
+    """The test's outcome, kept and shown at a URL that can be reloaded or shared."""
+    result_id = await pages.keep(rt.store, "test", page)
+    return _no_store(RedirectResponse(f"{TEST_RESULT_PATH}/{result_id}", status_code=302))
+
+
+async def test_idp_result(request: Request) -> Response:
+    """`/test-idp/result/<id>`: a test's outcome, for a few minutes, to whoever has the link
+    (it shows only what the test showed: the tester's identity and the ID token's claims)."""
+    rt = _rt(request)
+    if _host(request) != rt.team_host:
+        raise NotFoundError("Not found.")
+    page = await pages.kept(rt.store, "test", request.path_params["result_id"])
+    if page is None:
+        raise NotFoundError(
+            "This test result has expired (results are kept for "
+            f"{int(pages.RESULT_TTL // 60)} minutes). Run the test again."
+        )
+    return rt.pages.show(page)
 
 
 # --- authorized (app host) ------------------------------------------------------------------
