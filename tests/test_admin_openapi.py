@@ -14,10 +14,12 @@ refused with a 422, which no schema can foresee.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
 import hypothesis
+import pytest
 import schemathesis
 from admin_harness import AUTH, TOKEN
 from harness import TEAM, running, settings_doc
@@ -25,7 +27,8 @@ from harness import TEAM, running, settings_doc
 from gateway.admin import OPERATIONS
 from gateway.admin.openapi import build
 from gateway.app import create_app
-from gateway.config import parse_settings
+from gateway.config import parse_app, parse_settings
+from gateway.errors import ConfigError
 
 
 def admin_doc() -> dict[str, Any]:
@@ -129,3 +132,21 @@ TestAdminSequences.settings = hypothesis.settings(
     suppress_health_check=list(hypothesis.HealthCheck),
     derandomize=True,
 )
+
+
+@pytest.mark.parametrize(
+    "port", ["", ":0", ":80", ":00080", ":8443", ":65535", ":65536", ":78602", ":99999", ":x"]
+)
+def test_the_documented_url_pattern_takes_the_ports_the_config_takes(port: str) -> None:
+    # The stateful test above sends what the pattern allows and expects it accepted: a port the
+    # document allowed but the config refused (78602) failed it.
+    url = f"https://app.example.com{port}/x"
+    schemas = build(TEAM)["components"]["schemas"]
+    documented = re.fullmatch(schemas["AppInput"]["properties"]["upstream"]["pattern"], url)
+    app = {"id": "a", "name": "A", "domain": "a.example.com", "upstream": url, "policies": []}
+    try:
+        parse_app(app, default_duration=3600)
+        accepted = True
+    except ConfigError:
+        accepted = False
+    assert (documented is not None) == accepted

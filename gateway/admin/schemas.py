@@ -20,7 +20,9 @@ Schema = dict[str, Any]
 _ENV_REF = r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}\n?$"
 _LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
 _HOST = rf"{_LABEL}(\.{_LABEL})*"
-_URL = rf"^https?://{_HOST}(:[0-9]{{1,5}})?(/[A-Za-z0-9._~%!$&'()*+,;=:@/-]*)?$"
+# A port is 0-65535, as the config's URL check (urlsplit) has it: "h:78602" is refused there.
+_PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
+_URL = rf"^https?://{_HOST}(:0*{_PORT})?(/[A-Za-z0-9._~%!$&'()*+,;=:@/-]*)?$"
 _DOMAIN = rf"^(\*\.)?{_HOST}(/[a-z0-9._~-]+)*(/\*)?$"
 _DURATION = r"^[1-9][0-9]{0,3}(h|m|s|ms)([0-9]{1,2}(m|s|ms))*$"
 _OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
