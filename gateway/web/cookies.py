@@ -86,3 +86,8 @@ def clear_session_cookie(rt: Runtime, response: Response) -> None:
     response.delete_cookie(
         SESSION_COOKIE, path="/", secure=rt.settings.gateway.cookie_secure, httponly=True
     )
+
+
+def clear_app_binding_cookie(response: Response) -> None:
+    """The app-host binding is spent once its app session is made (`/authorized`)."""
+    response.delete_cookie(APP_BINDING_COOKIE, path="/")

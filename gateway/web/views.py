@@ -37,6 +37,7 @@ from gateway.web.cookies import (
     LOGIN_BINDING_COOKIE,
     SESSION_COOKIE,
     binding_hash,
+    clear_app_binding_cookie,
     clear_session_cookie,
     read_cookie,
     set_binding_cookie,
@@ -137,7 +138,7 @@ async def login(request: Request) -> Response:
         return rt.pages.render("picker.html", 200, title="Sign in", app_name=app.name, idps=choices)
     await login_limit.count_start(rt.store, _facts(rt, request).client_ip, rt.clock)
     binding = rt.bindings.unsign(
-        request.cookies.get(LOGIN_BINDING_COOKIE, "")
+        read_cookie(request.scope, LOGIN_BINDING_COOKIE) or ""
     ) or secrets.token_urlsafe(24)
     state = signin.LoginState(
         binding=binding,
@@ -255,7 +256,7 @@ async def callback(request: Request) -> Response:
     """
     rt = _rt(request)
     params = request.query_params
-    binding = rt.bindings.unsign(request.cookies.get(LOGIN_BINDING_COOKIE, ""))
+    binding = rt.bindings.unsign(read_cookie(request.scope, LOGIN_BINDING_COOKIE) or "")
     try:
         state = await signin.take_state(rt.store, params.get("state"), binding)
     except SignInError as exc:
@@ -329,7 +330,7 @@ async def test_idp(request: Request) -> Response:
     rt = _rt(request)
     if _host(request) != rt.team_host:
         raise NotFoundError("Not found.")
-    binding_cookie = request.cookies.get(LOGIN_BINDING_COOKIE, "")
+    binding_cookie = read_cookie(request.scope, LOGIN_BINDING_COOKIE) or ""
     await login_limit.count_start(rt.store, _facts(rt, request).client_ip, rt.clock)
     return await testpage.begin(rt, request.query_params.get("idp", ""), binding_cookie)
 
@@ -361,7 +362,7 @@ async def test_idp_result(request: Request) -> Response:
 async def authorized(request: Request) -> Response:
     """`/cdn-cgi/access/authorized?token=...`: redeem the one-time token into an app session."""
     rt = _rt(request)
-    app_binding = rt.bindings.unsign(request.cookies.get(APP_BINDING_COOKIE, "")) or ""
+    app_binding = rt.bindings.unsign(read_cookie(request.scope, APP_BINDING_COOKIE) or "") or ""
     redeemed = await handoff.redeem(
         rt.store,
         request.query_params.get("token", ""),
@@ -381,7 +382,7 @@ async def authorized(request: Request) -> Response:
     )
     response = _no_store(RedirectResponse(safe_path(request.query_params.get("redirect_url")), 302))
     set_session_cookie(rt, response, signed_in.cookie_value, signed_in.app, signed_in.duration)
-    response.delete_cookie(APP_BINDING_COOKIE, path="/")
+    clear_app_binding_cookie(response)
     return response
 
 
