@@ -255,7 +255,7 @@ def test_defaults_of_optional_keys() -> None:
     assert (gateway.store, gateway.admin_token, gateway.cookie_secure) == ("memory", "", True)
     assert (gateway.session_duration, gateway.trusted_proxies) == (86400, ())
     assert (gateway.idp_timeout, gateway.upstream_timeout) == (10, 60)
-    assert (gateway.session_reads, gateway.upstream_client) == ("pipelined", "builtin")
+    assert (gateway.session_reads, gateway.upstream_client) == ("tracked", "builtin")
     idp = settings.identity_providers[0]
     assert idp.type == "okta"
     assert (idp.config.email_claim_name, idp.config.pkce_enabled) == ("email", False)
@@ -572,7 +572,7 @@ def test_several_problems_are_all_reported_at_once() -> None:
         (
             "gateway.session_reads",
             "redis",
-            "gateway.session_reads: must be one of 'pipelined', 'redis-py', not 'redis'",
+            "gateway.session_reads: must be one of 'tracked', 'pipelined', 'redis-py', not 'redis'",
         ),
         (
             "gateway.upstream_client",
