@@ -12,10 +12,14 @@ Why a value served from here is never stale:
   reply that filled the entry. Entries are filled and dropped in `data_received`, in the order
   the bytes arrive; no await sits between a reply and its entry.
 - A hit is served only while nothing is waiting to be read: no partial message in our buffer and
-  no byte in the socket's receive queue (a non-blocking `MSG_PEEK`, one system call). Redis
-  queues the push to us while it executes the write, before it answers the writer; so once a
-  revocation has been answered, its push is in our queue or already applied, and the request that
-  follows it is answered from Redis, not from here.
+  no byte in the socket's receive queue (a non-blocking `MSG_PEEK`, one system call), so a push
+  that has reached this host is applied first, even when the event loop would have read the
+  request before it. Redis puts the push in our output buffer while it executes the write and
+  sends it in the same pass of its event loop that answers the writer, before it reads another
+  command. On one host that makes it exact: a request that follows a revocation's answer (the
+  writer read it, acted, and a client sent the request) finds the push queued or applied. Across
+  hosts it rests on the push, one hop from Redis, arriving no later than that chain of at least
+  two more hops.
 - The entries belong to the connection. A lost, timed-out or out-of-step connection takes them
   with it (pushes may have been lost with it); until a new connection has turned tracking on
   again every GET goes to Redis, and fails closed (`RespError`) while Redis does not answer.
