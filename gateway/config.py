@@ -28,9 +28,10 @@ from gateway.errors import ConfigError
 Decision = Literal["allow", "deny", "bypass", "non_identity"]
 SameSite = Literal["none", "lax", "strict"]
 UpdateBehavior = Literal["automatic", "reauth", "no_action"]
-# How the store's GETs (the session read on every request) reach Redis, and which HTTP/1.1
-# client carries the upstream leg: the fast hand-written one, or the library's.
-SessionReads = Literal["pipelined", "redis-py"]
+# How the store's GETs (the session read on every request) reach Redis (through an exact local
+# copy, the fast hand-written GET, or the library's), and which HTTP/1.1 client carries the
+# upstream leg: the fast hand-written one, or the library's.
+SessionReads = Literal["tracked", "pipelined", "redis-py"]
 UpstreamClientKind = Literal["builtin", "httpx"]
 
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
@@ -153,7 +154,7 @@ class GatewaySettings:
     trusted_proxies: tuple[Network, ...] = ()
     idp_timeout: float = 10.0
     upstream_timeout: float = 60.0
-    session_reads: SessionReads = "pipelined"
+    session_reads: SessionReads = "tracked"
     upstream_client: UpstreamClientKind = "builtin"
     # Per worker process: exchanges in flight to one upstream origin and from one client
     # address, and the longest pause inside a request body (proxy/limits.py, forwarding.py).
@@ -527,7 +528,7 @@ def _gateway(reader: _Reader) -> GatewaySettings:
         idp_timeout=reader.duration("idp_timeout", 10.0) or 10.0,
         upstream_timeout=reader.duration("upstream_timeout", 60.0) or 60.0,
         session_reads=reader.choice(  # type: ignore[arg-type]
-            "session_reads", ("pipelined", "redis-py"), "pipelined"
+            "session_reads", ("tracked", "pipelined", "redis-py"), "tracked"
         ),
         upstream_client=reader.choice(  # type: ignore[arg-type]
             "upstream_client", ("builtin", "httpx"), "builtin"

@@ -20,7 +20,7 @@ from log_check import LogCheck, Secrets, watch_httpx
 from redis_server import RedisServer
 
 from gateway.app import Gateway, create_app
-from gateway.config import parse_settings
+from gateway.config import SessionReads, parse_settings
 from gateway.state.store import Store
 from gateway.state.store.memory import MemoryStore
 from gateway.state.store.redis import RedisStore
@@ -95,14 +95,19 @@ async def open_store_of(
     request: pytest.FixtureRequest, clock: FakeClock
 ) -> AsyncIterator[Callable[[str], Store]]:
     """Opens a fresh store of a kind, closed after the test: "memory" (on `clock`), "redis"
-    (real time), "redis-py-reads" (Redis with `[gateway] session_reads = "redis-py"`)."""
+    (real time, the default `[gateway] session_reads = "tracked"`), "pipelined-reads" and
+    "redis-py-reads" (Redis with `session_reads = "pipelined"`, `"redis-py"`)."""
     opened: list[Store] = []
 
     def open_kind(kind: str) -> Store:
         if kind == "memory":
             opened.append(MemoryStore(clock=clock))
         else:
-            reads = "redis-py" if kind == "redis-py-reads" else "pipelined"
+            kinds: dict[str, SessionReads] = {
+                "redis-py-reads": "redis-py",
+                "pipelined-reads": "pipelined",
+            }
+            reads = kinds.get(kind, "tracked")
             url = request.getfixturevalue("redis_url")
             opened.append(RedisStore.from_url(url, session_reads=reads))
         return opened[-1]

@@ -1,5 +1,6 @@
 """The hot path's GET against a real Redis, and against a server that goes silent: each
-`KeyReader`, the pipelined one (`resp.py`) and redis-py's (`RedisPyGet`). The wire-level
+`KeyReader`, the tracked one (`tracking.py`), the pipelined one (`resp.py`) and redis-py's
+(`RedisPyGet`). The wire-level
 conformance (exact bytes, late replies, lost connections) is `test_resp_wire.py`.
 """
 
@@ -16,6 +17,7 @@ from redis_server import free_port
 
 from gateway.state.store.redis import KeyReader, RedisPyGet
 from gateway.state.store.resp import Endpoint, PipelinedGet, RespError
+from gateway.state.store.tracking import TrackedGet
 
 Open = Callable[..., KeyReader]  # (url, *, db=0, timeout=2.0, size=2) -> a reader of that Redis
 
@@ -25,12 +27,14 @@ def endpoint_of(url: str, db: int = 0) -> Endpoint:
     return Endpoint(port=port, db=db)
 
 
-@pytest.fixture(params=["pipelined", "redis-py"])
+@pytest.fixture(params=["tracked", "pipelined", "redis-py"])
 async def open_reader(request: pytest.FixtureRequest) -> AsyncIterator[Open]:
     """Readers of the `[gateway] session_reads` kind in turn; redis-py's clients closed after."""
     clients: list[Redis] = []
 
     def make(url: str, *, db: int = 0, timeout: float = 2.0, size: int = 2) -> KeyReader:
+        if request.param == "tracked":
+            return TrackedGet(endpoint_of(url, db), timeout=timeout)
         if request.param == "pipelined":
             return PipelinedGet(endpoint_of(url, db), size=size, timeout=timeout)
         # A bounded pool that makes callers wait for a connection, as the store's does.

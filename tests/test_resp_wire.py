@@ -24,7 +24,7 @@ from gateway.state.store.redis import RedisStore
 from gateway.state.store.resp import Endpoint, PipelinedGet, RespError
 
 TIMEOUT = 0.3  # seconds the readers here wait for Redis
-READS: list[SessionReads] = ["pipelined", "redis-py"]
+READS: list[SessionReads] = ["tracked", "pipelined", "redis-py"]
 
 Writer = asyncio.StreamWriter
 Script = bytes | Callable[[Writer], Awaitable[None]]  # the reply's bytes, or what to do instead

@@ -30,13 +30,13 @@ SHORT = 0.5
 EXPIRY_BOUND = SHORT + 2.0  # seconds: how long a lapsed TTL may take to show
 
 
-@pytest.fixture(params=["memory", "redis", "redis-py-reads"])
+@pytest.fixture(params=["memory", "redis", "pipelined-reads", "redis-py-reads"])
 def store(request: pytest.FixtureRequest, open_store_of: Callable[[str], Store]) -> Store:
-    """conftest's stores, and Redis read through redis-py: the contract holds for both GETs."""
+    """conftest's stores, and Redis read each other way: the contract holds for every GET."""
     return open_store_of(request.param)
 
 
-@pytest.fixture(params=["pipelined", "redis-py"])
+@pytest.fixture(params=["tracked", "pipelined", "redis-py"])
 def reads(request: pytest.FixtureRequest) -> SessionReads:
     """`[gateway] session_reads` for the tests that open a RedisStore themselves: each."""
     return request.param  # type: ignore[no-any-return]

@@ -9,10 +9,12 @@ Cluster takes every operation without hash tags. Every method
 turns a Redis failure (refused, timed out, loading, read-only, out of memory, ...) into
 `StoreUnavailableError`, so callers fail closed. TTLs go to Redis in whole milliseconds.
 
-GET, the one command on the hot path, goes through a `KeyReader`: the lean pipelined GET of
-`resp.py` by default (`[gateway] session_reads = "pipelined"`, plain TCP and unix sockets), or
-redis-py's own (`RedisPyGet`: `session_reads = "redis-py"`, and always for TLS, Sentinel and
-Cluster). Both pass `tests/test_resp_wire.py`.
+GET, the one command on the hot path, goes through a `KeyReader`: by default (`[gateway]
+session_reads = "tracked"`, plain TCP and unix sockets) `tracking.py`'s, which keeps an exact local
+copy of what it read (Redis client-side caching) and so answers most session reads without a
+round trip; the lean pipelined GET of `resp.py` (`session_reads = "pipelined"`, the same
+sockets); or redis-py's own (`RedisPyGet`: `session_reads = "redis-py"`, and always for TLS,
+Sentinel and Cluster). All pass `tests/test_resp_wire.py`.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from redis.backoff import NoBackoff
 from gateway.config import SessionReads
 from gateway.errors import StoreUnavailableError
 from gateway.state.store.resp import Endpoint, PipelinedGet, RespError
+from gateway.state.store.tracking import TrackedGet
 
 _TIMEOUT = 2.0  # seconds to connect, and for each command (the default of `from_url`)
 _MAX_CONNECTIONS = 50
@@ -132,10 +135,11 @@ def _sentinel_client(url: str, timeout: float) -> tuple[Redis, list[Redis]]:
     return master, list(sentinel.sentinels)
 
 
-def _pipelined_get(url: str, timeout: float) -> PipelinedGet | None:
-    """The lean GET for plain TCP and unix-socket URLs; TLS (rediss://) stays on redis-py."""
+def _fast_reads(url: str, reads: SessionReads, timeout: float) -> KeyReader | None:
+    """The tracked or the pipelined GET for plain TCP and unix-socket URLs; TLS (rediss://) and
+    `reads = "redis-py"` stay on redis-py (None)."""
     options = parse_url(url)
-    if "connection_class" in options and "path" not in options:
+    if reads == "redis-py" or ("connection_class" in options and "path" not in options):
         return None
     endpoint = Endpoint(
         host=options.get("host", "127.0.0.1"),
@@ -145,6 +149,8 @@ def _pipelined_get(url: str, timeout: float) -> PipelinedGet | None:
         username=options.get("username") or "",
         password=options.get("password") or "",
     )
+    if reads == "tracked":
+        return TrackedGet(endpoint, timeout=timeout)
     return PipelinedGet(endpoint, timeout=timeout)
 
 
@@ -202,7 +208,7 @@ class RedisStore:
 
     @classmethod
     def from_url(
-        cls, url: str, *, session_reads: SessionReads = "pipelined", timeout: float = _TIMEOUT
+        cls, url: str, *, session_reads: SessionReads = "tracked", timeout: float = _TIMEOUT
     ) -> RedisStore:
         """A store for a redis://, rediss:// or unix:// URL (or Sentinel, Cluster, above).
 
@@ -232,8 +238,7 @@ class RedisStore:
             # its pool skips that check: every pooled connection then fails once after a restart.
             protocol=2,
         )
-        fast = _pipelined_get(url, timeout) if session_reads == "pipelined" else None
-        return cls(Redis.from_pool(pool), fast)
+        return cls(Redis.from_pool(pool), _fast_reads(url, session_reads, timeout))
 
     async def get(self, key: str) -> bytes | None:
         """One GET, through the `KeyReader`: the hot path's one Redis round trip."""

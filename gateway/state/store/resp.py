@@ -42,7 +42,7 @@ class Endpoint:
 Reply = bytes | int | None | RespError
 
 
-def _command(*parts: bytes) -> bytes:
+def command(*parts: bytes) -> bytes:
     out = [b"*%d\r\n" % len(parts)]
     for part in parts:
         out.append(b"$%d\r\n%s\r\n" % (len(part), part))
@@ -189,9 +189,9 @@ class PipelinedGet:
         commands = []
         if endpoint.password:
             user = [endpoint.username.encode()] if endpoint.username else []
-            commands.append(_command(b"AUTH", *user, endpoint.password.encode()))
+            commands.append(command(b"AUTH", *user, endpoint.password.encode()))
         if endpoint.db:
-            commands.append(_command(b"SELECT", str(endpoint.db).encode()))
+            commands.append(command(b"SELECT", str(endpoint.db).encode()))
         for waiter in [connection.send(c) for c in commands]:
             reply = await waiter
             if isinstance(reply, RespError):
