@@ -2,6 +2,16 @@
 code exchange, ID-token checks, userinfo, and where a user's email, name, groups and kept claims
 come from.
 
+The JWKS cache (`_KeyCache`) holds the provider's keys for DISCOVERY_TTL and looks again when a
+token names a kid it lacks, because keys rotate without notice (OKTA.md). Its bounds: concurrent
+sign-ins that need a fresh key set share one fetch; a kid a fetch lacked is not looked up again for
+UNKNOWN_KID_TTL (30 s; at most UNKNOWN_KIDS_KEPT are remembered); and, besides the hourly refresh,
+at most JWKS_REFETCH_LIMIT (6) refetches start in any JWKS_REFETCH_WINDOW (60 s), so a new kid is
+still looked up right after another one was missing, while a flood of made-up kids costs at most
+6 fetches a minute. A token without a kid (OIDC Core 10.1 allows it when the set has one key)
+that fails against the cached key gets one fresh look within the same bounds, since the rotation
+of that only key shows up as a failed signature, not as an unknown kid.
+
 `OIDCProvider` is the `Provider` of the authorization-code flow (OIDC Core 3.1); a subclass says
 what differs at its IdP: where the endpoints come from (`metadata`), the scopes, the signing
 algorithms, how it words a refusal it gives for its own reasons (`_refusal`), where groups come
@@ -24,7 +34,8 @@ import math
 import re
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import quote, quote_plus, urlencode
@@ -41,7 +52,10 @@ from gateway.errors import IdPError, SignInError, TokenValidationError
 logger = logging.getLogger("gateway.oidc")
 
 DISCOVERY_TTL = 3600.0  # discovery and JWKS are cached this long, then fetched again
-JWKS_REFETCH_INTERVAL = 30.0  # at most one unknown-kid refetch per this many seconds
+UNKNOWN_KID_TTL = 30.0  # a kid a fetch lacked is not looked up again for this long
+UNKNOWN_KIDS_KEPT = 1000  # at most this many such kids are remembered
+JWKS_REFETCH_LIMIT = 6  # at most this many refetches (beyond the hourly one) start ...
+JWKS_REFETCH_WINDOW = 60.0  # ... in any window of this many seconds
 CLOCK_LEEWAY = 60.0  # seconds of clock skew allowed on exp / iat / nbf (SPEC 4: "small leeway")
 
 # Never "none", never HMAC: an HS256 token keyed with the client secret could be minted by anyone
@@ -120,12 +134,9 @@ class OIDCProvider:
             algorithms=sorted(self.algorithms), strict_check_header=False
         )
         self._discovery_lock = asyncio.Lock()
-        self._keys_lock = asyncio.Lock()
         self._metadata: ProviderMetadata | None = None
         self._metadata_at = -math.inf
-        self._keys: dict[str, PublicKey] = {}
-        self._keys_at = -math.inf
-        self._last_refetch = -math.inf
+        self._keys = _KeyCache(self._fetch_keys, clock, idp.id)
 
     # --- what a subclass gives ------------------------------------------------------------
 
@@ -529,8 +540,7 @@ class OIDCProvider:
         kid = header.get("kid")
         if kid is not None and not isinstance(kid, str):
             raise self._log(_invalid("The ID token's kid header is not a string"))
-        key = await self._signing_key(kid)
-        self._verify_signature(token, key, alg)
+        await self._verify_signature(token, kid, alg)
         try:
             claims: Any = json.loads(token.payload)
         except ValueError as exc:
@@ -555,27 +565,40 @@ class OIDCProvider:
             reason = f"The ID token's algorithm {_short(alg)} is not allowed; allowed: {allowed}"
         raise self._log(_invalid(reason))
 
-    def _verify_signature(self, token: jws.CompactSignature, key: PublicKey, alg: str) -> None:
+    async def _verify_signature(
+        self, token: jws.CompactSignature, kid: str | None, alg: str
+    ) -> None:
+        mark = self._keys.mark()  # the token is in hand: key sets fetched from now on are newer
+        key, fresh = await self._signing_key(kid, mark)
+        error = self._signature_error(token, key, alg)
+        if error is not None and kid is None and not fresh:
+            # Without a kid, a rotation of the only key shows as a failed signature, not as an
+            # unknown kid: look at the key set once more before refusing.
+            key, _ = await self._signing_key(kid, mark, failed=True)
+            error = self._signature_error(token, key, alg)
+        if error is not None:
+            raise self._log(error)
+
+    def _signature_error(
+        self, token: jws.CompactSignature, key: PublicKey, alg: str
+    ) -> TokenValidationError | None:
+        """Why `token` does not verify with `key`, or None when it does."""
         key_alg = key.get("alg")
         if key_alg and key_alg != alg:  # RFC 7517 4.4: a key is used only with its own alg
-            raise self._log(_invalid(f"The ID token uses {alg} with a key meant for {key_alg}"))
+            return _invalid(f"The ID token uses {alg} with a key meant for {key_alg}")
         try:
             valid = jws.validate_compact(token, key, registry=self._registry)
         except (JoseError, ValueError) as exc:
-            raise self._log(
-                _invalid(f"The ID token could not be verified with the {alg} key: {exc}")
-            ) from exc
-        if not valid:
-            raise self._log(_invalid("The ID token's signature is invalid"))
+            error = _invalid(f"The ID token could not be verified with the {alg} key: {exc}")
+            error.__cause__ = exc  # as `raise ... from exc` would, for when it is raised
+            return error
+        return None if valid else _invalid("The ID token's signature is invalid")
 
-    async def _signing_key(self, kid: str | None) -> PublicKey:
-        keys, fresh = await self._key_set(refetch=False)
-        key = _pick_key(keys, kid)
-        if key is None and not fresh:
-            # OKTA.md: keys rotate without notice; refetch once on an unknown kid, rate-limited
-            # so that tokens with made-up kids cannot make us hammer the JWKS endpoint.
-            keys, _ = await self._key_set(refetch=True)
-            key = _pick_key(keys, kid)
+    async def _signing_key(
+        self, kid: str | None, mark: int, *, failed: bool = False
+    ) -> tuple[PublicKey, bool]:
+        """The key for `kid` and whether its set was fetched after `mark` (see `_KeyCache.key`)."""
+        key, fresh = await self._keys.key(kid, mark, failed=failed)
         if key is None:
             raise self._log(
                 _invalid(
@@ -585,29 +608,7 @@ class OIDCProvider:
                     "issuer (Okta domain / authorization server ID)",
                 )
             )
-        return key
-
-    async def _key_set(self, *, refetch: bool) -> tuple[dict[str, PublicKey], bool]:
-        """The cached JWKS, fetched anew when stale or (rate-limited) when `refetch` is asked.
-
-        Returns the keys and whether they were fetched during this call.
-        """
-        async with self._keys_lock:  # held while fetching: concurrent sign-ins fetch once
-            now = self._clock()
-            stale = now - self._keys_at >= DISCOVERY_TTL
-            may_refetch = refetch and now - self._last_refetch >= JWKS_REFETCH_INTERVAL
-            if not (stale or may_refetch):
-                return self._keys, False
-            if refetch:
-                self._last_refetch = now
-                logger.info(
-                    "idp %s: unknown key id, fetching the key set again",
-                    self.idp.id,
-                    extra={"step": "jwks", "idp": self.idp.id},
-                )
-            self._keys = await self._fetch_keys()
-            self._keys_at = self._clock()
-            return self._keys, True
+        return key, fresh
 
     async def _fetch_keys(self) -> dict[str, PublicKey]:
         meta = await self.metadata()
@@ -747,6 +748,98 @@ class OIDCProvider:
             extra={"step": exc.step, "idp": self.idp.id, "error": exc.error, "status": exc.status},
         )
         return exc
+
+
+class _KeyCache:
+    """One provider's JWKS: fetched when DISCOVERY_TTL old, and again, within the bounds the
+    module docstring gives, when a token needs a key the cached set lacks.
+
+    Fetches are numbered as they begin. A lookup passes the number reached when its token was
+    in hand (`mark`); only a set from a later fetch tells it the IdP lacks the key, because one
+    begun earlier may predate the key (Okta: the JWKS "could lag slightly").
+    """
+
+    def __init__(
+        self,
+        fetch: Callable[[], Awaitable[dict[str, PublicKey]]],
+        clock: Callable[[], float],
+        idp_id: str,
+    ) -> None:
+        self._fetch_keys = fetch
+        self._clock = clock
+        self._idp_id = idp_id
+        self._lock = asyncio.Lock()  # held while fetching: waiters use that fetch's keys
+        self._keys: dict[str, PublicKey] = {}
+        self._fetched_at = -math.inf
+        self._begun = 0  # fetches begun so far
+        self._held = 0  # the number of the fetch whose keys are held
+        self._refetches: deque[float] = deque()  # when the refetches of the last window began
+        self._missing: dict[str, float] = {}  # kid -> when a fresh fetch lacked it; oldest first
+
+    def mark(self) -> int:
+        """The fetch number now, for a token in hand now."""
+        return self._begun
+
+    async def key(
+        self, kid: str | None, mark: int, *, failed: bool = False
+    ) -> tuple[PublicKey | None, bool]:
+        """The key for `kid` (without a kid, the only key) or None, and whether the set it
+        comes from was fetched after `mark`. `failed`: the key held did not verify the token,
+        so a set fetched after `mark` is wanted even though a key is there."""
+        async with self._lock:
+            now = self._clock()
+            if now - self._fetched_at >= DISCOVERY_TTL:
+                await self._fetch(now, "")
+            key = _pick_key(self._keys, kid)
+            if (key is None or failed) and self._held <= mark and self._may_refetch(kid, now):
+                reason = "no cached key for a token without key id"
+                await self._fetch(now, "unknown key id" if kid is not None else reason)
+                key = _pick_key(self._keys, kid)
+            fresh = self._held > mark
+            if key is None and kid is not None and fresh:
+                self._remember(kid, now)
+            return key, fresh
+
+    def _may_refetch(self, kid: str | None, now: float) -> bool:
+        if kid is not None and now - self._missing.get(kid, -math.inf) < UNKNOWN_KID_TTL:
+            return False  # a fetch lacked it a moment ago
+        while self._refetches and now - self._refetches[0] >= JWKS_REFETCH_WINDOW:
+            self._refetches.popleft()
+        if len(self._refetches) < JWKS_REFETCH_LIMIT:
+            return True
+        logger.warning(
+            "idp %s: key set refetched %d times in %d s; not again yet",
+            self._idp_id,
+            JWKS_REFETCH_LIMIT,
+            JWKS_REFETCH_WINDOW,
+            extra={"step": "jwks", "idp": self._idp_id},
+        )
+        return False
+
+    async def _fetch(self, now: float, reason: str) -> None:
+        """Fetch the key set; a `reason` makes it a refetch, counted against the limit."""
+        self._begun += 1
+        number = self._begun
+        if reason:
+            self._refetches.append(now)  # counted when begun, so failing fetches count too
+            logger.info(
+                "idp %s: %s, fetching the key set again",
+                self._idp_id,
+                reason,
+                extra={"step": "jwks", "idp": self._idp_id},
+            )
+        self._keys = await self._fetch_keys()
+        self._fetched_at = self._clock()
+        self._held = number
+
+    def _remember(self, kid: str, now: float) -> None:
+        self._missing.pop(kid, None)  # re-added last, which keeps the dict oldest first
+        self._missing[kid] = now
+        while True:  # forget the expired, and the oldest beyond UNKNOWN_KIDS_KEPT
+            oldest, at = next(iter(self._missing.items()))
+            if now - at < UNKNOWN_KID_TTL and len(self._missing) <= UNKNOWN_KIDS_KEPT:
+                break
+            del self._missing[oldest]
 
 
 def _pkce_challenge(verifier: str) -> str:
