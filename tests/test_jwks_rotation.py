@@ -1,6 +1,6 @@
 """Signing-key rotation at the IdP, through the Okta and generic providers against FakeOkta: a
 rotation never fails a sign-in, and tokens naming made-up keys cost a bounded number of JWKS
-fetches (the bounds are in the docstring of gateway/authn/providers/oidc.py).
+fetches (the bounds are in the docstring of gateway/authn/providers/jwks.py).
 
 The basics (one refetch on an unknown kid, the hourly refresh, an unreachable JWKS) are in
 test_oidc.py, whose sign-in helpers these tests drive.
@@ -20,9 +20,9 @@ from clock import FakeClock
 from fake_okta import FakeOkta
 from test_oidc import ALICE, generic_idp, provider_for, rejected, sign_in
 
-from gateway.authn.providers import oidc
+from gateway.authn.providers import jwks
 from gateway.authn.providers.generic import GenericOIDCProvider
-from gateway.authn.providers.oidc import JWKS_REFETCH_LIMIT, JWKS_REFETCH_WINDOW, UNKNOWN_KID_TTL
+from gateway.authn.providers.jwks import JWKS_REFETCH_LIMIT, JWKS_REFETCH_WINDOW, UNKNOWN_KID_TTL
 from gateway.errors import SignInError, TokenValidationError
 
 
@@ -307,7 +307,7 @@ async def test_a_failing_refetch_counts_against_the_limit(
 async def test_only_so_many_missing_kids_are_remembered(
     okta: FakeOkta, http: httpx.AsyncClient, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(oidc, "UNKNOWN_KIDS_KEPT", 2)
+    monkeypatch.setattr(jwks, "UNKNOWN_KIDS_KEPT", 2)
     provider = provider_for(okta, http, clock)
     await sign_in(provider, okta)
     for kid in ("first", "second", "third"):

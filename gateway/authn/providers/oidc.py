@@ -1,16 +1,7 @@
-"""The OpenID Connect core the OIDC providers share: discovery, JWKS cache, authorize URL, PKCE,
-code exchange, ID-token checks, userinfo, and where a user's email, name, groups and kept claims
-come from.
-
-The JWKS cache (`_KeyCache`) holds the provider's keys for DISCOVERY_TTL and looks again when a
-token names a kid it lacks, because keys rotate without notice (OKTA.md). Its bounds: concurrent
-sign-ins that need a fresh key set share one fetch; a kid a fetch lacked is not looked up again for
-UNKNOWN_KID_TTL (30 s; at most UNKNOWN_KIDS_KEPT are remembered); and, besides the hourly refresh,
-at most JWKS_REFETCH_LIMIT (6) refetches start in any JWKS_REFETCH_WINDOW (60 s), so a new kid is
-still looked up right after another one was missing, while a flood of made-up kids costs at most
-6 fetches a minute. A token without a kid (OIDC Core 10.1 allows it when the set has one key)
-that fails against the cached key gets one fresh look within the same bounds, since the rotation
-of that only key shows up as a failed signature, not as an unknown kid.
+"""The OpenID Connect core the OIDC providers share: discovery, authorize URL, PKCE, code
+exchange, userinfo, and where a user's email, name, groups and kept claims come from. The
+provider's signing keys are a `KeyCache` (`jwks.py`) and its ID tokens are checked by an
+`IDTokenValidator` (`id_token.py`), both built here from the provider's settings.
 
 `OIDCProvider` is the `Provider` of the authorization-code flow (OIDC Core 3.1); a subclass says
 what differs at its IdP: where the endpoints come from (`metadata`), the scopes, the signing
@@ -18,8 +9,7 @@ algorithms, how it words a refusal it gives for its own reasons (`_refusal`), wh
 from when no claim has them, and what to check when a step fails. `okta.py` and `generic.py` are
 the two. Everything follows SPEC 4 "Sign-in rules", OKTA.md and OpenID Connect Core 1.0. Every
 failure is a `SignInError` subclass with a `step` naming what failed and a `hint` for the
-operator; no token, code, secret or cookie ever reaches a message or the log. joserfc does the
-JWS cryptography behind typed helpers here, so none of its dicts leak out.
+operator; no token, code, secret or cookie ever reaches a message or the log.
 """
 
 from __future__ import annotations
@@ -27,48 +17,33 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import hmac
-import json
 import logging
 import math
 import re
 import secrets
 import time
-from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import quote, quote_plus, urlencode
 
 import httpx
-from joserfc import jws
-from joserfc.errors import JoseError
-from joserfc.jwk import ECKey, RSAKey
 
-from gateway.authn.providers import GroupsSource, SignInRequest, SignInResult
+from gateway.authn.providers import GroupsSource, SignInRequest, SignInResult, shorten
+from gateway.authn.providers.id_token import OIDC_ALGORITHMS, IDTokenValidator
+from gateway.authn.providers.jwks import KeyCache, PublicKey, signing_keys
 from gateway.config import ClientConfig, IdentityProvider
 from gateway.errors import IdPError, SignInError, TokenValidationError
 
 logger = logging.getLogger("gateway.oidc")
 
 DISCOVERY_TTL = 3600.0  # discovery and JWKS are cached this long, then fetched again
-UNKNOWN_KID_TTL = 30.0  # a kid a fetch lacked is not looked up again for this long
-UNKNOWN_KIDS_KEPT = 1000  # at most this many such kids are remembered
-JWKS_REFETCH_LIMIT = 6  # at most this many refetches (beyond the hourly one) start ...
-JWKS_REFETCH_WINDOW = 60.0  # ... in any window of this many seconds
-CLOCK_LEEWAY = 60.0  # seconds of clock skew allowed on exp / iat / nbf (SPEC 4: "small leeway")
-
-# Never "none", never HMAC: an HS256 token keyed with the client secret could be minted by anyone
-# holding that secret (SPEC 4).
-OIDC_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "ES256", "ES384"})
 
 # The single-use values of an authorization request, kept in `SignInRequest.pending`.
 NONCE = "nonce"
 CODE_VERIFIER = "code_verifier"
 
 _AUTH_PARAM = re.compile(r'(\w+)\s*=\s*"([^"]*)"')
-
-PublicKey = RSAKey | ECKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,13 +105,19 @@ class OIDCProvider:
         self._clock = clock
         self._discovery_url = discovery_url
         self._who_start = self.who[:1].upper() + self.who[1:]
-        self._registry = jws.JWSRegistry(
-            algorithms=sorted(self.algorithms), strict_check_header=False
-        )
         self._discovery_lock = asyncio.Lock()
         self._metadata: ProviderMetadata | None = None
         self._metadata_at = -math.inf
-        self._keys = _KeyCache(self._fetch_keys, clock, idp.id)
+        self._id_tokens = IDTokenValidator(
+            client_id=config.client_id,
+            issuer=issuer,
+            algorithms=self.algorithms,
+            keys=KeyCache(self._fetch_keys, clock, idp.id, max_age=DISCOVERY_TTL),
+            clock=clock,
+            log=self._log,
+            who=self.who,
+            issuer_hint=self.issuer_hint,
+        )
 
     # --- what a subclass gives ------------------------------------------------------------
 
@@ -231,7 +212,7 @@ class OIDCProvider:
             raise self._log(
                 IdPError(
                     f"{self._who_start}'s discovery document names the issuer "
-                    f"{_short(doc.get('issuer'))}, not the expected {self._issuer!r}",
+                    f"{shorten(doc.get('issuer'))}, not the expected {self._issuer!r}",
                     step="discovery",
                     hint=hint,
                 )
@@ -327,7 +308,7 @@ class OIDCProvider:
             raise SignInError("The sign-in answer has no authorization code.", step="authorize")
         meta = await self.metadata()
         tokens = await self._exchange(meta, code, pending.get(CODE_VERIFIER, ""))
-        claims = await self._validate_id_token(tokens.id_token, pending.get(NONCE, ""))
+        claims = await self._id_tokens.validate(tokens.id_token, pending.get(NONCE, ""))
         sub = str(claims["sub"])
 
         wanted = (self._config.email_claim_name, "groups", *self._config.claims)
@@ -453,7 +434,7 @@ class OIDCProvider:
         special = self._refusal("token", error, description)
         if special is not None:
             return special
-        reason = _short(description or error or f"HTTP {response.status_code}", quoted=False)
+        reason = shorten(description or error or f"HTTP {response.status_code}", quoted=False)
         message = f"{self._who_start} refused the code exchange: {reason}"
         if response.status_code == 429:
             return IdPError(f"{self._who_start} rate-limited the code exchange", step="token")
@@ -484,7 +465,7 @@ class OIDCProvider:
             special = self._refusal("userinfo", error, description)
             if special is not None:
                 raise special
-            reason = _short(description or error or f"HTTP {response.status_code}", quoted=False)
+            reason = shorten(description or error or f"HTTP {response.status_code}", quoted=False)
             raise IdPError(
                 f"{self._who_start} refused the userinfo request: {reason}", step="userinfo"
             )
@@ -516,110 +497,14 @@ class OIDCProvider:
         # Reached with the claim missing, or when userinfo's failure was let go.
         return await self._groups_elsewhere(sub)
 
-    # --- ID token ---------------------------------------------------------------------------
-
-    async def _validate_id_token(self, id_token: str, nonce: str) -> dict[str, Any]:
-        """OIDC Core 3.1.3.7: signature, alg, iss, aud, azp, exp, iat, nonce. Returns the claims."""
-        segments = id_token.count(".") + 1
-        if segments == 5:
-            raise self._log(
-                TokenValidationError(
-                    "The ID token is encrypted (JWE); the gateway needs a signed ID token",
-                    step="id_token",
-                    hint="turn off ID token encryption for this app in Okta",
-                )
-            )
-        try:
-            if segments != 3:
-                raise ValueError("not three segments")
-            token = jws.extract_compact(id_token.encode("ascii"), registry=self._registry)
-        except (JoseError, ValueError) as exc:
-            raise self._log(_invalid("The ID token is not a well-formed signed JWT")) from exc
-        header = token.headers()
-        alg = self._check_alg(header.get("alg"))
-        kid = header.get("kid")
-        if kid is not None and not isinstance(kid, str):
-            raise self._log(_invalid("The ID token's kid header is not a string"))
-        await self._verify_signature(token, kid, alg)
-        try:
-            claims: Any = json.loads(token.payload)
-        except ValueError as exc:
-            raise self._log(_invalid("The ID token's payload is not JSON")) from exc
-        if not isinstance(claims, dict):
-            raise self._log(_invalid("The ID token's payload is not a JSON object"))
-        self._check_claims(claims, nonce)
-        return claims
-
-    def _check_alg(self, alg: object) -> str:
-        if isinstance(alg, str) and alg in self.algorithms:
-            return alg
-        allowed = ", ".join(sorted(self.algorithms))
-        if not isinstance(alg, str) or alg.lower() == "none":
-            reason = "The ID token is unsigned (alg none), which is never accepted"
-        elif alg.startswith("HS"):
-            reason = (
-                f"The ID token is signed with HMAC ({alg}, a shared secret such as the client "
-                f"secret), which is never accepted; allowed: {allowed}"
-            )
-        else:
-            reason = f"The ID token's algorithm {_short(alg)} is not allowed; allowed: {allowed}"
-        raise self._log(_invalid(reason))
-
-    async def _verify_signature(
-        self, token: jws.CompactSignature, kid: str | None, alg: str
-    ) -> None:
-        mark = self._keys.mark()  # the token is in hand: key sets fetched from now on are newer
-        key, fresh = await self._signing_key(kid, mark)
-        error = self._signature_error(token, key, alg)
-        if error is not None and kid is None and not fresh:
-            # Without a kid, a rotation of the only key shows as a failed signature, not as an
-            # unknown kid: look at the key set once more before refusing.
-            key, _ = await self._signing_key(kid, mark, failed=True)
-            error = self._signature_error(token, key, alg)
-        if error is not None:
-            raise self._log(error)
-
-    def _signature_error(
-        self, token: jws.CompactSignature, key: PublicKey, alg: str
-    ) -> TokenValidationError | None:
-        """Why `token` does not verify with `key`, or None when it does."""
-        key_alg = key.get("alg")
-        if key_alg and key_alg != alg:  # RFC 7517 4.4: a key is used only with its own alg
-            return _invalid(f"The ID token uses {alg} with a key meant for {key_alg}")
-        try:
-            valid = jws.validate_compact(token, key, registry=self._registry)
-        except (JoseError, ValueError) as exc:
-            error = _invalid(f"The ID token could not be verified with the {alg} key: {exc}")
-            error.__cause__ = exc  # as `raise ... from exc` would, for when it is raised
-            return error
-        return None if valid else _invalid("The ID token's signature is invalid")
-
-    async def _signing_key(
-        self, kid: str | None, mark: int, *, failed: bool = False
-    ) -> tuple[PublicKey, bool]:
-        """The key for `kid` and whether its set was fetched after `mark` (see `_KeyCache.key`)."""
-        key, fresh = await self._keys.key(kid, mark, failed=failed)
-        if key is None:
-            raise self._log(
-                _invalid(
-                    f"The ID token is signed with a key ({_short(kid or 'no kid')}) that is not in "
-                    f"{self.who}'s key set",
-                    hint="if keys were just rotated, retry in a minute; otherwise check the "
-                    "issuer (Okta domain / authorization server ID)",
-                )
-            )
-        return key, fresh
+    # --- signing keys -----------------------------------------------------------------------
 
     async def _fetch_keys(self) -> dict[str, PublicKey]:
+        """The signing keys at jwks_uri, for the key cache; fails when there are none."""
         meta = await self.metadata()
         response = await self._send("jwks", "GET", meta.jwks_uri)
         body = _json_object(response) if response.status_code == 200 else None
-        entries = body.get("keys") if body else None
-        keys: dict[str, PublicKey] = {}
-        for entry in entries if isinstance(entries, list) else []:
-            key = _import_signing_key(entry)
-            if key is not None:
-                keys[str(entry.get("kid", ""))] = key
+        keys = signing_keys(body.get("keys") if body else None)
         if not keys:
             raise self._log(
                 IdPError(
@@ -629,66 +514,6 @@ class OIDCProvider:
                 )
             )
         return keys
-
-    def _check_claims(self, claims: Mapping[str, Any], nonce: str) -> None:
-        cid = self._config.client_id
-        now = self._clock()
-        # OIDC Core 3.1.3.7 step 2: iss must exactly match the issuer.
-        if claims.get("iss") != self._issuer:
-            raise self._log(
-                _invalid(
-                    f"The ID token's issuer {_short(claims.get('iss'))} is not the expected "
-                    f"{self._issuer!r}",
-                    hint=self.issuer_hint,
-                )
-            )
-        # Step 3: aud must contain client_id (a string or an array of strings).
-        aud = claims.get("aud")
-        audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
-        if cid not in audiences:
-            raise self._log(
-                _invalid(
-                    "The ID token's audience does not include this client ID",
-                    hint="check the client ID",
-                )
-            )
-        # Steps 4-5: with several audiences azp is required, and when present it must be us.
-        azp = claims.get("azp")
-        if len(audiences) > 1 and azp is None:
-            raise self._log(
-                _invalid("The ID token has several audiences but no azp (authorized party)")
-            )
-        if azp is not None and azp != cid:
-            raise self._log(_invalid("The ID token's azp (authorized party) is not this client ID"))
-        if not isinstance(claims.get("sub"), str) or not claims["sub"]:
-            raise self._log(_invalid("The ID token has no sub (subject)"))
-        clock_hint = "check this host's clock (NTP)"
-        # Step 9: exp in the future; step 10: iat not in the future; both within the leeway.
-        exp = _number(claims.get("exp"))
-        if exp is None or now >= exp + CLOCK_LEEWAY:
-            raise self._log(_invalid("The ID token has expired (or has no exp)", hint=clock_hint))
-        iat = _number(claims.get("iat"))
-        if iat is None or iat > now + CLOCK_LEEWAY:
-            raise self._log(
-                _invalid(
-                    "The ID token's issue time (iat) is missing or in the future", hint=clock_hint
-                )
-            )
-        nbf = _number(claims.get("nbf"))
-        if "nbf" in claims and (nbf is None or nbf > now + CLOCK_LEEWAY):  # RFC 7519 4.1.5
-            raise self._log(_invalid("The ID token is not valid yet (nbf)", hint=clock_hint))
-        # Step 11: the nonce sent in the authorize request must come back, unchanged.
-        sent = claims.get("nonce")
-        if not isinstance(sent, str) or not sent:
-            raise self._log(_invalid("The ID token has no nonce"))
-        if not nonce or not hmac.compare_digest(sent.encode(), nonce.encode()):
-            raise self._log(
-                _invalid(
-                    "The ID token's nonce does not match this sign-in (a replayed or mixed-up "
-                    "sign-in)",
-                    hint="start the sign-in again in one browser tab",
-                )
-            )
 
     # --- plumbing ---------------------------------------------------------------------------
 
@@ -750,130 +575,9 @@ class OIDCProvider:
         return exc
 
 
-class _KeyCache:
-    """One provider's JWKS: fetched when DISCOVERY_TTL old, and again, within the bounds the
-    module docstring gives, when a token needs a key the cached set lacks.
-
-    Fetches are numbered as they begin. A lookup passes the number reached when its token was
-    in hand (`mark`); only a set from a later fetch tells it the IdP lacks the key, because one
-    begun earlier may predate the key (Okta: the JWKS "could lag slightly").
-    """
-
-    def __init__(
-        self,
-        fetch: Callable[[], Awaitable[dict[str, PublicKey]]],
-        clock: Callable[[], float],
-        idp_id: str,
-    ) -> None:
-        self._fetch_keys = fetch
-        self._clock = clock
-        self._idp_id = idp_id
-        self._lock = asyncio.Lock()  # held while fetching: waiters use that fetch's keys
-        self._keys: dict[str, PublicKey] = {}
-        self._fetched_at = -math.inf
-        self._begun = 0  # fetches begun so far
-        self._held = 0  # the number of the fetch whose keys are held
-        self._refetches: deque[float] = deque()  # when the refetches of the last window began
-        self._missing: dict[str, float] = {}  # kid -> when a fresh fetch lacked it; oldest first
-
-    def mark(self) -> int:
-        """The fetch number now, for a token in hand now."""
-        return self._begun
-
-    async def key(
-        self, kid: str | None, mark: int, *, failed: bool = False
-    ) -> tuple[PublicKey | None, bool]:
-        """The key for `kid` (without a kid, the only key) or None, and whether the set it
-        comes from was fetched after `mark`. `failed`: the key held did not verify the token,
-        so a set fetched after `mark` is wanted even though a key is there."""
-        async with self._lock:
-            now = self._clock()
-            if now - self._fetched_at >= DISCOVERY_TTL:
-                await self._fetch(now, "")
-            key = _pick_key(self._keys, kid)
-            if (key is None or failed) and self._held <= mark and self._may_refetch(kid, now):
-                reason = "no cached key for a token without key id"
-                await self._fetch(now, "unknown key id" if kid is not None else reason)
-                key = _pick_key(self._keys, kid)
-            fresh = self._held > mark
-            if key is None and kid is not None and fresh:
-                self._remember(kid, now)
-            return key, fresh
-
-    def _may_refetch(self, kid: str | None, now: float) -> bool:
-        if kid is not None and now - self._missing.get(kid, -math.inf) < UNKNOWN_KID_TTL:
-            return False  # a fetch lacked it a moment ago
-        while self._refetches and now - self._refetches[0] >= JWKS_REFETCH_WINDOW:
-            self._refetches.popleft()
-        if len(self._refetches) < JWKS_REFETCH_LIMIT:
-            return True
-        logger.warning(
-            "idp %s: key set refetched %d times in %d s; not again yet",
-            self._idp_id,
-            JWKS_REFETCH_LIMIT,
-            JWKS_REFETCH_WINDOW,
-            extra={"step": "jwks", "idp": self._idp_id},
-        )
-        return False
-
-    async def _fetch(self, now: float, reason: str) -> None:
-        """Fetch the key set; a `reason` makes it a refetch, counted against the limit."""
-        self._begun += 1
-        number = self._begun
-        if reason:
-            self._refetches.append(now)  # counted when begun, so failing fetches count too
-            logger.info(
-                "idp %s: %s, fetching the key set again",
-                self._idp_id,
-                reason,
-                extra={"step": "jwks", "idp": self._idp_id},
-            )
-        self._keys = await self._fetch_keys()
-        self._fetched_at = self._clock()
-        self._held = number
-
-    def _remember(self, kid: str, now: float) -> None:
-        self._missing.pop(kid, None)  # re-added last, which keeps the dict oldest first
-        self._missing[kid] = now
-        while True:  # forget the expired, and the oldest beyond UNKNOWN_KIDS_KEPT
-            oldest, at = next(iter(self._missing.items()))
-            if now - at < UNKNOWN_KID_TTL and len(self._missing) <= UNKNOWN_KIDS_KEPT:
-                break
-            del self._missing[oldest]
-
-
 def _pkce_challenge(verifier: str) -> str:
     digest = hashlib.sha256(verifier.encode("ascii")).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
-
-
-def _import_signing_key(entry: object) -> PublicKey | None:
-    """A JWKS entry as a public key, or None when it is not an RSA/EC signing key.
-
-    RFC 7517 5: keys that are not understood are ignored, not fatal. Symmetric ("oct") keys are
-    never taken from a JWKS, so no HMAC verification can be reached through it.
-    """
-    if not isinstance(entry, dict) or entry.get("use", "sig") != "sig":
-        return None
-    try:
-        if entry.get("kty") == "RSA":
-            return RSAKey.import_key(entry)
-        if entry.get("kty") == "EC":
-            return ECKey.import_key(entry)
-    except (JoseError, ValueError, TypeError):
-        logger.warning("ignoring a malformed key (kid %s) in the key set", _short(entry.get("kid")))
-    return None
-
-
-def _pick_key(keys: Mapping[str, PublicKey], kid: str | None) -> PublicKey | None:
-    if kid is None:
-        # OIDC Core 10.1: kid may be left out only when the key set has a single key.
-        return next(iter(keys.values())) if len(keys) == 1 else None
-    return keys.get(kid)
-
-
-def _invalid(description: str, *, hint: str = "") -> TokenValidationError:
-    return TokenValidationError(description, step="id_token", hint=hint)
 
 
 def _oauth_error(response: httpx.Response) -> tuple[str, str]:
@@ -897,13 +601,6 @@ def _json_object(response: httpx.Response) -> dict[str, Any] | None:
     return body if isinstance(body, dict) else None
 
 
-def _number(value: object) -> float | None:
-    # RFC 7519 2 NumericDate; a JSON true is not a number even though bool is an int in Python.
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
 def _display_name(lookup: Callable[[str], Any], email: str) -> str:
     name = lookup("name")
     if isinstance(name, str) and name.strip():
@@ -911,9 +608,3 @@ def _display_name(lookup: Callable[[str], Any], email: str) -> str:
     parts = [lookup("given_name"), lookup("family_name")]
     joined = " ".join(p.strip() for p in parts if isinstance(p, str) and p.strip())
     return joined or email
-
-
-def _short(value: object, *, quoted: bool = True, limit: int = 120) -> str:
-    """A value from the provider, made safe to show: bounded length, repr-quoted by default."""
-    text = repr(value) if quoted else str(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
