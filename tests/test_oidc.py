@@ -502,7 +502,7 @@ async def test_unknown_kid_stays_unknown(
 
     clock.advance(29)
     await rejected(provider, okta)
-    assert okta.routes["jwks"].call_count == 2  # refetches are rate-limited to one per 30 s
+    assert okta.routes["jwks"].call_count == 2  # a kid found missing is not looked up for 30 s
 
     clock.advance(1)
     await rejected(provider, okta)

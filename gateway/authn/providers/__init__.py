@@ -6,7 +6,8 @@ keep, server side, until the answer comes back; `finish` takes the parameters of
 must go to the IdP once more. Nothing in the interface is OpenID Connect: `oidc.py` is the core
 that the `okta` and `generic` (type "oidc") providers share, and SAML will be a third provider
 beside them. The runtime builds one provider per configured IdP, chosen by its type
-(`gateway.runtime`); `gateway.authn.signin` keeps what `begin` asks for under the state.
+(`gateway.runtime`); `gateway.authn.signin` keeps what `begin` asks for under the state. A value
+an IdP sent reaches a message or the log only through `shorten`.
 """
 
 from __future__ import annotations
@@ -76,3 +77,9 @@ class Provider(Protocol):
     def checks(self, step: str, redirect_uri: str) -> list[str]:
         """What an operator should check at the IdP when sign-in step `step` failed."""
         ...
+
+
+def shorten(value: object, *, quoted: bool = True, limit: int = 120) -> str:
+    """A value from the provider, made safe to show: bounded length, repr-quoted by default."""
+    text = repr(value) if quoted else str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -3,8 +3,8 @@
 Nothing is discovered: the issuer, authorize, token, JWKS and userinfo URLs come from the
 configuration, and the scopes too (default `openid email profile`). Everything else is the
 OIDC core's (`oidc.py`), with no exception for this type: the signing algorithms of
-`OIDC_ALGORITHMS`, and an email the provider calls unverified refused. A generic provider has
-no Groups API, so a user whose tokens carry no groups claim has no groups.
+`OIDC_ALGORITHMS` (`id_token.py`), and an email the provider calls unverified refused. A generic
+provider has no Groups API, so a user whose tokens carry no groups claim has no groups.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""The OpenID Connect core the OIDC providers share: discovery, JWKS cache, authorize URL, PKCE,
-code exchange, ID-token checks, userinfo, and where a user's email, name, groups and kept claims
-come from.
+"""The OpenID Connect core the OIDC providers share: discovery, authorize URL, PKCE, code
+exchange, userinfo, and where a user's email, name, groups and kept claims come from. The
+provider's signing keys are a `KeyCache` (`jwks.py`) and its ID tokens are checked by an
+`IDTokenValidator` (`id_token.py`), both built here from the provider's settings.
 
 `OIDCProvider` is the `Provider` of the authorization-code flow (OIDC Core 3.1); a subclass says
 what differs at its IdP: where the endpoints come from (`metadata`), the scopes, the signing
@@ -8,8 +9,7 @@ algorithms, how it words a refusal it gives for its own reasons (`_refusal`), wh
 from when no claim has them, and what to check when a step fails. `okta.py` and `generic.py` are
 the two. Everything follows SPEC 4 "Sign-in rules", OKTA.md and OpenID Connect Core 1.0. Every
 failure is a `SignInError` subclass with a `step` naming what failed and a `hint` for the
-operator; no token, code, secret or cookie ever reaches a message or the log. joserfc does the
-JWS cryptography behind typed helpers here, so none of its dicts leak out.
+operator; no token, code, secret or cookie ever reaches a message or the log.
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import hmac
-import json
 import logging
 import math
 import re
@@ -30,31 +28,22 @@ from typing import Any, ClassVar
 from urllib.parse import quote, quote_plus, urlencode
 
 import httpx
-from joserfc import jws
-from joserfc.errors import JoseError
-from joserfc.jwk import ECKey, RSAKey
 
-from gateway.authn.providers import GroupsSource, SignInRequest, SignInResult
+from gateway.authn.providers import GroupsSource, SignInRequest, SignInResult, shorten
+from gateway.authn.providers.id_token import OIDC_ALGORITHMS, IDTokenValidator
+from gateway.authn.providers.jwks import KeyCache, PublicKey, signing_keys
 from gateway.config import ClientConfig, IdentityProvider
 from gateway.errors import IdPError, SignInError, TokenValidationError
 
 logger = logging.getLogger("gateway.oidc")
 
 DISCOVERY_TTL = 3600.0  # discovery and JWKS are cached this long, then fetched again
-JWKS_REFETCH_INTERVAL = 30.0  # at most one unknown-kid refetch per this many seconds
-CLOCK_LEEWAY = 60.0  # seconds of clock skew allowed on exp / iat / nbf (SPEC 4: "small leeway")
-
-# Never "none", never HMAC: an HS256 token keyed with the client secret could be minted by anyone
-# holding that secret (SPEC 4).
-OIDC_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "ES256", "ES384"})
 
 # The single-use values of an authorization request, kept in `SignInRequest.pending`.
 NONCE = "nonce"
 CODE_VERIFIER = "code_verifier"
 
 _AUTH_PARAM = re.compile(r'(\w+)\s*=\s*"([^"]*)"')
-
-PublicKey = RSAKey | ECKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,16 +105,19 @@ class OIDCProvider:
         self._clock = clock
         self._discovery_url = discovery_url
         self._who_start = self.who[:1].upper() + self.who[1:]
-        self._registry = jws.JWSRegistry(
-            algorithms=sorted(self.algorithms), strict_check_header=False
-        )
         self._discovery_lock = asyncio.Lock()
-        self._keys_lock = asyncio.Lock()
         self._metadata: ProviderMetadata | None = None
         self._metadata_at = -math.inf
-        self._keys: dict[str, PublicKey] = {}
-        self._keys_at = -math.inf
-        self._last_refetch = -math.inf
+        self._id_tokens = IDTokenValidator(
+            client_id=config.client_id,
+            issuer=issuer,
+            algorithms=self.algorithms,
+            keys=KeyCache(self._fetch_keys, clock, idp.id, max_age=DISCOVERY_TTL),
+            clock=clock,
+            log=self._log,
+            who=self.who,
+            issuer_hint=self.issuer_hint,
+        )
 
     # --- what a subclass gives ------------------------------------------------------------
 
@@ -220,7 +212,7 @@ class OIDCProvider:
             raise self._log(
                 IdPError(
                     f"{self._who_start}'s discovery document names the issuer "
-                    f"{_short(doc.get('issuer'))}, not the expected {self._issuer!r}",
+                    f"{shorten(doc.get('issuer'))}, not the expected {self._issuer!r}",
                     step="discovery",
                     hint=hint,
                 )
@@ -316,7 +308,7 @@ class OIDCProvider:
             raise SignInError("The sign-in answer has no authorization code.", step="authorize")
         meta = await self.metadata()
         tokens = await self._exchange(meta, code, pending.get(CODE_VERIFIER, ""))
-        claims = await self._validate_id_token(tokens.id_token, pending.get(NONCE, ""))
+        claims = await self._id_tokens.validate(tokens.id_token, pending.get(NONCE, ""))
         sub = str(claims["sub"])
 
         wanted = (self._config.email_claim_name, "groups", *self._config.claims)
@@ -442,7 +434,7 @@ class OIDCProvider:
         special = self._refusal("token", error, description)
         if special is not None:
             return special
-        reason = _short(description or error or f"HTTP {response.status_code}", quoted=False)
+        reason = shorten(description or error or f"HTTP {response.status_code}", quoted=False)
         message = f"{self._who_start} refused the code exchange: {reason}"
         if response.status_code == 429:
             return IdPError(f"{self._who_start} rate-limited the code exchange", step="token")
@@ -473,7 +465,7 @@ class OIDCProvider:
             special = self._refusal("userinfo", error, description)
             if special is not None:
                 raise special
-            reason = _short(description or error or f"HTTP {response.status_code}", quoted=False)
+            reason = shorten(description or error or f"HTTP {response.status_code}", quoted=False)
             raise IdPError(
                 f"{self._who_start} refused the userinfo request: {reason}", step="userinfo"
             )
@@ -505,120 +497,14 @@ class OIDCProvider:
         # Reached with the claim missing, or when userinfo's failure was let go.
         return await self._groups_elsewhere(sub)
 
-    # --- ID token ---------------------------------------------------------------------------
-
-    async def _validate_id_token(self, id_token: str, nonce: str) -> dict[str, Any]:
-        """OIDC Core 3.1.3.7: signature, alg, iss, aud, azp, exp, iat, nonce. Returns the claims."""
-        segments = id_token.count(".") + 1
-        if segments == 5:
-            raise self._log(
-                TokenValidationError(
-                    "The ID token is encrypted (JWE); the gateway needs a signed ID token",
-                    step="id_token",
-                    hint="turn off ID token encryption for this app in Okta",
-                )
-            )
-        try:
-            if segments != 3:
-                raise ValueError("not three segments")
-            token = jws.extract_compact(id_token.encode("ascii"), registry=self._registry)
-        except (JoseError, ValueError) as exc:
-            raise self._log(_invalid("The ID token is not a well-formed signed JWT")) from exc
-        header = token.headers()
-        alg = self._check_alg(header.get("alg"))
-        kid = header.get("kid")
-        if kid is not None and not isinstance(kid, str):
-            raise self._log(_invalid("The ID token's kid header is not a string"))
-        key = await self._signing_key(kid)
-        self._verify_signature(token, key, alg)
-        try:
-            claims: Any = json.loads(token.payload)
-        except ValueError as exc:
-            raise self._log(_invalid("The ID token's payload is not JSON")) from exc
-        if not isinstance(claims, dict):
-            raise self._log(_invalid("The ID token's payload is not a JSON object"))
-        self._check_claims(claims, nonce)
-        return claims
-
-    def _check_alg(self, alg: object) -> str:
-        if isinstance(alg, str) and alg in self.algorithms:
-            return alg
-        allowed = ", ".join(sorted(self.algorithms))
-        if not isinstance(alg, str) or alg.lower() == "none":
-            reason = "The ID token is unsigned (alg none), which is never accepted"
-        elif alg.startswith("HS"):
-            reason = (
-                f"The ID token is signed with HMAC ({alg}, a shared secret such as the client "
-                f"secret), which is never accepted; allowed: {allowed}"
-            )
-        else:
-            reason = f"The ID token's algorithm {_short(alg)} is not allowed; allowed: {allowed}"
-        raise self._log(_invalid(reason))
-
-    def _verify_signature(self, token: jws.CompactSignature, key: PublicKey, alg: str) -> None:
-        key_alg = key.get("alg")
-        if key_alg and key_alg != alg:  # RFC 7517 4.4: a key is used only with its own alg
-            raise self._log(_invalid(f"The ID token uses {alg} with a key meant for {key_alg}"))
-        try:
-            valid = jws.validate_compact(token, key, registry=self._registry)
-        except (JoseError, ValueError) as exc:
-            raise self._log(
-                _invalid(f"The ID token could not be verified with the {alg} key: {exc}")
-            ) from exc
-        if not valid:
-            raise self._log(_invalid("The ID token's signature is invalid"))
-
-    async def _signing_key(self, kid: str | None) -> PublicKey:
-        keys, fresh = await self._key_set(refetch=False)
-        key = _pick_key(keys, kid)
-        if key is None and not fresh:
-            # OKTA.md: keys rotate without notice; refetch once on an unknown kid, rate-limited
-            # so that tokens with made-up kids cannot make us hammer the JWKS endpoint.
-            keys, _ = await self._key_set(refetch=True)
-            key = _pick_key(keys, kid)
-        if key is None:
-            raise self._log(
-                _invalid(
-                    f"The ID token is signed with a key ({_short(kid or 'no kid')}) that is not in "
-                    f"{self.who}'s key set",
-                    hint="if keys were just rotated, retry in a minute; otherwise check the "
-                    "issuer (Okta domain / authorization server ID)",
-                )
-            )
-        return key
-
-    async def _key_set(self, *, refetch: bool) -> tuple[dict[str, PublicKey], bool]:
-        """The cached JWKS, fetched anew when stale or (rate-limited) when `refetch` is asked.
-
-        Returns the keys and whether they were fetched during this call.
-        """
-        async with self._keys_lock:  # held while fetching: concurrent sign-ins fetch once
-            now = self._clock()
-            stale = now - self._keys_at >= DISCOVERY_TTL
-            may_refetch = refetch and now - self._last_refetch >= JWKS_REFETCH_INTERVAL
-            if not (stale or may_refetch):
-                return self._keys, False
-            if refetch:
-                self._last_refetch = now
-                logger.info(
-                    "idp %s: unknown key id, fetching the key set again",
-                    self.idp.id,
-                    extra={"step": "jwks", "idp": self.idp.id},
-                )
-            self._keys = await self._fetch_keys()
-            self._keys_at = self._clock()
-            return self._keys, True
+    # --- signing keys -----------------------------------------------------------------------
 
     async def _fetch_keys(self) -> dict[str, PublicKey]:
+        """The signing keys at jwks_uri, for the key cache; fails when there are none."""
         meta = await self.metadata()
         response = await self._send("jwks", "GET", meta.jwks_uri)
         body = _json_object(response) if response.status_code == 200 else None
-        entries = body.get("keys") if body else None
-        keys: dict[str, PublicKey] = {}
-        for entry in entries if isinstance(entries, list) else []:
-            key = _import_signing_key(entry)
-            if key is not None:
-                keys[str(entry.get("kid", ""))] = key
+        keys = signing_keys(body.get("keys") if body else None)
         if not keys:
             raise self._log(
                 IdPError(
@@ -628,66 +514,6 @@ class OIDCProvider:
                 )
             )
         return keys
-
-    def _check_claims(self, claims: Mapping[str, Any], nonce: str) -> None:
-        cid = self._config.client_id
-        now = self._clock()
-        # OIDC Core 3.1.3.7 step 2: iss must exactly match the issuer.
-        if claims.get("iss") != self._issuer:
-            raise self._log(
-                _invalid(
-                    f"The ID token's issuer {_short(claims.get('iss'))} is not the expected "
-                    f"{self._issuer!r}",
-                    hint=self.issuer_hint,
-                )
-            )
-        # Step 3: aud must contain client_id (a string or an array of strings).
-        aud = claims.get("aud")
-        audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
-        if cid not in audiences:
-            raise self._log(
-                _invalid(
-                    "The ID token's audience does not include this client ID",
-                    hint="check the client ID",
-                )
-            )
-        # Steps 4-5: with several audiences azp is required, and when present it must be us.
-        azp = claims.get("azp")
-        if len(audiences) > 1 and azp is None:
-            raise self._log(
-                _invalid("The ID token has several audiences but no azp (authorized party)")
-            )
-        if azp is not None and azp != cid:
-            raise self._log(_invalid("The ID token's azp (authorized party) is not this client ID"))
-        if not isinstance(claims.get("sub"), str) or not claims["sub"]:
-            raise self._log(_invalid("The ID token has no sub (subject)"))
-        clock_hint = "check this host's clock (NTP)"
-        # Step 9: exp in the future; step 10: iat not in the future; both within the leeway.
-        exp = _number(claims.get("exp"))
-        if exp is None or now >= exp + CLOCK_LEEWAY:
-            raise self._log(_invalid("The ID token has expired (or has no exp)", hint=clock_hint))
-        iat = _number(claims.get("iat"))
-        if iat is None or iat > now + CLOCK_LEEWAY:
-            raise self._log(
-                _invalid(
-                    "The ID token's issue time (iat) is missing or in the future", hint=clock_hint
-                )
-            )
-        nbf = _number(claims.get("nbf"))
-        if "nbf" in claims and (nbf is None or nbf > now + CLOCK_LEEWAY):  # RFC 7519 4.1.5
-            raise self._log(_invalid("The ID token is not valid yet (nbf)", hint=clock_hint))
-        # Step 11: the nonce sent in the authorize request must come back, unchanged.
-        sent = claims.get("nonce")
-        if not isinstance(sent, str) or not sent:
-            raise self._log(_invalid("The ID token has no nonce"))
-        if not nonce or not hmac.compare_digest(sent.encode(), nonce.encode()):
-            raise self._log(
-                _invalid(
-                    "The ID token's nonce does not match this sign-in (a replayed or mixed-up "
-                    "sign-in)",
-                    hint="start the sign-in again in one browser tab",
-                )
-            )
 
     # --- plumbing ---------------------------------------------------------------------------
 
@@ -757,35 +583,6 @@ def _pkce_challenge(verifier: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
-def _import_signing_key(entry: object) -> PublicKey | None:
-    """A JWKS entry as a public key, or None when it is not an RSA/EC signing key.
-
-    RFC 7517 5: keys that are not understood are ignored, not fatal. Symmetric ("oct") keys are
-    never taken from a JWKS, so no HMAC verification can be reached through it.
-    """
-    if not isinstance(entry, dict) or entry.get("use", "sig") != "sig":
-        return None
-    try:
-        if entry.get("kty") == "RSA":
-            return RSAKey.import_key(entry)
-        if entry.get("kty") == "EC":
-            return ECKey.import_key(entry)
-    except (JoseError, ValueError, TypeError):
-        logger.warning("ignoring a malformed key (kid %s) in the key set", _short(entry.get("kid")))
-    return None
-
-
-def _pick_key(keys: Mapping[str, PublicKey], kid: str | None) -> PublicKey | None:
-    if kid is None:
-        # OIDC Core 10.1: kid may be left out only when the key set has a single key.
-        return next(iter(keys.values())) if len(keys) == 1 else None
-    return keys.get(kid)
-
-
-def _invalid(description: str, *, hint: str = "") -> TokenValidationError:
-    return TokenValidationError(description, step="id_token", hint=hint)
-
-
 def _oauth_error(response: httpx.Response) -> tuple[str, str]:
     """`error` and `error_description` from a JSON body (RFC 6749 5.2) or, for a protected
     resource such as userinfo, from the `WWW-Authenticate` header (RFC 6750 3)."""
@@ -807,13 +604,6 @@ def _json_object(response: httpx.Response) -> dict[str, Any] | None:
     return body if isinstance(body, dict) else None
 
 
-def _number(value: object) -> float | None:
-    # RFC 7519 2 NumericDate; a JSON true is not a number even though bool is an int in Python.
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
 def _display_name(lookup: Callable[[str], Any], email: str) -> str:
     name = lookup("name")
     if isinstance(name, str) and name.strip():
@@ -821,9 +611,3 @@ def _display_name(lookup: Callable[[str], Any], email: str) -> str:
     parts = [lookup("given_name"), lookup("family_name")]
     joined = " ".join(p.strip() for p in parts if isinstance(p, str) and p.strip())
     return joined or email
-
-
-def _short(value: object, *, quoted: bool = True, limit: int = 120) -> str:
-    """A value from the provider, made safe to show: bounded length, repr-quoted by default."""
-    text = repr(value) if quoted else str(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
