@@ -14,19 +14,23 @@ import asyncio
 import logging
 import logging.config
 import os
-import secrets
 import signal
 import sys
+import tomllib
 from collections.abc import Sequence
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING
 
 import uvicorn
 
 from gateway.app import Gateway, create_app
-from gateway.config import OktaConfig, load_config, parse_settings
+from gateway.config import OktaConfig, Settings, load_config, parse_settings
 from gateway.errors import ConfigError, GatewayError
 from gateway.ops.logs import logging_config
+
+if TYPE_CHECKING:  # the demo is imported only when it runs
+    from gateway.demo.config import DemoAddresses
+    from gateway.demo.devidp import DevUser
 
 CONFIG_ENV = "GATEWAY_CONFIG"
 SHUTDOWN_TIMEOUT = 20  # seconds in-flight requests get to finish after SIGTERM
@@ -109,77 +113,35 @@ def _check_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def demo_settings(
-    port: int, idp_port: int, upstream_port: int, client_secret: str, api_token: str
-) -> dict[str, Any]:
-    """The embedded demo configuration, as the same document a config file holds."""
-    return {
-        "gateway": {
-            "public_url": f"http://localhost:{port}",
-            "cookie_secret": secrets.token_urlsafe(32),
-            "store": "memory",
-            "cookie_secure": False,
-            "session_duration": "8h",
-        },
-        "identity_providers": [
-            {
-                "id": "dev-okta",
-                "name": "Development Okta",
-                "type": "okta",
-                "config": {
-                    "client_id": "0oademo",
-                    "client_secret": client_secret,
-                    "okta_account": f"http://localhost:{idp_port}",
-                    "api_token": api_token,
-                    "pkce_enabled": True,
-                },
-            }
-        ],
-        "apps": [
-            {
-                "id": "demo",
-                "name": "Demo app",
-                "domain": "localhost",
-                "upstream": f"http://127.0.0.1:{upstream_port}",
-                "custom_deny_message": "The demo app is for the Engineering group only.",
-                "policies": [
-                    {
-                        "name": "Engineering",
-                        "decision": "allow",
-                        "include": [{"okta": {"name": "Engineering"}}],
-                    }
-                ],
-            }
-        ],
-    }
-
-
-async def _run_demo(port: int) -> None:
+async def _run_demo(addresses: DemoAddresses) -> None:
+    from gateway.demo.config import IDP_ID, demo_config_text, demo_environment
     from gateway.demo.devidp import create_dev_idp, demo_users
     from gateway.demo.echo import create_echo_app
+    from gateway.scim.secret import ScimSecrets
+    from gateway.state.store import open_store
 
-    idp_port, upstream_port = port + 1, port + 2
-    client_secret, api_token = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
-    settings = parse_settings(
-        demo_settings(port, idp_port, upstream_port, client_secret, api_token)
-    )
+    env = demo_environment()
+    # The very text --print-config shows, its secrets from `env` (never the caller's environment)
+    settings = parse_settings(tomllib.loads(demo_config_text(addresses)), env)
     users = demo_users()
-    idp_config = settings.identity_providers[0].config
-    if not isinstance(idp_config, OktaConfig):  # demo_settings makes an okta IdP
+    idp = settings.idp(IDP_ID)
+    if idp is None or not isinstance(idp.config, OktaConfig):  # the demo's config makes one
         raise TypeError("the demo's identity provider must be of type okta")
     dev_idp = create_dev_idp(
-        issuer=idp_config.okta_account,
-        client_id=idp_config.client_id,
-        client_secret=client_secret,
+        issuer=idp.config.okta_account,
+        client_id=idp.config.client_id,
+        client_secret=idp.config.client_secret,
         redirect_uris=[f"{settings.gateway.public_url}/cdn-cgi/access/callback"],
         users=users,
-        api_token=api_token,
+        api_token=idp.config.api_token,
     )
+    store = open_store(settings.gateway.store)
+    scim_secret = await ScimSecrets(store).ensure(idp)  # a fresh memory store: always made
     servers = [
         uvicorn.Server(
             uvicorn.Config(
                 app,
-                host="127.0.0.1",
+                host=host,
                 port=p,
                 log_level="warning",
                 log_config=None,  # keep the JSON logging set up by `main`
@@ -188,37 +150,76 @@ async def _run_demo(port: int) -> None:
                 server_header=False,
             )
         )
-        for app, p in (
-            (create_app(settings), port),
-            (dev_idp, idp_port),
-            (create_echo_app(), upstream_port),
+        for app, host, p in (
+            (create_app(settings, store=store), addresses.bind_host, addresses.port),
+            (dev_idp, addresses.bind_host, addresses.idp_port),
+            (create_echo_app(), "127.0.0.1", addresses.upstream_port),
         )
     ]
     tasks = [asyncio.create_task(s.serve()) for s in servers]
-    while not all(s.started for s in servers):
-        if any(t.done() for t in tasks):
-            for s in servers:
-                s.should_exit = True
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise SystemExit(f"demo: could not listen on ports {port}-{upstream_port}")
-        await asyncio.sleep(0.05)
+    try:
+        while not all(s.started for s in servers):
+            if any(t.done() for t in tasks):
+                for s in servers:
+                    s.should_exit = True
+                await asyncio.gather(*tasks, return_exceptions=True)
+                raise SystemExit(
+                    f"demo: could not listen on ports {addresses.port}-{addresses.upstream_port}"
+                )
+            await asyncio.sleep(0.05)
+        print(_demo_banner(settings, addresses, users, scim_secret or ""), flush=True)
+        await asyncio.gather(*tasks)
+    finally:
+        await store.close()
+
+
+def _demo_banner(
+    settings: Settings, addresses: DemoAddresses, users: Sequence[DevUser], scim_secret: str
+) -> str:
+    """What the demo prints once it listens: where everything is and every credential."""
+    from gateway.demo.config import IDP_ID
+
+    public_url = settings.gateway.public_url
+    token = settings.gateway.admin_token
     lines = [
         "",
-        f"Gateway demo running: open {settings.gateway.public_url}/",
-        f"  development IdP (Okta-like): http://localhost:{idp_port}",
-        f"  demo upstream (echoes the identity it receives): http://127.0.0.1:{upstream_port}",
+        f"Gateway demo running: open {public_url}/",
+        f"  development IdP (Okta-like): {addresses.idp_url}",
+        f"  demo upstream (echoes the identity it receives): {addresses.upstream_url}",
         "Demo users (the app allows the Engineering group only):",
     ]
     lines += [
         f"  {u.email:<20} password: {u.password}  groups: {', '.join(u.groups)}" for u in users
     ]
-    print("\n".join(lines), flush=True)
-    await asyncio.gather(*tasks)
+    lines += [
+        f"Admin API: {public_url}/api/ (described at {public_url}/api/openapi.json)",
+        f"  admin token: {token}",
+        f'  try: curl -H "Authorization: Bearer {token}" {public_url}/api/users',
+        f"SCIM for the development IdP ({IDP_ID}): {public_url}/populations/{IDP_ID}/scim/v2",
+        f"  SCIM secret: {scim_secret}",
+        "The configuration this runs: gateway demo --print-config",
+    ]
+    if addresses.exposed:
+        lines.append(
+            f"Listening on {addresses.bind_host}: anyone who can reach this machine can use the "
+            "demo, and signs in with the passwords above (plain http, development IdP)."
+        )
+    return "\n".join(lines)
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from gateway.demo.config import demo_addresses, demo_config_text
+
     try:
-        asyncio.run(_run_demo(args.port))
+        addresses = demo_addresses(args.host, args.port)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if args.print_config:
+        print(demo_config_text(addresses), end="")
+        return 0
+    try:
+        asyncio.run(_run_demo(addresses))
     except KeyboardInterrupt:
         pass
     return 0
@@ -279,8 +280,16 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("config")
     check.set_defaults(handler=_check_config)
 
-    demo = commands.add_parser("demo", help="everything on localhost, no Okta, no Redis")
-    demo.add_argument("--port", type=int, default=8000)
+    demo = commands.add_parser("demo", help="everything on one machine, no Okta, no Redis")
+    demo.add_argument("--port", type=int, default=8000, help="the gateway's; the IdP's is +1")
+    demo.add_argument(
+        "--host",
+        help="listen here (default: localhost only); 0.0.0.0 listens everywhere and names "
+        "itself by this machine's address",
+    )
+    demo.add_argument(
+        "--print-config", action="store_true", help="print the TOML the demo runs, and exit"
+    )
     demo.set_defaults(handler=_demo)
 
     scim = commands.add_parser(
