@@ -20,10 +20,13 @@ import tomllib
 from collections.abc import Sequence
 from types import FrameType
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 import uvicorn
 
 from gateway.app import Gateway, create_app
+from gateway.checks import check_settings, errors_in, known_groups, warnings_in
 from gateway.config import OktaConfig, Settings, load_config, parse_settings
 from gateway.errors import ConfigError, GatewayError
 from gateway.ops.logs import logging_config
@@ -106,11 +109,86 @@ def _check_config(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         _print_problems(exc)
         return 1
+    groups: frozenset[str] | None = None
+    reached_all = True
+    if args.online:
+        groups, reached_all = asyncio.run(_check_online(settings))
+    findings = check_settings(settings, groups)
+    for problem in errors_in(findings):
+        print(problem, file=sys.stderr)
+    for warning in warnings_in(findings):
+        print(f"warning: {warning}", file=sys.stderr)
+    if errors_in(findings) or not reached_all:
+        return 1
     print(
         f"{args.config}: ok ({len(settings.identity_providers)} identity provider(s), "
-        f"{len(settings.apps)} app(s))"
+        f"{len(settings.apps)} app(s), {len(warnings_in(findings))} warning(s))"
     )
     return 0
+
+
+async def _check_online(settings: Settings) -> tuple[frozenset[str] | None, bool]:
+    """`check-config --online`: reach the store and each IdP's discovery document and keys,
+    saying on stdout what answered (and on stderr what did not). Returns the groups the store
+    knows (None with the memory store, which only a running gateway holds) and whether
+    everything answered."""
+    from gateway.authn.providers.generic import GenericOIDCProvider
+    from gateway.authn.providers.okta import OktaProvider
+    from gateway.runtime import CALLBACK_PATH
+    from gateway.state.store import open_store
+
+    reached_all = True
+    groups: frozenset[str] | None = None
+    where = _without_password(settings.gateway.store)
+    if settings.gateway.store == "memory":
+        print("online: store memory: nothing to reach; group names are not checked")
+    else:
+        store = open_store(settings.gateway.store)
+        try:
+            await store.ping()
+            groups = await known_groups(store, (idp.id for idp in settings.identity_providers))
+            print(f"online: store {where} answered; it knows {len(groups)} group name(s)")
+        except GatewayError as exc:
+            print(f"gateway.store: {where} did not answer: {exc}", file=sys.stderr)
+            reached_all = False
+        finally:
+            await store.close()
+    timeout = settings.gateway.idp_timeout
+    async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as http:
+        redirect_uri = settings.gateway.public_url + CALLBACK_PATH
+        for i, idp in enumerate(settings.identity_providers):
+            provider: OktaProvider | GenericOIDCProvider
+            match idp.type:  # as the runtime picks them
+                case "okta":
+                    provider = OktaProvider(idp, http, redirect_uri=redirect_uri)
+                case "oidc":
+                    provider = GenericOIDCProvider(idp, http, redirect_uri=redirect_uri)
+            path = f"identity_providers[{i}]"
+            try:
+                meta = await provider.metadata()
+                keys = await http.get(meta.jwks_uri)
+                keys.raise_for_status()
+                count = len(keys.json()["keys"])
+            except GatewayError as exc:
+                print(f"{path}: {idp.id}: {exc.description}", file=sys.stderr)
+                reached_all = False
+                continue
+            except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+                print(f"{path}: {idp.id}: keys at {meta.jwks_uri}: {problem}", file=sys.stderr)
+                reached_all = False
+                continue
+            print(f"online: {path} ({idp.id}): issuer {meta.issuer} answered, {count} key(s)")
+    return groups, reached_all
+
+
+def _without_password(url: str) -> str:
+    """A store URL fit to print: its password (if any) replaced by "***"."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 async def _run_demo(addresses: DemoAddresses) -> None:
@@ -276,8 +354,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(handler=_serve)
 
-    check = commands.add_parser("check-config", help="validate a config file")
+    check = commands.add_parser(
+        "check-config", help="validate a config file: errors (exit 1) and warnings"
+    )
     check.add_argument("config")
+    check.add_argument(
+        "--online",
+        action="store_true",
+        help="also reach the store and each IdP, and check group names against the store",
+    )
     check.set_defaults(handler=_check_config)
 
     demo = commands.add_parser("demo", help="everything on one machine, no Okta, no Redis")
