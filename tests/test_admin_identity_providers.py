@@ -347,6 +347,24 @@ async def test_invalid_bodies_list_every_problem_with_its_key_path(
     assert len((await api.get("/api/identity_providers")).json()["result"]) == 1  # nothing stored
 
 
+async def test_an_okta_admin_url_is_unprocessable(api: httpx.AsyncClient) -> None:
+    admin_url = {
+        **SEED,
+        "config": {**SEED["config"], "okta_account": "https://dev-123-admin.okta.com"},
+    }
+    response = await api.post("/api/identity_providers", json=admin_url)
+    assert assert_failure(response, 422, "unprocessable") == [
+        "config.okta_account: is the Okta Admin Console's URL; use the org URL "
+        "'https://dev-123.okta.com': sign-in is not served on the -admin host"
+    ]
+    made = await create(api)
+    replaced = await api.put(f"/api/identity_providers/{made['id']}", json=admin_url)
+    assert assert_failure(replaced, 422, "unprocessable")
+    assert (await api.get(f"/api/identity_providers/{made['id']}")).json()["result"]["config"][
+        "okta_account"
+    ] == BASE
+
+
 async def test_replace_validates_too(api: httpx.AsyncClient) -> None:
     idp_id = (await create(api))["id"]
     response = await api.put(f"/api/identity_providers/{idp_id}", json={**SEED, "bogus": 1})

@@ -110,7 +110,7 @@ def test_host_0_0_0_0_answers_on_the_machines_address() -> None:
     addresses = machine_addresses()
     if not addresses:
         pytest.skip("this machine has no non-loopback IPv4 address to reach the demo on")
-    with running_demo("--host", "0.0.0.0") as (port, passwords, output):
+    with running_demo("--host", "0.0.0.0") as (port, passwords, output):  # noqa: S104
         url_line = next(line for line in output if "open http://" in line)
         base_url = url_line.split("open ", 1)[1].strip().rstrip("/")
         parts = urlsplit(base_url)
