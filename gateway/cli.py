@@ -1,10 +1,12 @@
 """The `gateway` command: serve, check-config, demo, scim-secret.
 
 `serve` runs the gateway under uvicorn (uvloop + httptools). `check-config` prints every
-problem of a config file with its key path. `demo` runs everything on localhost with no Okta
-tenant and no Redis: the gateway, the development IdP (`devidp.py`, reachable only from here),
-the echo upstream and the memory store. `scim-secret` makes a new SCIM secret for an identity
-provider, stores its hash in the configured store and prints it once.
+problem of a config file with its key path, then what the configuration checks (`checks.py`)
+find: errors (exit 1) and warnings; `--online` also reaches the store and each IdP. `demo` runs
+everything on one machine with no Okta tenant and no Redis: the gateway with its admin API, the
+development IdP (`demo/devidp.py`) with SCIM on, the echo upstream and the memory store, from
+the TOML `--print-config` shows (`demo/config.py`). `scim-secret` makes a new SCIM secret for an
+identity provider, stores its hash in the configured store and prints it once.
 """
 
 from __future__ import annotations
