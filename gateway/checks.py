@@ -134,6 +134,20 @@ def _rules(app: App, path: str) -> Iterator[tuple[str, Rule]]:
                 yield _join(path, f"policies[{i}].{kind}[{j}].{rule.kind}"), rule
 
 
+def _idp_references(app: App, path: str) -> Iterator[tuple[str, str, Rule]]:
+    """(key path, IdP id, rule) for each rule of the app that names an identity provider."""
+    for rule_path, rule in _rules(app, path):
+        if isinstance(rule, LoginMethodRule):
+            yield _join(rule_path, "id"), rule.id, rule
+        elif isinstance(rule, OktaGroupRule) and rule.identity_provider_id:
+            yield _join(rule_path, "identity_provider_id"), rule.identity_provider_id, rule
+
+
+def named_idps(app: App) -> set[str]:
+    """The identity providers the app's policy rules name (deleting one would break them)."""
+    return {idp_id for _, idp_id, _ in _idp_references(app, "")}
+
+
 def _group_finding(name: str, path: str, known: Collection[str] | None) -> Finding | None:
     if known is not None and name in known:
         return None
@@ -166,28 +180,26 @@ def check_app(
                 "none: nobody can reach this app (deny by default)",
             )
         )
+    for key_path, idp_id, rule in _idp_references(app, path):
+        idp = by_id.get(idp_id)
+        if idp is None:
+            findings.append(
+                Finding(
+                    "error",
+                    key_path,
+                    f"no identity provider {idp_id!r}: the rule would never match",
+                )
+            )
+        elif isinstance(rule, OktaGroupRule) and idp.type != "okta":
+            findings.append(
+                Finding(
+                    "error",
+                    key_path,
+                    f"{idp_id!r} is an {idp.type} identity provider; an okta rule matches "
+                    "only Okta groups (use group_name)",
+                )
+            )
     for rule_path, rule in _rules(app, path):
-        if isinstance(rule, OktaGroupRule | LoginMethodRule):
-            key = "id" if isinstance(rule, LoginMethodRule) else "identity_provider_id"
-            idp_id = getattr(rule, key)
-            idp = by_id.get(idp_id)
-            if idp_id and idp is None:
-                findings.append(
-                    Finding(
-                        "error",
-                        _join(rule_path, key),
-                        f"no identity provider {idp_id!r}: the rule would never match",
-                    )
-                )
-            elif isinstance(rule, OktaGroupRule) and idp is not None and idp.type != "okta":
-                findings.append(
-                    Finding(
-                        "error",
-                        _join(rule_path, key),
-                        f"{idp_id!r} is an {idp.type} identity provider; an okta rule matches "
-                        "only Okta groups (use group_name)",
-                    )
-                )
         if isinstance(rule, OktaGroupRule | GroupNameRule):
             finding = _group_finding(rule.name, rule_path, known_groups)
             if finding is not None:

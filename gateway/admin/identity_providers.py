@@ -3,8 +3,8 @@
 A body is `{"name", "type", "config", "scim_config"}` and is validated by the config file's
 rules and the configuration checks (`gateway/checks.py`: an Okta Admin Console URL is a 422);
 the id is generated. File-defined IdPs are listed with `read_only: true` and cannot be
-replaced or deleted here. An IdP that an app still names in `allowed_idps` cannot be deleted
-(409) until the app stops naming it.
+replaced or deleted here. An IdP that an app still names in `allowed_idps` or in a policy rule
+cannot be deleted (409) until the app stops naming it.
 
 SCIM: when a create or replace turns SCIM on, the answer carries the first SCIM secret in
 `scim_config.secret`, that once; `refresh_scim_secret` makes a new one (the old one stops
@@ -23,7 +23,7 @@ from starlette.responses import Response
 from gateway.admin.api import commit
 from gateway.admin.envelope import envelope, page_of, read_json
 from gateway.admin.serialize import idp_document, idp_json, scim_base_url
-from gateway.checks import check_idp, errors_in, warnings_in
+from gateway.checks import check_idp, errors_in, named_idps, warnings_in
 from gateway.config import IdentityProvider
 from gateway.errors import ConflictError, GatewayError, NotFoundError, ReadOnlyError
 from gateway.runtime import Runtime
@@ -113,6 +113,12 @@ async def delete_identity_provider(request: Request, rt: Runtime) -> Response:
         raise ConflictError(
             f"Identity provider {idp_id!r} is in allowed_idps of app(s) "
             f"{', '.join(repr(u) for u in users)}; remove it there first."
+        )
+    ruled = [app.id for app in rt.settings.apps if idp_id in named_idps(app)]
+    if ruled:
+        raise ConflictError(
+            f"Identity provider {idp_id!r} is named by policy rules of app(s) "
+            f"{', '.join(repr(a) for a in ruled)}; change those rules first."
         )
     await commit(rt, rt.catalog.delete(KIND, idp_id))
     await rt.scim_secrets.forget(idp_id)
