@@ -116,10 +116,12 @@ def _check_config(args: argparse.Namespace) -> int:
     if args.online:
         groups, reached_all = asyncio.run(_check_online(settings))
     findings = check_settings(settings, groups)
+    # Errors fail the file, on stderr like the loader's problems; warnings are part of the
+    # report of a file that passes, on stdout.
     for problem in errors_in(findings):
         print(problem, file=sys.stderr)
     for warning in warnings_in(findings):
-        print(f"warning: {warning}", file=sys.stderr)
+        print(f"warning: {warning}")
     if errors_in(findings) or not reached_all:
         return 1
     print(
