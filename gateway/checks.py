@@ -125,18 +125,22 @@ def check_idp(idp: IdentityProvider, path: str = "") -> list[Finding]:
 # --- apps ------------------------------------------------------------------------------------
 
 
-def _rules(app: App, path: str) -> Iterator[tuple[str, Rule]]:
-    """Every rule of the app's policies with its key path. Parsing keeps every rule of a valid
-    app in place, so the indexes are the document's."""
+RuleList = Literal["include", "require", "exclude"]
+
+
+def _rules(app: App, path: str) -> Iterator[tuple[str, RuleList, Rule]]:
+    """Every rule of the app's policies with its key path and list. Parsing keeps every rule of
+    a valid app in place, so the indexes are the document's."""
+    lists: tuple[RuleList, ...] = ("include", "require", "exclude")
     for i, policy in enumerate(app.policies):
-        for kind in ("include", "require", "exclude"):
+        for kind in lists:
             for j, rule in enumerate(getattr(policy, kind)):
-                yield _join(path, f"policies[{i}].{kind}[{j}].{rule.kind}"), rule
+                yield _join(path, f"policies[{i}].{kind}[{j}].{rule.kind}"), kind, rule
 
 
 def _idp_references(app: App, path: str) -> Iterator[tuple[str, str, Rule]]:
     """(key path, IdP id, rule) for each rule of the app that names an identity provider."""
-    for rule_path, rule in _rules(app, path):
+    for rule_path, _, rule in _rules(app, path):
         if isinstance(rule, LoginMethodRule):
             yield _join(rule_path, "id"), rule.id, rule
         elif isinstance(rule, OktaGroupRule) and rule.identity_provider_id:
@@ -148,15 +152,19 @@ def named_idps(app: App) -> set[str]:
     return {idp_id for _, idp_id, _ in _idp_references(app, "")}
 
 
-def _group_finding(name: str, path: str, known: Collection[str] | None) -> Finding | None:
+def _group_finding(
+    name: str, path: str, rule_list: RuleList, known: Collection[str] | None
+) -> Finding | None:
     if known is not None and name in known:
         return None
     if known is None:
         why = "is not checked: run `gateway check-config --online` to compare it with the groups"
         why += " SCIM pushed and sign-ins saw"
     else:
+        # A typo fails open in an exclude list: it keeps out nobody it was meant to.
+        effect = "keeps nobody out" if rule_list == "exclude" else "lets nobody in"
         why = "is not known: no SCIM push and no sign-in has shown it, and a rule on a group"
-        why += " nobody is in lets nobody in"
+        why += f" nobody is in {effect}"
         close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.75)
         if close:
             why += f" (did you mean {close[0]!r}?)"
@@ -199,9 +207,9 @@ def check_app(
                     "only Okta groups (use group_name)",
                 )
             )
-    for rule_path, rule in _rules(app, path):
+    for rule_path, rule_list, rule in _rules(app, path):
         if isinstance(rule, OktaGroupRule | GroupNameRule):
-            finding = _group_finding(rule.name, rule_path, known_groups)
+            finding = _group_finding(rule.name, rule_path, rule_list, known_groups)
             if finding is not None:
                 findings.append(finding)
     return findings

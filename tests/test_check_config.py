@@ -235,6 +235,7 @@ def test_online_reads_the_known_groups_and_reaches_the_store_and_the_idp(
     rules = (
         '{ okta = { name = "Enginering" } }, { group_name = { name = "Platform" } }, '
         '{ group_name = { name = "Engineering" } }'
+        ']\nexclude = [{ group_name = { name = "Contractors" } }'
     )
     with respx.mock(assert_all_called=False) as router:
         FakeOkta(router)
@@ -245,7 +246,12 @@ def test_online_reads_the_known_groups_and_reaches_the_store_and_the_idp(
         f"warning: apps[0].policies[0].include[0].okta.name: group 'Enginering' {NOT_KNOWN} "
         "(did you mean 'Engineering'?)"
     ) in out
-    assert sum(line.startswith("warning: ") for line in out) == 1  # Platform, Engineering known
+    assert (
+        "warning: apps[0].policies[0].exclude[0].group_name.name: group 'Contractors' is not "
+        "known: no SCIM push and no sign-in has shown it, and a rule on a group nobody is in "
+        "keeps nobody out"
+    ) in out
+    assert sum(line.startswith("warning: ") for line in out) == 2  # Platform, Engineering known
     assert f"online: store {redis_url} answered; it knows 3 group name(s)" in out
     assert (
         "online: identity_providers[0] (okta): issuer https://dev-123.okta.com answered, 1 key(s)"
