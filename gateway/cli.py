@@ -1,12 +1,14 @@
 """The `gateway` command: serve, check-config, demo, explain, scim-secret.
 
 `serve` runs the gateway under uvicorn (uvloop + httptools; `web/serverprotocol.py` drops
-trailer fields). `check-config` prints every problem of a config file with its key path. `demo`
-runs everything on localhost with no Okta tenant and no Redis: the gateway, the development IdP
-(`devidp.py`, reachable only from here), the echo upstream and the memory store. `explain` says
-whether a user would get into an app, and why, from the registry in the configured store.
-`scim-secret` makes a new SCIM secret for an identity provider, stores its hash in the
-configured store and prints it once.
+trailer fields). `check-config` prints every problem of a config file with its key path, then
+what the configuration checks (`checks.py`) find: errors (exit 1) and warnings; `--online` also
+reaches the store and each IdP. `demo` runs everything on one machine with no Okta tenant and
+no Redis: the gateway with its admin API, the development IdP (`demo/devidp.py`) with SCIM on,
+the echo upstream and the memory store, from the TOML `--print-config` shows
+(`demo/config.py`). `explain` says whether a user would get into an app, and why, from the
+registry in the configured store. `scim-secret` makes a new SCIM secret for an identity
+provider, stores its hash in the configured store and prints it once.
 """
 
 from __future__ import annotations
@@ -17,22 +19,29 @@ import gc
 import logging
 import logging.config
 import os
-import secrets
 import signal
 import sys
+import tomllib
 from collections.abc import Sequence
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 import uvicorn
 
 from gateway.admin.explain import explain_email, parse_ip
 from gateway.app import Gateway, create_app
 from gateway.authz.policy import Explanation
-from gateway.config import OktaConfig, load_config, parse_settings
+from gateway.checks import check_settings, errors_in, known_groups, warnings_in
+from gateway.config import OktaConfig, Settings, load_config, parse_settings
 from gateway.errors import ConfigError, GatewayError
 from gateway.ops.logs import logging_config
 from gateway.web.serverprotocol import HeadOnlyHttpToolsProtocol
+
+if TYPE_CHECKING:  # the demo is imported only when it runs
+    from gateway.demo.config import DemoAddresses
+    from gateway.demo.devidp import DevUser
 
 CONFIG_ENV = "GATEWAY_CONFIG"
 SHUTDOWN_TIMEOUT = 20  # seconds in-flight requests get to finish after SIGTERM
@@ -113,84 +122,119 @@ def _check_config(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         _print_problems(exc)
         return 1
+    groups: frozenset[str] | None = None
+    reached_all = True
+    if args.online:
+        groups, reached_all = asyncio.run(_check_online(settings))
+    findings = check_settings(settings, groups)
+    # Errors fail the file, on stderr like the loader's problems; warnings are part of the
+    # report of a file that passes, on stdout.
+    for problem in errors_in(findings):
+        print(problem, file=sys.stderr)
+    for warning in warnings_in(findings):
+        print(f"warning: {warning}")
+    if errors_in(findings) or not reached_all:
+        return 1
     print(
         f"{args.config}: ok ({len(settings.identity_providers)} identity provider(s), "
-        f"{len(settings.apps)} app(s))"
+        f"{len(settings.apps)} app(s), {len(warnings_in(findings))} warning(s))"
     )
     return 0
 
 
-def demo_settings(
-    port: int, idp_port: int, upstream_port: int, client_secret: str, api_token: str
-) -> dict[str, Any]:
-    """The embedded demo configuration, as the same document a config file holds."""
-    return {
-        "gateway": {
-            "public_url": f"http://localhost:{port}",
-            "cookie_secret": secrets.token_urlsafe(32),
-            "store": "memory",
-            "cookie_secure": False,
-            "session_duration": "8h",
-        },
-        "identity_providers": [
-            {
-                "id": "dev-okta",
-                "name": "Development Okta",
-                "type": "okta",
-                "config": {
-                    "client_id": "0oademo",
-                    "client_secret": client_secret,
-                    "okta_account": f"http://localhost:{idp_port}",
-                    "api_token": api_token,
-                    "pkce_enabled": True,
-                },
-            }
-        ],
-        "apps": [
-            {
-                "id": "demo",
-                "name": "Demo app",
-                "domain": "localhost",
-                "upstream": f"http://127.0.0.1:{upstream_port}",
-                "custom_deny_message": "The demo app is for the Engineering group only.",
-                "policies": [
-                    {
-                        "name": "Engineering",
-                        "decision": "allow",
-                        "include": [{"okta": {"name": "Engineering"}}],
-                    }
-                ],
-            }
-        ],
-    }
+async def _check_online(settings: Settings) -> tuple[frozenset[str] | None, bool]:
+    """`check-config --online`: reach the store and each IdP's discovery document and keys,
+    saying on stdout what answered (and on stderr what did not). Returns the groups the store
+    knows (None with the memory store, which only a running gateway holds) and whether
+    everything answered."""
+    from gateway.authn.providers.generic import GenericOIDCProvider
+    from gateway.authn.providers.okta import OktaProvider
+    from gateway.runtime import CALLBACK_PATH
+    from gateway.state.store import open_store
+
+    reached_all = True
+    groups: frozenset[str] | None = None
+    where = _without_password(settings.gateway.store)
+    if settings.gateway.store == "memory":
+        print("online: store memory: nothing to reach; group names are not checked")
+    else:
+        store = open_store(settings.gateway.store)
+        try:
+            await store.ping()
+            groups = await known_groups(store, (idp.id for idp in settings.identity_providers))
+            print(f"online: store {where} answered; it knows {len(groups)} group name(s)")
+        except GatewayError as exc:
+            print(f"gateway.store: {where} did not answer: {exc}", file=sys.stderr)
+            reached_all = False
+        finally:
+            await store.close()
+    timeout = settings.gateway.idp_timeout
+    async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as http:
+        redirect_uri = settings.gateway.public_url + CALLBACK_PATH
+        for i, idp in enumerate(settings.identity_providers):
+            provider: OktaProvider | GenericOIDCProvider
+            match idp.type:  # as the runtime picks them
+                case "okta":
+                    provider = OktaProvider(idp, http, redirect_uri=redirect_uri)
+                case "oidc":
+                    provider = GenericOIDCProvider(idp, http, redirect_uri=redirect_uri)
+            path = f"identity_providers[{i}]"
+            try:
+                meta = await provider.metadata()
+                keys = await http.get(meta.jwks_uri)
+                keys.raise_for_status()
+                count = len(keys.json()["keys"])
+            except GatewayError as exc:
+                print(f"{path}: {idp.id}: {exc.description}", file=sys.stderr)
+                reached_all = False
+                continue
+            except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+                print(f"{path}: {idp.id}: keys at {meta.jwks_uri}: {problem}", file=sys.stderr)
+                reached_all = False
+                continue
+            print(f"online: {path} ({idp.id}): issuer {meta.issuer} answered, {count} key(s)")
+    return groups, reached_all
 
 
-async def _run_demo(port: int) -> None:
+def _without_password(url: str) -> str:
+    """A store URL fit to print: its password (if any) replaced by "***"."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+async def _run_demo(addresses: DemoAddresses) -> None:
+    from gateway.demo.config import IDP_ID, demo_config_text, demo_environment
     from gateway.demo.devidp import create_dev_idp, demo_users
     from gateway.demo.echo import create_echo_app
+    from gateway.scim.secret import ScimSecrets
+    from gateway.state.store import open_store
 
-    idp_port, upstream_port = port + 1, port + 2
-    client_secret, api_token = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
-    settings = parse_settings(
-        demo_settings(port, idp_port, upstream_port, client_secret, api_token)
-    )
+    env = demo_environment()
+    # The very text --print-config shows, its secrets from `env` (never the caller's environment)
+    settings = parse_settings(tomllib.loads(demo_config_text(addresses)), env)
     users = demo_users()
-    idp_config = settings.identity_providers[0].config
-    if not isinstance(idp_config, OktaConfig):  # demo_settings makes an okta IdP
+    idp = settings.idp(IDP_ID)
+    if idp is None or not isinstance(idp.config, OktaConfig):  # the demo's config makes one
         raise TypeError("the demo's identity provider must be of type okta")
     dev_idp = create_dev_idp(
-        issuer=idp_config.okta_account,
-        client_id=idp_config.client_id,
-        client_secret=client_secret,
+        issuer=idp.config.okta_account,
+        client_id=idp.config.client_id,
+        client_secret=idp.config.client_secret,
         redirect_uris=[f"{settings.gateway.public_url}/cdn-cgi/access/callback"],
         users=users,
-        api_token=api_token,
+        api_token=idp.config.api_token,
     )
+    store = open_store(settings.gateway.store)
+    scim_secret = await ScimSecrets(store).ensure(idp)  # a fresh memory store: always made
     servers = [
         uvicorn.Server(
             uvicorn.Config(
                 app,
-                host="127.0.0.1",
+                host=host,
                 port=p,
                 log_level="warning",
                 log_config=None,  # keep the JSON logging set up by `main`
@@ -200,37 +244,76 @@ async def _run_demo(port: int) -> None:
                 http=HeadOnlyHttpToolsProtocol,
             )
         )
-        for app, p in (
-            (create_app(settings), port),
-            (dev_idp, idp_port),
-            (create_echo_app(), upstream_port),
+        for app, host, p in (
+            (create_app(settings, store=store), addresses.bind_host, addresses.port),
+            (dev_idp, addresses.bind_host, addresses.idp_port),
+            (create_echo_app(), "127.0.0.1", addresses.upstream_port),
         )
     ]
     tasks = [asyncio.create_task(s.serve()) for s in servers]
-    while not all(s.started for s in servers):
-        if any(t.done() for t in tasks):
-            for s in servers:
-                s.should_exit = True
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise SystemExit(f"demo: could not listen on ports {port}-{upstream_port}")
-        await asyncio.sleep(0.05)
+    try:
+        while not all(s.started for s in servers):
+            if any(t.done() for t in tasks):
+                for s in servers:
+                    s.should_exit = True
+                await asyncio.gather(*tasks, return_exceptions=True)
+                raise SystemExit(
+                    f"demo: could not listen on ports {addresses.port}-{addresses.upstream_port}"
+                )
+            await asyncio.sleep(0.05)
+        print(_demo_banner(settings, addresses, users, scim_secret or ""), flush=True)
+        await asyncio.gather(*tasks)
+    finally:
+        await store.close()
+
+
+def _demo_banner(
+    settings: Settings, addresses: DemoAddresses, users: Sequence[DevUser], scim_secret: str
+) -> str:
+    """What the demo prints once it listens: where everything is and every credential."""
+    from gateway.demo.config import IDP_ID
+
+    public_url = settings.gateway.public_url
+    token = settings.gateway.admin_token
     lines = [
         "",
-        f"Gateway demo running: open {settings.gateway.public_url}/",
-        f"  development IdP (Okta-like): http://localhost:{idp_port}",
-        f"  demo upstream (echoes the identity it receives): http://127.0.0.1:{upstream_port}",
+        f"Gateway demo running: open {public_url}/",
+        f"  development IdP (Okta-like): {addresses.idp_url}",
+        f"  demo upstream (echoes the identity it receives): {addresses.upstream_url}",
         "Demo users (the app allows the Engineering group only):",
     ]
     lines += [
         f"  {u.email:<20} password: {u.password}  groups: {', '.join(u.groups)}" for u in users
     ]
-    print("\n".join(lines), flush=True)
-    await asyncio.gather(*tasks)
+    lines += [
+        f"Admin API: {public_url}/api/ (described at {public_url}/api/openapi.json)",
+        f"  admin token: {token}",
+        f'  try: curl -H "Authorization: Bearer {token}" {public_url}/api/users',
+        f"SCIM for the development IdP ({IDP_ID}): {public_url}/populations/{IDP_ID}/scim/v2",
+        f"  SCIM secret: {scim_secret}",
+        "The configuration this runs: gateway demo --print-config",
+    ]
+    if addresses.exposed:
+        lines.append(
+            f"Listening on {addresses.bind_host}: anyone who can reach this machine can use the "
+            "demo, and signs in with the passwords above (plain http, development IdP)."
+        )
+    return "\n".join(lines)
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from gateway.demo.config import demo_addresses, demo_config_text
+
     try:
-        asyncio.run(_run_demo(args.port))
+        addresses = demo_addresses(args.host, args.port)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if args.print_config:
+        print(demo_config_text(addresses), end="")
+        return 0
+    try:
+        asyncio.run(_run_demo(addresses))
     except KeyboardInterrupt:
         pass
     return 0
@@ -350,12 +433,27 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(handler=_serve)
 
-    check = commands.add_parser("check-config", help="validate a config file")
+    check = commands.add_parser(
+        "check-config", help="validate a config file: errors (exit 1) and warnings"
+    )
     check.add_argument("config")
+    check.add_argument(
+        "--online",
+        action="store_true",
+        help="also reach the store and each IdP, and check group names against the store",
+    )
     check.set_defaults(handler=_check_config)
 
-    demo = commands.add_parser("demo", help="everything on localhost, no Okta, no Redis")
-    demo.add_argument("--port", type=int, default=8000)
+    demo = commands.add_parser("demo", help="everything on one machine, no Okta, no Redis")
+    demo.add_argument("--port", type=int, default=8000, help="the gateway's; the IdP's is +1")
+    demo.add_argument(
+        "--host",
+        help="listen here (default: localhost only); 0.0.0.0 listens everywhere and names "
+        "itself by this machine's address",
+    )
+    demo.add_argument(
+        "--print-config", action="store_true", help="print the TOML the demo runs, and exit"
+    )
     demo.set_defaults(handler=_demo)
 
     explain = commands.add_parser(

@@ -1,9 +1,11 @@
 """Configuration: TOML (or the same objects as JSON) into frozen, typed settings.
 
 `load_config(path)` reads the file, substitutes `"${VAR}"` secrets from the environment and
-validates everything at once: unknown keys, wrong types, bad values and missing variables are all
-collected with their key path (`apps[1].policies[0].include[2]: unknown rule 'grop'`) and raised
-together as one `ConfigError`. A typo never silently switches a check off.
+validates everything at once: unknown keys, wrong types, bad values and missing or empty
+variables are all collected with their key path
+(`apps[1].policies[0].include[2]: unknown rule 'grop'`) and raised together as one `ConfigError`.
+A typo never silently switches a check off. What loads but would bite (a rule on an unknown IdP,
+secure cookies over http...) is `checks.py`'s.
 """
 
 from __future__ import annotations
@@ -268,6 +270,11 @@ class _Reader:
         name = match.group(1)
         if name not in self.env:
             self.problem(key, f"environment variable {name} is not set")
+            return ""
+        if not self.env[name]:
+            # Set but empty is a deployment mistake, never a choice: an empty client secret or
+            # admin token would otherwise pass as if given (leave an optional key out instead).
+            self.problem(key, f"environment variable {name} is empty")
             return ""
         return self.env[name]
 

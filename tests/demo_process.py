@@ -35,13 +35,16 @@ def three_free_ports() -> int:
     raise RuntimeError("no three consecutive free ports")
 
 
+_LAST_LINE = "The configuration this runs:"  # the banner line after every credential
+
+
 @contextlib.contextmanager
-def running_demo() -> Iterator[tuple[int, dict[str, str], list[str]]]:
-    """`python -m gateway demo --port P`: the port, the passwords it printed by email, and its
-    output so far (kept being read, so a full pipe never stalls the demo)."""
+def running_demo(*args: str) -> Iterator[tuple[int, dict[str, str], list[str]]]:
+    """`python -m gateway demo --port P [args]`: the port, the passwords it printed by email,
+    and its output so far (kept being read, so a full pipe never stalls the demo)."""
     port = three_free_ports()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "demo", "--port", str(port)],
+        [sys.executable, "-m", "gateway", "demo", "--port", str(port), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -52,7 +55,7 @@ def running_demo() -> Iterator[tuple[int, dict[str, str], list[str]]]:
     try:
         deadline = time.monotonic() + 30
         assert proc.stdout is not None
-        while len(passwords) < 2 and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
             line = proc.stdout.readline()
             if not line:
                 break
@@ -60,6 +63,8 @@ def running_demo() -> Iterator[tuple[int, dict[str, str], list[str]]]:
             found = re.search(r"(\S+@example\.com)\s+password: (\S+)", line)
             if found:
                 passwords[found.group(1)] = found.group(2)
+            if line.startswith(_LAST_LINE):
+                break
         assert len(passwords) == 2, "demo did not start:\n" + "".join(output)
         drain = threading.Thread(target=output.extend, args=(proc.stdout,), daemon=True)
         drain.start()
@@ -71,6 +76,15 @@ def running_demo() -> Iterator[tuple[int, dict[str, str], list[str]]]:
             drain.join(timeout=5)  # reads to the end of the pipe, which the exit closed
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def printed(output: list[str], label: str) -> str:
+    """The value the demo printed after `label: ` (the admin token, the SCIM secret...)."""
+    for line in output:
+        found = re.match(rf"\s*{re.escape(label)}: (\S+)", line)
+        if found:
+            return found.group(1)
+    raise AssertionError(f"the demo printed no {label!r}:\n" + "".join(output))
 
 
 class LoginForm(HTMLParser):

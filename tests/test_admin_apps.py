@@ -20,11 +20,13 @@ from clock import FakeClock
 from fake_okta import FakeOkta
 from harness import WIKI, EchoUpstream, browser, running
 
+from gateway.admin.envelope import CODES
 from gateway.admin.serialize import format_duration
 from gateway.app import Gateway, create_app
 from gateway.config import parse_duration, parse_settings
-from gateway.identity import Identity
+from gateway.identity import Identity, user_uuid_for
 from gateway.state.catalog import POLL_INTERVAL
+from gateway.state.registry import Registry
 from gateway.state.sessions import CookieSigner, SessionManager
 from gateway.state.store import Store
 
@@ -321,6 +323,85 @@ async def test_an_unknown_allowed_idp_is_unprocessable(
     )
     assert assert_failure(response, 422, "unprocessable") == [
         "allowed_idps[1]: no identity provider 'nope'"
+    ]
+
+
+# --- the configuration checks (gateway/checks.py), as check-config runs them ---------------
+
+NOT_KNOWN = (
+    "is not known: no SCIM push and no sign-in has shown it, and a rule on a group nobody is in "
+    "lets nobody in"
+)
+
+
+@pytest.mark.parametrize(
+    ("rule", "problem"),
+    [
+        (
+            {"okta": {"name": "Engineering", "identity_provider_id": "okta-prod"}},
+            "policies[0].include[0].okta.identity_provider_id: "
+            "no identity provider 'okta-prod': the rule would never match",
+        ),
+        (
+            {"login_method": {"id": "okta-prod"}},
+            "policies[0].include[0].login_method.id: "
+            "no identity provider 'okta-prod': the rule would never match",
+        ),
+    ],
+)
+async def test_a_rule_naming_a_missing_idp_is_unprocessable(
+    api: httpx.AsyncClient, upstream: EchoUpstream, rule: dict[str, Any], problem: str
+) -> None:
+    policy = {"name": "P", "decision": "allow", "include": [rule]}
+    response = await api.post("/api/apps", json=app_body(upstream.url, policies=[policy]))
+    assert assert_failure(response, 422, "unprocessable") == [problem]
+    made = await create(api, app_body(upstream.url))
+    replaced = await api.put(
+        f"/api/apps/{made['id']}", json=app_body(upstream.url, policies=[policy])
+    )
+    assert assert_failure(replaced, 422, "unprocessable") == [problem]
+    assert (await api.get("/api/apps")).json()["result"][-1]["policies"][0]["name"] == "Engineering"
+
+
+async def test_warnings_come_back_in_messages(
+    api: httpx.AsyncClient, upstream: EchoUpstream, store: Store
+) -> None:
+    await Registry(store).record_sign_in(
+        Identity(
+            id="nonce",
+            user_uuid=user_uuid_for("okta-test", "00ualice"),
+            sub="00ualice",
+            name="Alice Example",
+            email="alice@example.com",
+            groups=("Engineering", "Everyone"),
+            idp_id="okta-test",
+            idp_type="okta",
+            iat=1_764_460_800,
+        )
+    )
+    known = await api.post("/api/apps", json=app_body(upstream.url))
+    assert known.status_code == 201
+    assert known.json()["messages"] == []  # Engineering was seen at a sign-in
+
+    typo = {"name": "Eng", "decision": "allow", "include": [{"okta": {"name": "Enginering"}}]}
+    response = await api.post(
+        "/api/apps", json=app_body(upstream.url, domain="typo.example.com", policies=[typo])
+    )
+    assert response.status_code == 201  # accepted: the group may simply not have signed in yet
+    assert response.json()["messages"] == [
+        {
+            "code": CODES["config_warning"],
+            "message": f"policies[0].include[0].okta.name: group 'Enginering' {NOT_KNOWN} "
+            "(did you mean 'Engineering'?)",
+        }
+    ]
+
+    empty = await api.post(
+        "/api/apps", json=app_body(upstream.url, domain="empty.example.com", policies=[])
+    )
+    assert empty.status_code == 201
+    assert [m["message"] for m in empty.json()["messages"]] == [
+        "policies: none: nobody can reach this app (deny by default)"
     ]
 
 

@@ -278,6 +278,23 @@ async def test_an_idp_an_app_allows_cannot_be_deleted(api: httpx.AsyncClient) ->
     assert (await api.delete(f"/api/identity_providers/{idp_id}")).status_code == 200
 
 
+async def test_an_idp_a_policy_rule_names_cannot_be_deleted(api: httpx.AsyncClient) -> None:
+    idp_id = (await create(api))["id"]
+    policy = {"name": "P", "decision": "allow", "include": [{"login_method": {"id": idp_id}}]}
+    app = {"domain": "new.example.com", "upstream": "http://127.0.0.1:9", "policies": [policy]}
+    made = await api.post("/api/apps", json=app)
+    assert made.status_code == 201, made.text
+    app_id = made.json()["result"]["id"]
+    assert assert_failure(
+        await api.delete(f"/api/identity_providers/{idp_id}"), 409, "conflict"
+    ) == [
+        f"Identity provider {idp_id!r} is named by policy rules of app(s) {app_id!r}; "
+        "change those rules first."
+    ]
+    assert (await api.delete(f"/api/apps/{app_id}")).status_code == 200
+    assert (await api.delete(f"/api/identity_providers/{idp_id}")).status_code == 200
+
+
 # --- validation -----------------------------------------------------------------------------
 
 
@@ -347,6 +364,47 @@ async def test_invalid_bodies_list_every_problem_with_its_key_path(
     response = await api.post("/api/identity_providers", json=body)
     assert assert_failure(response, 400, "invalid_config") == problems
     assert len((await api.get("/api/identity_providers")).json()["result"]) == 1  # nothing stored
+
+
+async def test_an_okta_admin_url_is_unprocessable(api: httpx.AsyncClient) -> None:
+    admin_url = {
+        **SEED,
+        "config": {**SEED["config"], "okta_account": "https://dev-123-admin.okta.com"},
+    }
+    response = await api.post("/api/identity_providers", json=admin_url)
+    assert assert_failure(response, 422, "unprocessable") == [
+        "config.okta_account: is the Okta Admin Console's URL; use the org URL "
+        "'https://dev-123.okta.com': sign-in is not served on the -admin host"
+    ]
+    made = await create(api)
+    replaced = await api.put(f"/api/identity_providers/{made['id']}", json=admin_url)
+    assert assert_failure(replaced, 422, "unprocessable")
+    assert (await api.get(f"/api/identity_providers/{made['id']}")).json()["result"]["config"][
+        "okta_account"
+    ] == BASE
+
+
+async def test_the_docs_recipe_turns_scim_on_and_shows_the_secret_once(
+    api: httpx.AsyncClient,
+) -> None:
+    """docs/admin-api.md: a PUT that leaves the client secret out turns SCIM on; its answer
+    carries the first secret, which SCIM then accepts; a later GET never shows it."""
+    made = await create(api)
+    scim_on = {
+        "name": SEED["name"],
+        "type": "okta",
+        "config": {"client_id": CLIENT_ID, "okta_account": BASE},
+        "scim_config": {"enabled": True, "user_deprovision": True},
+    }
+    response = await api.put(f"/api/identity_providers/{made['id']}", json=scim_on)
+    assert response.status_code == 200, response.text
+    result = response.json()["result"]
+    secret = result["scim_config"]["secret"]
+    scim_users = result["scim_base_url"].removeprefix(TEAM) + "/Users"
+    listed = await api.get(scim_users, headers={"Authorization": f"Bearer {secret}"})
+    assert listed.status_code == 200, listed.text
+    again = await api.get(f"/api/identity_providers/{made['id']}")
+    assert "secret" not in again.json()["result"]["scim_config"]
 
 
 async def test_replace_validates_too(api: httpx.AsyncClient) -> None:

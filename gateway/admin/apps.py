@@ -3,8 +3,10 @@
 A body is the config file's `[[apps]]` table as JSON (policies inline) and is validated by the
 same rules; the id, and so the AUD tag, is generated. Against the other apps and IdPs: a domain
 another app already serves is a conflict (409), an `allowed_idps` entry naming no IdP is
-unprocessable (422). Every instance serves a change within the catalog's poll interval; this
-one at once.
+unprocessable (422), and so is an error of the configuration checks (`gateway/checks.py`: a rule
+naming an IdP that does not exist); their warnings (a group nobody has been seen in, no
+policies) are accepted and listed in the answer's `messages`. Every instance serves a change
+within the catalog's poll interval; this one at once.
 
 `revoke_tokens` deletes every app session of the app, and of the apps sharing its host (their
 cookie is one and the same), so the next request on any instance signs in again through the
@@ -23,6 +25,7 @@ from starlette.responses import Response
 from gateway.admin.api import commit
 from gateway.admin.envelope import envelope, read_json
 from gateway.admin.serialize import app_document, app_json
+from gateway.checks import check_app, errors_in, known_groups, warnings_in
 from gateway.config import App, same_domain
 from gateway.errors import ConflictError, GatewayError, NotFoundError, ReadOnlyError
 from gateway.runtime import Runtime
@@ -43,19 +46,26 @@ def _writable(rt: Runtime, app_id: str) -> None:
         raise ReadOnlyError(f"App {app_id!r} is defined in the config file and is read-only here.")
 
 
-def _check_references(rt: Runtime, app: App) -> None:
-    """The checks that involve other objects, with messages that name them."""
+async def _check(rt: Runtime, app: App) -> list[str]:
+    """The checks that involve other objects, with messages that name them, and the
+    configuration checks (`gateway/checks.py`, as `check-config` runs them): a clash is a 409,
+    an error a 422; the warnings are returned, for the answer's `messages`."""
     for other in rt.settings.apps:
         if other.id != app.id and same_domain(other.domain, app.domain):
             raise ConflictError(f"domain: {app.domain!r} is already served by app {other.id!r}.")
-    known = {idp.id for idp in rt.settings.identity_providers}
-    missing = [
+    idps = rt.settings.identity_providers
+    known = {idp.id for idp in idps}
+    problems = [
         f"allowed_idps[{i}]: no identity provider {idp_id!r}"
         for i, idp_id in enumerate(app.allowed_idps)
         if idp_id not in known
     ]
-    if missing:
-        raise GatewayError("; ".join(missing), error="unprocessable", status=422)
+    groups = await known_groups(rt.store, known)
+    findings = check_app(app, idps, groups)
+    problems += errors_in(findings)
+    if problems:
+        raise GatewayError("; ".join(problems), error="unprocessable", status=422)
+    return warnings_in(findings)
 
 
 async def list_apps(request: Request, rt: Runtime) -> Response:
@@ -67,9 +77,9 @@ async def list_apps(request: Request, rt: Runtime) -> Response:
 async def create_app(request: Request, rt: Runtime) -> Response:
     body = await read_json(request)
     document, app = app_document(body, str(uuid.uuid4()), rt.settings.gateway.session_duration)
-    _check_references(rt, app)
+    warnings = await _check(rt, app)
     await commit(rt, rt.catalog.put(KIND, document))
-    return envelope(app_json(app, read_only=False), status=201)
+    return envelope(app_json(app, read_only=False), status=201, warnings=warnings)
 
 
 async def get_app(request: Request, rt: Runtime) -> Response:
@@ -83,9 +93,9 @@ async def replace_app(request: Request, rt: Runtime) -> Response:
     await rt.catalog.document(KIND, app_id)  # 404 before the body is looked at
     body = await read_json(request)
     document, app = app_document(body, app_id, rt.settings.gateway.session_duration)
-    _check_references(rt, app)
+    warnings = await _check(rt, app)
     await commit(rt, rt.catalog.put(KIND, document, app_id))
-    return envelope(app_json(app, read_only=False))
+    return envelope(app_json(app, read_only=False), warnings=warnings)
 
 
 async def delete_app(request: Request, rt: Runtime) -> Response:

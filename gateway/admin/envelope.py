@@ -1,10 +1,11 @@
 """The admin API's wire format: JSON bodies in, Cloudflare's v4 envelope out.
 
 Every answer, success or failure, is `{"success", "errors", "messages", "result"}` with an HTTP
-status that matches. A failure carries one `{"code", "message"}` item per problem (a rejected
-object: one per validation problem, each with its key path) and `result: null`. Request bodies
-are JSON objects of at most `MAX_BODY` bytes sent as `application/json`; anything else is refused
-here before a handler looks at it.
+status that matches; a success may carry warnings in `messages`, as `{"code", "message"}` items.
+A failure carries one `{"code", "message"}` item per problem (a rejected object: one per
+validation problem, each with its key path) and `result: null`. Request bodies are JSON objects
+of at most `MAX_BODY` bytes sent as `application/json`; anything else is refused here before a
+handler looks at it.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ CODES: dict[str, int] = {
     "scim_secret_pinned": 1010,
     "invalid_query": 1011,
     "invalid_path": 1012,
+    "config_warning": 1013,  # in `messages` of a success: "key.path: what may bite" (checks.py)
     "no_route": 7000,
     "method_not_allowed": 7001,
     "unauthorized": 10000,
@@ -68,10 +70,16 @@ class Page:
 
 
 def envelope(
-    result: Any, *, status: int = 200, result_info: dict[str, int] | None = None
+    result: Any,
+    *,
+    status: int = 200,
+    result_info: dict[str, int] | None = None,
+    warnings: list[str] | None = None,
 ) -> Response:
-    """A successful answer; `result_info` for a page of a longer list."""
-    body: dict[str, Any] = {"success": True, "errors": [], "messages": [], "result": result}
+    """A successful answer; `result_info` for a page of a longer list; `warnings` (the
+    configuration checks') as `messages` items."""
+    messages = [{"code": CODES["config_warning"], "message": w} for w in warnings or ()]
+    body: dict[str, Any] = {"success": True, "errors": [], "messages": messages, "result": result}
     if result_info is not None:
         body["result_info"] = result_info
     return JSONResponse(body, status_code=status, headers=_no_store(None))

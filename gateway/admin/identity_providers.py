@@ -1,9 +1,10 @@
 """`/api/identity_providers`: Okta and OIDC identity providers, as Cloudflare's API has them.
 
 A body is `{"name", "type", "config", "scim_config"}` and is validated by the config file's
-rules; the id is generated. File-defined IdPs are listed with `read_only: true` and cannot be
-replaced or deleted here. An IdP that an app still names in `allowed_idps` cannot be deleted
-(409) until the app stops naming it.
+rules and the configuration checks (`gateway/checks.py`: an Okta Admin Console URL is a 422);
+the id is generated. File-defined IdPs are listed with `read_only: true` and cannot be
+replaced or deleted here. An IdP that an app still names in `allowed_idps` or in a policy rule
+cannot be deleted (409) until the app stops naming it.
 
 SCIM: when a create or replace turns SCIM on, the answer carries the first SCIM secret in
 `scim_config.secret`, that once; `refresh_scim_secret` makes a new one (the old one stops
@@ -22,8 +23,9 @@ from starlette.responses import Response
 from gateway.admin.api import commit
 from gateway.admin.envelope import envelope, page_of, read_json
 from gateway.admin.serialize import idp_document, idp_json, scim_base_url
+from gateway.checks import check_idp, errors_in, named_idps, warnings_in
 from gateway.config import IdentityProvider
-from gateway.errors import ConflictError, NotFoundError, ReadOnlyError
+from gateway.errors import ConflictError, GatewayError, NotFoundError, ReadOnlyError
 from gateway.runtime import Runtime
 from gateway.scim.repository import ScimRepository
 from gateway.scim.schema import GROUPS, MAX_RESULTS, USERS, ResourceType
@@ -71,11 +73,21 @@ async def _with_first_secret(rt: Runtime, idp: IdentityProvider) -> dict[str, An
     return result
 
 
+def _check(idp: IdentityProvider) -> list[str]:
+    """The configuration checks (`gateway/checks.py`, as `check-config` runs them): an error is
+    a 422; the warnings are returned, for the answer's `messages`."""
+    findings = check_idp(idp)
+    if errors_in(findings):
+        raise GatewayError("; ".join(errors_in(findings)), error="unprocessable", status=422)
+    return warnings_in(findings)
+
+
 async def create_identity_provider(request: Request, rt: Runtime) -> Response:
     body = await read_json(request)
     document, idp = idp_document(body, str(uuid.uuid4()), stored=None)
+    warnings = _check(idp)
     await commit(rt, rt.catalog.put(KIND, document))
-    return envelope(await _with_first_secret(rt, idp), status=201)
+    return envelope(await _with_first_secret(rt, idp), status=201, warnings=warnings)
 
 
 async def get_identity_provider(request: Request, rt: Runtime) -> Response:
@@ -88,8 +100,9 @@ async def replace_identity_provider(request: Request, rt: Runtime) -> Response:
     stored = await rt.catalog.document(KIND, idp_id)  # 404 before the body is looked at
     body = await read_json(request)
     document, idp = idp_document(body, idp_id, stored=stored)
+    warnings = _check(idp)
     await commit(rt, rt.catalog.put(KIND, document, idp_id))
-    return envelope(await _with_first_secret(rt, idp))
+    return envelope(await _with_first_secret(rt, idp), warnings=warnings)
 
 
 async def delete_identity_provider(request: Request, rt: Runtime) -> Response:
@@ -100,6 +113,12 @@ async def delete_identity_provider(request: Request, rt: Runtime) -> Response:
         raise ConflictError(
             f"Identity provider {idp_id!r} is in allowed_idps of app(s) "
             f"{', '.join(repr(u) for u in users)}; remove it there first."
+        )
+    ruled = [app.id for app in rt.settings.apps if idp_id in named_idps(app)]
+    if ruled:
+        raise ConflictError(
+            f"Identity provider {idp_id!r} is named by policy rules of app(s) "
+            f"{', '.join(repr(a) for a in ruled)}; change those rules first."
         )
     await commit(rt, rt.catalog.delete(KIND, idp_id))
     await rt.scim_secrets.forget(idp_id)

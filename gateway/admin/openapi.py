@@ -53,7 +53,7 @@ def _success(result: Schema, *, paged: bool = False) -> Schema:
     properties: dict[str, Schema] = {
         "success": {"const": True},
         "errors": {"type": "array", "maxItems": 0},
-        "messages": {"type": "array", "maxItems": 0},
+        "messages": {"type": "array", "items": ref("Error")},  # config_warning items
         "result": result,
     }
     required = ["success", "errors", "messages", "result"]
@@ -403,7 +403,12 @@ def build(public_url: str) -> dict[str, Any]:
                 f"Error codes: {codes}. Request schemas are exact about structure and "
                 "conservative about string formats: every body they admit passes the config "
                 "file's validator, which accepts a little more. A clash with another object "
-                "is a 409; a reference to an object that does not exist, a 422."
+                "is a 409; a reference to an object that does not exist, a 422, as is an "
+                "object the configuration checks find an error in (a policy rule naming an "
+                "identity provider that does not exist, an Okta Admin Console URL). What they "
+                "warn about (a group nobody has been seen in, an app without policies) is "
+                "accepted and listed in `messages` with code 1013, one item per warning, "
+                "each with its key path."
             ),
         },
         "servers": [{"url": public_url}],

@@ -2,8 +2,10 @@
 
     !!! DEVELOPMENT ONLY !!!  `gateway serve` never creates, mounts or proxies this app; only
     `gateway demo` does. Users, passwords, codes and tokens live in memory, passwords are kept
-    in plain text and printed by the demo, and anyone who reaches this app can sign in as a
-    demo user. Never expose it beyond localhost, never point a real deployment at it.
+    in plain text and printed by the demo, and anyone who reaches this app and has seen those
+    passwords can sign in as a demo user. It listens on localhost unless `gateway demo --host`
+    says otherwise (a throw-away VM or container; the demo then warns); never point a real
+    deployment at it.
 
 It reproduces the parts of Okta's *org* authorization server that the gateway depends on
 (see OKTA.md), with Okta's URL layout under the issuer: discovery at
