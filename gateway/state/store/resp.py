@@ -21,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import cast
+from typing import TypeVar, cast
 
 
 class RespError(Exception):
@@ -125,6 +126,40 @@ class _Connection(asyncio.Protocol):
         self.connection_lost(None)
 
 
+_C = TypeVar("_C", bound=asyncio.Protocol)
+
+
+async def dial(
+    endpoint: Endpoint,
+    factory: Callable[[], _C],
+    timeout: float,
+    handshake: Callable[[_C], Awaitable[None]],
+) -> _C:
+    """A connection to `endpoint` that has run `handshake` (AUTH, SELECT, ...), within
+    `timeout`; `RespError` if it cannot be had. Never left half set up: a server that never
+    answers the handshake would otherwise collect one connection per request until it closed
+    them itself."""
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(timeout):
+            if endpoint.unix_path:
+                transport, connection = await loop.create_unix_connection(
+                    factory, endpoint.unix_path
+                )
+            else:
+                transport, connection = await loop.create_connection(
+                    factory, endpoint.host, endpoint.port
+                )
+            try:
+                await handshake(connection)
+            except BaseException:
+                transport.abort()
+                raise
+    except (OSError, TimeoutError) as exc:
+        raise RespError(f"cannot connect to Redis: {exc}") from exc
+    return connection
+
+
 class PipelinedGet:
     """GET over `size` pipelined connections, dialled lazily and redialled after a failure."""
 
@@ -160,27 +195,7 @@ class PipelinedGet:
             current = self._slots[slot]
             if current is not None and not current.lost:
                 return current
-            endpoint = self._endpoint
-            loop = asyncio.get_running_loop()
-            try:
-                async with asyncio.timeout(self._timeout):
-                    if endpoint.unix_path:
-                        _, connection = await loop.create_unix_connection(
-                            _Connection, endpoint.unix_path
-                        )
-                    else:
-                        _, connection = await loop.create_connection(
-                            _Connection, endpoint.host, endpoint.port
-                        )
-                    try:
-                        await self._handshake(connection)
-                    except BaseException:
-                        # Not left open: a server that never answers AUTH would otherwise
-                        # collect one connection per request until it closed them itself.
-                        connection.abort()
-                        raise
-            except (OSError, TimeoutError) as exc:
-                raise RespError(f"cannot connect to Redis: {exc}") from exc
+            connection = await dial(self._endpoint, _Connection, self._timeout, self._handshake)
             self._slots[slot] = connection
             return connection
 

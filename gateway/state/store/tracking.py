@@ -35,7 +35,7 @@ import socket
 from collections import deque
 from typing import cast
 
-from gateway.state.store.resp import Endpoint, RespError, command
+from gateway.state.store.resp import Endpoint, RespError, command, dial
 
 _MAX_ENTRIES = 8192  # then the copy starts over: a bound on memory, not on correctness
 _MISSING = object()
@@ -232,25 +232,9 @@ class TrackedGet:
             current = self._connection
             if current is not None and not current.lost:
                 return current
-            endpoint = self._endpoint
-            loop = asyncio.get_running_loop()
-            try:
-                async with asyncio.timeout(self._timeout):
-                    if endpoint.unix_path:
-                        _, connection = await loop.create_unix_connection(
-                            _TrackedConnection, endpoint.unix_path
-                        )
-                    else:
-                        _, connection = await loop.create_connection(
-                            _TrackedConnection, endpoint.host, endpoint.port
-                        )
-                    try:
-                        await self._handshake(connection)
-                    except BaseException:
-                        connection.abort()  # never left half set up
-                        raise
-            except (OSError, TimeoutError) as exc:
-                raise RespError(f"cannot connect to Redis: {exc}") from exc
+            connection = await dial(
+                self._endpoint, _TrackedConnection, self._timeout, self._handshake
+            )
             self._connection = connection
             return connection
 
