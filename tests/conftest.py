@@ -95,8 +95,8 @@ async def open_store_of(
     request: pytest.FixtureRequest, clock: FakeClock
 ) -> AsyncIterator[Callable[[str], Store]]:
     """Opens a fresh store of a kind, closed after the test: "memory" (on `clock`), "redis"
-    (real time, the default `[gateway] session_reads = "tracked"`), "pipelined-reads" and
-    "redis-py-reads" (Redis with `session_reads = "pipelined"`, `"redis-py"`)."""
+    (real time, the default `[gateway] session_reads = "pipelined"`), "tracked-reads" and
+    "redis-py-reads" (Redis with `session_reads = "tracked"`, `"redis-py"`)."""
     opened: list[Store] = []
 
     def open_kind(kind: str) -> Store:
@@ -105,9 +105,9 @@ async def open_store_of(
         else:
             kinds: dict[str, SessionReads] = {
                 "redis-py-reads": "redis-py",
-                "pipelined-reads": "pipelined",
+                "tracked-reads": "tracked",
             }
-            reads = kinds.get(kind, "tracked")
+            reads = kinds.get(kind, "pipelined")
             url = request.getfixturevalue("redis_url")
             opened.append(RedisStore.from_url(url, session_reads=reads))
         return opened[-1]

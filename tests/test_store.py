@@ -30,7 +30,7 @@ SHORT = 0.5
 EXPIRY_BOUND = SHORT + 2.0  # seconds: how long a lapsed TTL may take to show
 
 
-@pytest.fixture(params=["memory", "redis", "pipelined-reads", "redis-py-reads"])
+@pytest.fixture(params=["memory", "redis", "tracked-reads", "redis-py-reads"])
 def store(request: pytest.FixtureRequest, open_store_of: Callable[[str], Store]) -> Store:
     """conftest's stores, and Redis read each other way: the contract holds for every GET."""
     return open_store_of(request.param)

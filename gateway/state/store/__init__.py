@@ -74,7 +74,7 @@ class Store(Protocol):
 
 
 def open_store(
-    url: str, clock: Clock = time.time, *, session_reads: SessionReads = "tracked"
+    url: str, clock: Clock = time.time, *, session_reads: SessionReads = "pipelined"
 ) -> Store:
     """The store for a `store` setting: "memory" or a redis:// (rediss://, unix://) URL;
     `session_reads` is the `[gateway]` setting of that name (Redis only)."""

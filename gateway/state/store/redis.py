@@ -10,11 +10,11 @@ turns a Redis failure (refused, timed out, loading, read-only, out of memory, ..
 `StoreUnavailableError`, so callers fail closed. TTLs go to Redis in whole milliseconds.
 
 GET, the one command on the hot path, goes through a `KeyReader`: by default (`[gateway]
-session_reads = "tracked"`, plain TCP and unix sockets) `tracking.py`'s, which keeps an exact local
-copy of what it read (Redis client-side caching) and so answers most session reads without a
-round trip; the lean pipelined GET of `resp.py` (`session_reads = "pipelined"`, the same
-sockets); or redis-py's own (`RedisPyGet`: `session_reads = "redis-py"`, and always for TLS,
-Sentinel and Cluster). All pass `tests/test_resp_wire.py`.
+session_reads = "pipelined"`, plain TCP and unix sockets) the lean pipelined GET of `resp.py`;
+with `session_reads = "tracked"` (the same sockets) `tracking.py`'s, which keeps a local copy of
+the session records it read (Redis client-side caching) and so answers most session reads
+without a round trip; or redis-py's own (`RedisPyGet`: `session_reads = "redis-py"`, and always
+for TLS, Sentinel and Cluster). All pass `tests/test_resp_wire.py`.
 """
 
 from __future__ import annotations
@@ -208,7 +208,7 @@ class RedisStore:
 
     @classmethod
     def from_url(
-        cls, url: str, *, session_reads: SessionReads = "tracked", timeout: float = _TIMEOUT
+        cls, url: str, *, session_reads: SessionReads = "pipelined", timeout: float = _TIMEOUT
     ) -> RedisStore:
         """A store for a redis://, rediss:// or unix:// URL (or Sentinel, Cluster, above).
 
