@@ -406,6 +406,7 @@ async def gateway(upstream: FakeUpstream, raw: RawUpstream, kind: str) -> AsyncI
                 send,
                 upstream=target,
                 client_ip=scope["client"][0],
+                client_network=scope["client"][0],
                 forwarded_for=FORWARDED_FOR,
                 proto="https",
                 host=dict(scope["headers"]).get(b"host", b"").decode(),

@@ -30,6 +30,7 @@ from gateway.errors import UpstreamError
 from gateway.proxy.forwarding import open_upstream_client
 from gateway.proxy.limits import UpstreamLimits
 from gateway.proxy.upstream_client import UpstreamBrokenError
+from gateway.web.clientinfo import client_info, client_network
 
 TRUSTED_IP = "198.51.100.7"  # the one address the `ip` app lets through
 # The defaults docs/configuration.md gives for the upstream limits.
@@ -505,19 +506,33 @@ async def test_a_client_over_its_limit_is_429_at_once_and_counted_while_waiting(
     await asyncio.wait_for(limits.admit("http://b.internal/", "10.0.0.1"), 1)
 
 
-@pytest.mark.parametrize("local", ["127.0.0.1", "::1", "::ffff:127.0.0.1", ""])
-async def test_a_local_client_is_not_limited_per_client(local: str) -> None:
-    # A proxy on this machine that trusted_proxies does not name: every user behind it shares
-    # its address, so a per-client limit there would be a limit on everyone.
+@pytest.mark.parametrize(
+    ("peer", "key"),
+    [
+        ("127.0.0.1", None),  # a proxy on this machine: every user behind it shares it
+        ("::1", None),
+        ("::ffff:127.0.0.1", None),  # the same on a dual-stack listener
+        ("2001:db8:1:2::7", "2001:db8:1:2::/64"),  # one host holds a whole /64
+        ("::ffff:192.0.2.7", "192.0.2.7"),
+    ],
+)
+def test_clients_are_limited_by_network_and_a_local_peer_not_at_all(
+    peer: str, key: str | None
+) -> None:
+    info = client_info({"client": (peer, 50000), "headers": []}, ())
+    assert client_network(info.address) == key
+
+
+async def test_an_uncounted_client_is_not_limited_and_a_counted_one_is() -> None:
     limits = UpstreamLimits(per_origin=100, per_client=2, wait=5)
     for _ in range(5):
-        await limits.admit("http://a.internal/", local)
+        await limits.admit("http://a.internal/", "")
     for _ in range(5):
-        limits.leave("http://a.internal/", local)
-    await limits.admit("http://a.internal/", "10.0.0.1")
-    await limits.admit("http://a.internal/", "10.0.0.1")
+        limits.leave("http://a.internal/", "")
+    await limits.admit("http://a.internal/", "2001:db8:1:2::/64")
+    await limits.admit("http://a.internal/", "2001:db8:1:2::/64")
     with pytest.raises(UpstreamError):
-        await limits.admit("http://a.internal/", "10.0.0.1")
+        await limits.admit("http://a.internal/", "2001:db8:1:2::/64")
 
 
 # --- answers the upstream clients refuse ------------------------------------------------------

@@ -12,24 +12,14 @@ them all out), or local tooling and tests.
 
 from __future__ import annotations
 
-import ipaddress
-
 from gateway.authz.policy import IPAddress
 from gateway.errors import RateLimitedError
 from gateway.state.store import Clock, Store
+from gateway.web.clientinfo import client_network
 
 STARTS_PER_MINUTE = 300
 _WINDOW = 60  # seconds
 _KEY = "loginlimit:"
-
-
-def client_network(address: IPAddress | None) -> str | None:
-    """What the starts of `address` are counted under; None: they are not counted."""
-    if address is None or address.is_loopback:
-        return None
-    if address.version == 6:
-        return str(ipaddress.ip_network(f"{address}/64", strict=False).network_address) + "/64"
-    return str(address)
 
 
 async def count_start(store: Store, address: IPAddress | None, clock: Clock) -> None:

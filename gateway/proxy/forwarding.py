@@ -96,6 +96,7 @@ async def forward(
     *,
     upstream: str,
     client_ip: str,
+    client_network: str,
     forwarded_for: str,
     proto: str,
     host: str,
@@ -124,7 +125,7 @@ async def forward(
     response: UpstreamResponse | None = None
     admitted = started = finished = False
     try:
-        await upstreams.limits.admit(upstream, client_ip)
+        await upstreams.limits.admit(upstream, client_network)
         admitted = True
         response = await upstreams.client.request(
             upstream,
@@ -173,7 +174,7 @@ async def forward(
             # Pooled only after a complete relay: a client gone mid-stream leaves it unread.
             await response.release(reuse=finished)
         if admitted:
-            upstreams.limits.leave(upstream, client_ip)
+            upstreams.limits.leave(upstream, client_network)
 
 
 class _ClientGoneError(Exception):

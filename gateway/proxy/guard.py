@@ -39,7 +39,7 @@ from gateway.proxy.forwarding import forward, request_headers
 from gateway.proxy.websocket import relay
 from gateway.runtime import Runtime, error_page
 from gateway.state.sessions import Session
-from gateway.web.clientinfo import ClientInfo, client_info, header
+from gateway.web.clientinfo import ClientInfo, client_info, client_network, header
 from gateway.web.cookies import (
     APP_BINDING_COOKIE,
     SESSION_COOKIE,
@@ -298,6 +298,7 @@ async def guard_request(
             send,
             upstream=app.upstream,
             client_ip=info.ip,
+            client_network=client_network(info.address) or "",
             forwarded_for=info.forwarded_for,
             proto=info.proto,
             host=header(scope, b"host") or host,

@@ -24,13 +24,6 @@ from gateway.errors import UpstreamError
 ORIGIN_WAIT = 5.0
 
 
-def _is_local(client: str) -> bool:
-    """A loopback or unknown (Unix socket) client: not limited per client, as the sign-in cap
-    does not count it either (authn/login_limit.py): it is a proxy on this machine that all
-    users share when `trusted_proxies` does not name it, or local tooling."""
-    return not client or client.startswith(("127.", "::ffff:127.")) or client == "::1"
-
-
 class _Origin:
     __slots__ = ("in_flight", "waiters")
 
@@ -54,7 +47,7 @@ class UpstreamLimits:
         """Count one exchange to `upstream` (an app's upstream URL) from `client`, waiting for
         room at the origin; `UpstreamError` 429 or 503 if it gets none. Every `admit` that
         returns is matched by one `leave` with the same arguments."""
-        if _is_local(client):  # a local proxy or tool: every user behind it would share one
+        if not client:  # a loopback peer (clientinfo.client_network): all users behind it share it
             held = -1
         else:
             held = self._clients.get(client, 0)
@@ -82,7 +75,7 @@ class UpstreamLimits:
         self._pass_on(self._origins[upstream])
 
     def _forget(self, client: str) -> None:
-        if _is_local(client):
+        if not client:
             return
         held = self._clients[client] - 1
         if held:

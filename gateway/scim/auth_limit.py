@@ -2,7 +2,7 @@
 
 A request with a missing or wrong secret, or for an identity provider that does not exist or
 has SCIM off, is counted per client network (per /64 for IPv6, as sign-in starts are:
-`login_limit.client_network`) in one-minute windows, one store round trip each. Past
+`clientinfo.client_network`) in one-minute windows, one store round trip each. Past
 `FAILURES_PER_MINUTE` such a request is answered 429 with Retry-After instead of 401 or 404.
 Only refusals are counted and a request is refused only after its secret has been checked, so
 a correct secret is never limited: Okta keeps provisioning from an address that others share.
@@ -11,10 +11,10 @@ Loopback and unknown (Unix socket) peers are not counted, as in `login_limit`.
 
 from __future__ import annotations
 
-from gateway.authn.login_limit import client_network
 from gateway.authz.policy import IPAddress
 from gateway.errors import RateLimitedError
 from gateway.state.store import Clock, Store
+from gateway.web.clientinfo import client_network
 
 # One a second on average. Okta's real traffic carries the right secret and is never counted; an
 # Okta org left with a stale secret fails either way, and past this gets a 429 whose integer

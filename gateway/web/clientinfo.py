@@ -83,3 +83,14 @@ def client_info(scope: Scope, trusted: tuple[Network, ...]) -> ClientInfo:
         if not _trusted(client, trusted):
             break
     return ClientInfo(client_text, client, f"{chain}, {peer_text}", proto)
+
+
+def client_network(address: IPAddress | None) -> str | None:
+    """What a client is counted under by the per-client limits (sign-in starts, SCIM refusals,
+    upstream admission): its address, or its /64 for IPv6 (one host holds a whole /64). None for
+    a loopback or unknown peer: a local proxy every user shares, or local tooling; not counted."""
+    if address is None or address.is_loopback:
+        return None
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False).network_address) + "/64"
+    return str(address)
