@@ -371,3 +371,18 @@ async def test_the_api_access_log_has_sign_ins_and_refusals_but_no_allowed_reque
     assert request["rule"] == bob_sign_in["rule"]
     assert request["rule"] == "Engineering: include: none matched (in Okta group 'Engineering')"
     assert all(e["app"] == "team-app" and e["reference"] for e in entries)
+
+
+async def test_a_refusal_repeated_by_one_browser_is_recorded_once_a_minute(
+    store: Store, upstream: HeaderEcho, okta: FakeOkta
+) -> None:
+    async with running(gateway_with(upstream, store, admin_token=ADMIN)) as app:
+        async with browser(app) as bob, browser(app) as admin:
+            await sign_in(bob, okta, "00ubob")
+            for _ in range(20):  # a page retrying: it must not flush the sign-ins out
+                assert (await bob.get("/docs")).status_code == 403
+            answer = await admin.get(
+                "/api/logs/access", headers={"Authorization": f"Bearer {ADMIN}"}
+            )
+    kinds = [(e["kind"], e["decision"]) for e in answer.json()["result"]]
+    assert kinds == [("access", "deny"), ("sign_in", "deny")]

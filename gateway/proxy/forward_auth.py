@@ -33,7 +33,8 @@ from starlette.types import Scope
 from gateway.authz.routing import is_ambiguous_path, split_host
 from gateway.authz.verdict import Deny, Forward, Reject, SignIn, Undecided, Verdict
 from gateway.errors import StoreUnavailableError
-from gateway.proxy.guard import SIGN_IN_FIRST, decide, plain
+from gateway.ops.logs import REQUEST_ID
+from gateway.proxy.guard import SIGN_IN_FIRST, decide, note_denial, plain
 from gateway.runtime import Runtime, error_page
 from gateway.web.clientinfo import client_info, header, peer_is_trusted
 from gateway.web.cookies import APP_BINDING_COOKIE, set_binding_cookie
@@ -141,4 +142,7 @@ async def authz(request: Request) -> Response:
         # 403, not proxy mode's 404: the proxy does serve this address, and whatever it
         # protects that no app covers stays shut (nginx would turn a 404 into a 500).
         return plain(403, "Forbidden: no application is served at this address.")
-    return _answer(rt, await decide(rt, app, host, view, client_info(scope, trusted)))
+    info = client_info(scope, trusted)
+    verdict = await decide(rt, app, host, view, info)
+    await note_denial(rt, app, verdict, info.ip, REQUEST_ID.get())
+    return _answer(rt, verdict)

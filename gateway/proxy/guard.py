@@ -226,6 +226,23 @@ _POLICY_VIOLATION = 1008
 _UNEXPECTED_CONDITION = 1011
 
 
+async def note_denial(rt: Runtime, app: App, verdict: Verdict, ip: str, reference: str) -> None:
+    """A policy's refusal goes to the API's access log (it holds refusals, never allows), in
+    the proxy and forward-auth modes alike."""
+    if verdict.label == "deny":
+        await rt.access_log.record(
+            "access",
+            "deny",
+            reference=reference,
+            app=app.id,
+            email=verdict.email,
+            user_uuid=verdict.user,
+            policy=verdict.policy,
+            rule=verdict.rule,
+            ip=ip,
+        )
+
+
 async def guard_request(
     rt: Runtime, host: str, scope: Scope, receive: Receive, send: Send, record: RequestRecord
 ) -> None:
@@ -250,18 +267,7 @@ async def guard_request(
     record.policy = verdict.policy
     record.rule = verdict.rule
     if not isinstance(verdict, Forward):
-        if verdict.label == "deny":  # the API's access log holds refusals, never allows
-            await rt.access_log.record(
-                "access",
-                "deny",
-                reference=record.request_id,
-                app=app.id,
-                email=verdict.email,
-                user_uuid=verdict.user,
-                policy=verdict.policy,
-                rule=verdict.rule,
-                ip=info.ip,
-            )
+        await note_denial(rt, app, verdict, info.ip, record.request_id)
         if websocket:  # closed before the handshake: the server answers HTTP 403
             code = _UNEXPECTED_CONDITION if isinstance(verdict, Undecided) else _POLICY_VIOLATION
             await send({"type": "websocket.close", "code": code})
