@@ -7,6 +7,10 @@ has SCIM off, is counted per client network (per /64 for IPv6, as sign-in starts
 Only refusals are counted and a request is refused only after its secret has been checked, so
 a correct secret is never limited: Okta keeps provisioning from an address that others share.
 Loopback and unknown (Unix socket) peers are not counted, as in `login_limit`.
+The cap keeps refusals from flushing the provisioning log and costs a guesser little time,
+not its chance: a request over the cap still has its secret checked first (so Okta is never
+locked out). What stands in a guesser's way is the secret itself: a generated one has 256
+random bits (a pinned one is the operator's to make as strong).
 """
 
 from __future__ import annotations
