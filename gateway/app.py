@@ -28,7 +28,7 @@ from starlette.types import Receive, Scope, Send
 from gateway.authz.routing import is_ambiguous_path, is_origin_form, split_host
 from gateway.config import Settings
 from gateway.errors import GatewayError
-from gateway.ops.logs import REQUEST_ID, RequestRecord, log_request
+from gateway.ops.logs import REQUEST_ID, REQUEST_RECORD, RequestRecord, log_request
 from gateway.ops.metrics import InstrumentedClient, Metrics
 from gateway.proxy.forwarding import open_upstreams
 from gateway.proxy.guard import guard_request
@@ -70,6 +70,7 @@ class Gateway:
         trusted = rt.settings.gateway.trusted_proxies
         record = RequestRecord(scope, trusted_peer=peer_is_trusted(scope, trusted))
         context = REQUEST_ID.set(record.request_id)
+        serving = REQUEST_RECORD.set(record)
         send = record.watch(send)
         route = self.table.match(path)
         try:
@@ -98,6 +99,7 @@ class Gateway:
                 rt.metrics.scim_request(record.status)
             log_request(record, scope, host, seconds)
             REQUEST_ID.reset(context)
+            REQUEST_RECORD.reset(serving)
 
 
 def _origin_form(scope: Scope) -> bool:

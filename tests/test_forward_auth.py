@@ -7,6 +7,7 @@ store, except in the test that completes a sign-in started by a forward-auth 401
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -462,3 +463,22 @@ async def test_proxy_mode_and_forward_auth_agree(
         assert "CF_AppSession=" in checked.headers["set-cookie"]
     else:
         assert checked.status_code == proxied.status_code
+
+
+async def test_the_check_s_log_line_says_what_was_decided_and_why(
+    setup: Setup, proxy: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.access")
+    bob = await setup.session(BOB)
+    alice = await setup.session(ALICE)
+    assert (await ask(proxy, WIKI_HOST, "/docs", cookie=bob)).status_code == 403
+    assert (await ask(proxy, WIKI_HOST, "/docs", cookie=alice)).status_code == 200
+    lines = [r for r in caplog.records if r.name == "gateway.access"]
+    fields = [
+        (r.app, r.decision, r.email, bool(r.policy), bool(r.rule))  # type: ignore[attr-defined]
+        for r in lines
+    ]
+    assert fields == [
+        ("wiki", "deny", "bob@example.com", True, True),
+        ("wiki", "allow", "alice@example.com", True, False),
+    ]

@@ -31,6 +31,11 @@ from typing import Any
 from starlette.types import Message, Scope, Send
 
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+# The request being served, for a gateway route that decides access for another (forward-auth)
+# and so fills in the same fields the guard does.
+REQUEST_RECORD: contextvars.ContextVar[RequestRecord | None] = contextvars.ContextVar(
+    "request_record", default=None
+)
 
 _access = logging.getLogger("gateway.access")
 

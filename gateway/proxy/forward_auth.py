@@ -33,7 +33,7 @@ from starlette.types import Scope
 from gateway.authz.routing import is_ambiguous_path, split_host
 from gateway.authz.verdict import Deny, Forward, Reject, SignIn, Undecided, Verdict
 from gateway.errors import StoreUnavailableError
-from gateway.ops.logs import REQUEST_ID
+from gateway.ops.logs import REQUEST_ID, REQUEST_RECORD
 from gateway.proxy.guard import SIGN_IN_FIRST, decide, note_denial, plain
 from gateway.runtime import Runtime, error_page
 from gateway.web.clientinfo import client_info, header, peer_is_trusted
@@ -144,5 +144,13 @@ async def authz(request: Request) -> Response:
         return plain(403, "Forbidden: no application is served at this address.")
     info = client_info(scope, trusted)
     verdict = await decide(rt, app, host, view, info)
+    record = REQUEST_RECORD.get()
+    if record is not None:  # the line of this request says what was decided, as the guard's
+        record.app = app.id
+        record.decision = verdict.label
+        record.user = verdict.user
+        record.email = verdict.email
+        record.policy = verdict.policy
+        record.rule = verdict.rule
     await note_denial(rt, app, verdict, info.ip, REQUEST_ID.get())
     return _answer(rt, verdict)
