@@ -10,7 +10,7 @@ turns a Redis failure (refused, timed out, loading, read-only, out of memory, ..
 `StoreUnavailableError`, so callers fail closed. TTLs go to Redis in whole milliseconds.
 
 GET, the one command on the hot path, goes through a `KeyReader`: by default (`[gateway]
-session_reads = "tracked"`, plain TCP and unix sockets) `tracking.py`'s, which keeps an exact local
+session_reads = "tracked"`, plain TCP and unix sockets) `tracking.py`'s, which keeps a fresh local
 copy of what it read (Redis client-side caching) and so answers most session reads without a
 round trip; the lean pipelined GET of `resp.py` (`session_reads = "pipelined"`, the same
 sockets); or redis-py's own (`RedisPyGet`: `session_reads = "redis-py"`, and always for TLS,
@@ -34,6 +34,7 @@ from redis.backoff import NoBackoff
 
 from gateway.config import SessionReads
 from gateway.errors import StoreUnavailableError
+from gateway.state.sessions import _SESSION_KEY as SESSION_KEY
 from gateway.state.store.resp import Endpoint, PipelinedGet, RespError
 from gateway.state.store.tracking import TrackedGet
 
@@ -150,7 +151,8 @@ def _fast_reads(url: str, reads: SessionReads, timeout: float) -> KeyReader | No
         password=options.get("password") or "",
     )
     if reads == "tracked":
-        return TrackedGet(endpoint, timeout=timeout)
+        # Only session records: they carry their own expiry, checked on every read.
+        return TrackedGet(endpoint, kept=SESSION_KEY, timeout=timeout)
     return PipelinedGet(endpoint, timeout=timeout)
 
 
