@@ -34,7 +34,7 @@ async def open_reader(request: pytest.FixtureRequest) -> AsyncIterator[Open]:
 
     def make(url: str, *, db: int = 0, timeout: float = 2.0, size: int = 2) -> KeyReader:
         if request.param == "tracked":
-            return TrackedGet(endpoint_of(url, db), timeout=timeout)
+            return TrackedGet(endpoint_of(url, db), kept="", timeout=timeout)  # keep every key
         if request.param == "pipelined":
             return PipelinedGet(endpoint_of(url, db), size=size, timeout=timeout)
         # A bounded pool that makes callers wait for a connection, as the store's does.

@@ -11,8 +11,8 @@ turns a Redis failure (refused, timed out, loading, read-only, out of memory, ..
 
 GET, the one command on the hot path, goes through a `KeyReader`: by default (`[gateway]
 session_reads = "pipelined"`, plain TCP and unix sockets) the lean pipelined GET of `resp.py`;
-with `session_reads = "tracked"` (the same sockets) `tracking.py`'s, which keeps a local copy of
-the session records it read (Redis client-side caching) and so answers most session reads
+with `session_reads = "tracked"` (the same sockets) `tracking.py`'s, which keeps a fresh local copy
+of the session records it read (Redis client-side caching) and so answers most session reads
 without a round trip; or redis-py's own (`RedisPyGet`: `session_reads = "redis-py"`, and always
 for TLS, Sentinel and Cluster). All pass `tests/test_resp_wire.py`.
 """
@@ -34,6 +34,7 @@ from redis.backoff import NoBackoff
 
 from gateway.config import SessionReads
 from gateway.errors import StoreUnavailableError
+from gateway.state.sessions import _SESSION_KEY as SESSION_KEY
 from gateway.state.store.resp import Endpoint, PipelinedGet, RespError
 from gateway.state.store.tracking import TrackedGet
 
@@ -150,7 +151,8 @@ def _fast_reads(url: str, reads: SessionReads, timeout: float) -> KeyReader | No
         password=options.get("password") or "",
     )
     if reads == "tracked":
-        return TrackedGet(endpoint, timeout=timeout)
+        # Only session records: they carry their own expiry, checked on every read.
+        return TrackedGet(endpoint, kept=SESSION_KEY, timeout=timeout)
     return PipelinedGet(endpoint, timeout=timeout)
 
 
@@ -160,8 +162,9 @@ _ERRORS = (redis_errors.RedisError, OSError)
 
 class KeyReader(Protocol):
     """How `RedisStore.get` reads a key: `get` gives the value or None, and raises `RespError`
-    on any failure (refused, lost, timed out, an error reply), never a stale or wrong value;
-    `close` drops the connections it owns."""
+    on any failure (refused, lost, timed out, an error reply), never a wrong value (the tracked
+    reader's copy of a session record is at most `tracking._FRESH` older than Redis's last word
+    on its connection); `close` drops the connections it owns."""
 
     async def get(self, key: str) -> bytes | None: ...
 

@@ -1,29 +1,37 @@
-"""A local copy of the values the store GETs, kept exact by Redis client-side caching.
+"""A local copy of the session records the store GETs, kept fresh by Redis client-side caching.
 
 Every request to a protected app reads its session record; most read one that has not changed
-since the last request. `TrackedGet` keeps each value it read, on one RESP3 connection with
+since the last request. `TrackedGet` keeps each session record it read (keys under the prefix
+it is given; every other key is a plain GET, never kept), on one RESP3 connection with
 `CLIENT TRACKING ON` (https://redis.io/docs/latest/develop/reference/client-side-caching/): Redis
 then remembers that this connection read the key and, when anyone changes or deletes it (a
 revocation, a sign-out, a SCIM deprovision on any instance, an expiry, an eviction, FLUSHALL),
 pushes an `invalidate` message down the same connection.
 
-Why a value served from here is never stale:
+How stale a value served from here can be:
 - The push travels in-band, on the connection the value was read on, so it comes after the
   reply that filled the entry. Entries are filled and dropped in `data_received`, in the order
   the bytes arrive; no await sits between a reply and its entry.
 - A hit is served only while nothing is waiting to be read: no partial message in our buffer and
   no byte in the socket's receive queue (a non-blocking `MSG_PEEK`, one system call), so a push
-  that has reached this host is applied first, even when the event loop would have read the
-  request before it. Redis puts the push in our output buffer while it executes the write and
-  sends it in the same pass of its event loop that answers the writer, before it reads another
-  command. On one host that makes it exact: a request that follows a revocation's answer (the
-  writer read it, acted, and a client sent the request) finds the push queued or applied. Across
-  hosts it rests on the push, one hop from Redis, arriving no later than that chain of at least
-  two more hops.
+  that has reached this host is applied before the next read: a revocation on any instance is
+  seen by the next request as soon as its push arrives.
+- A hit is served only if a message (a reply or a push) arrived on the connection within the last
+  `_FRESH` seconds. A push can be late or lost with no sign on our side (a half-open connection:
+  the Redis host gone without a close, a partition, a hung Redis, a retransmitted packet), so
+  otherwise the read is a real GET on that connection: Redis answers in order, after every push
+  it sent before, so its reply proves those were applied; if it does not answer in time the
+  copy is dropped and the read fails closed (`RespError`). A copy is therefore never older than
+  `_FRESH` past the last word from Redis; under load this costs the GETs of one round trip (those
+  sent before the first answer arrives) per `_FRESH`, per connection.
+  Keepalive and, on Linux, `TCP_USER_TIMEOUT` make the kernel give up on a dead peer sooner.
 - The entries belong to the connection. A lost, timed-out or out-of-step connection takes them
   with it (pushes may have been lost with it); until a new connection has turned tracking on
-  again every GET goes to Redis, and fails closed (`RespError`) while Redis does not answer.
-  Redis restarted or failed over is a lost connection.
+  again every GET goes to Redis, and fails closed while Redis does not answer. Redis restarted
+  or failed over is a lost connection.
+- Only session records are kept: a key's Redis TTL is not seen here, and Redis may delete an
+  expired key (and push) long after it expired. A session record carries its own expiry, which
+  `sessions.py` checks on every read; other records rely on the TTL, so they always go to Redis.
 A miss costs what the pipelined GET of `resp.py` does: one round trip on this connection.
 """
 
@@ -32,12 +40,20 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import sys
+import time
 from collections import deque
+from collections.abc import Callable
 from typing import cast
 
 from gateway.state.store.resp import Endpoint, RespError, command, dial
 
 _MAX_ENTRIES = 8192  # then the copy starts over: a bound on memory, not on correctness
+# Seconds a copy may be served after the last message from Redis on its connection; past that a
+# read is a real GET, which fails closed if Redis does not answer (module docstring).
+_FRESH = 0.1
+_USER_TIMEOUT_MS = 1000  # unacknowledged data older than this: the kernel drops the connection
+_KEEPALIVE_IDLE = 1  # seconds of silence before the kernel probes the peer
 _MISSING = object()
 
 Value = bytes | int | str | float | bool | None | RespError | list["Value"]
@@ -93,12 +109,14 @@ def _parse(buffer: bytearray, at: int) -> tuple[Value, int] | None:
 class _TrackedConnection(asyncio.Protocol):
     """One RESP3 connection: GETs pipelined on it, and the entries its replies filled."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float]) -> None:
         # The key each written command reads (None: not a GET to keep), and its future.
         self.waiters: deque[tuple[bytes | None, asyncio.Future[Value]]] = deque()
         self.entries: dict[bytes, bytes | None] = {}
         self.tracking = False  # set once CLIENT TRACKING ON was answered +OK
         self.lost = False
+        self.clock = clock
+        self.heard = clock()  # when the last complete message (reply or push) was parsed
         self.transport: asyncio.Transport | None = None
         self._buffer = bytearray()
         self._socket: socket.socket | None = None
@@ -109,6 +127,16 @@ class _TrackedConnection(asyncio.Protocol):
         # socket offers no recv).
         given = transport.get_extra_info("socket")
         self._socket = socket.socket(fileno=os.dup(given.fileno()))
+        if self._socket.family in (socket.AF_INET, socket.AF_INET6):
+            # A dead peer that never closes: the kernel notices it (sooner than its defaults).
+            self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            if sys.platform == "linux":
+                self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, _KEEPALIVE_IDLE)
+                self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
+                self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+                self._socket.setsockopt(
+                    socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, _USER_TIMEOUT_MS
+                )
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
@@ -135,6 +163,7 @@ class _TrackedConnection(asyncio.Protocol):
                 return
             reply, consumed = parsed
             del buffer[:consumed]
+            self.heard = self.clock()
             if isinstance(reply, _Push):
                 self._pushed(reply)
                 continue
@@ -164,8 +193,9 @@ class _TrackedConnection(asyncio.Protocol):
                 return
 
     def quiet(self) -> bool:
-        """Nothing from Redis waits to be read: no partial message, no byte in the socket."""
-        if self._buffer or self._socket is None:
+        """Redis spoke within `_FRESH` and nothing from it waits to be read: no partial message,
+        no byte in the socket."""
+        if self._buffer or self._socket is None or self.clock() - self.heard >= _FRESH:
             return False
         try:
             self._socket.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
@@ -190,26 +220,39 @@ class _TrackedConnection(asyncio.Protocol):
 
 
 class TrackedGet:
-    """GET with an exact local copy (module docstring); a `KeyReader` of `redis.py`."""
+    """GET with a local copy of the keys under `kept` (module docstring); a `KeyReader` of
+    `redis.py`. `clock` is monotonic seconds."""
 
-    def __init__(self, endpoint: Endpoint, *, timeout: float = 2.0):
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        kept: str,
+        timeout: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self._endpoint = endpoint
+        self._kept = kept.encode()
         self._timeout = timeout
+        self._clock = clock
         self._connection: _TrackedConnection | None = None
         self._dialling = asyncio.Lock()
 
     async def get(self, key: str) -> bytes | None:
-        """The value at `key`; raises RespError on any failure (never a stale or wrong value)."""
+        """The value at `key`; raises RespError on any failure. A kept value is at most `_FRESH`
+        older than the last word from Redis (module docstring), never a wrong one."""
         encoded = key.encode()
+        keep = encoded.startswith(self._kept)
         connection = self._connection
-        if connection is not None and connection.tracking and not connection.lost:
+        if keep and connection is not None and connection.tracking and not connection.lost:
             kept = connection.entries.get(encoded, _MISSING)
             if kept is not _MISSING and connection.quiet():
                 return cast("bytes | None", kept)
         if connection is None or connection.lost:
             connection = await self._dial()
         waiter = connection.send(
-            b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(encoded), encoded), encoded
+            b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(encoded), encoded),
+            encoded if keep else None,
         )
         reply = await self._answer(connection, waiter)
         if reply is not None and not isinstance(reply, bytes):
@@ -233,7 +276,10 @@ class TrackedGet:
             if current is not None and not current.lost:
                 return current
             connection = await dial(
-                self._endpoint, _TrackedConnection, self._timeout, self._handshake
+                self._endpoint,
+                lambda: _TrackedConnection(self._clock),
+                self._timeout,
+                self._handshake,
             )
             self._connection = connection
             return connection
