@@ -23,6 +23,7 @@ sign in): the run fails if they pass 1% of any row.
 
     python bench/proxy_throughput.py [--duration 10] [--connections 32] [--workers 2]
                                      [--upstream nginx|python|uvicorn] [--peer modauth]
+                                     [--session-reads pipelined|tracked|redis-py]
 
 Needs `wrk` and `redis-server` (Debian: apt-get install wrk redis-server; nginx optional), and
 for `--peer modauth`: apt-get install -y apache2 libapache2-mod-auth-openidc.
@@ -161,7 +162,9 @@ def upstream_command(tmp: Path, port: int, kind: str) -> tuple[list[str], str]:
     return [sys.executable, "-c", code], "python asyncio (1 process)"
 
 
-def write_config(tmp: Path, port: int, upstream_port: int, redis_port: int, idp: DevIdP) -> Path:
+def write_config(
+    tmp: Path, port: int, upstream_port: int, redis_port: int, idp: DevIdP, session_reads: str
+) -> Path:
     config = tmp / "gateway.toml"
     config.write_text(
         textwrap.dedent(f"""
@@ -170,6 +173,7 @@ def write_config(tmp: Path, port: int, upstream_port: int, redis_port: int, idp:
         cookie_secret = "{secrets.token_urlsafe(32)}"
         store = "redis://127.0.0.1:{redis_port}/0"
         cookie_secure = false
+        session_reads = "{session_reads}"
 
         [[identity_providers]]
         id = "dev-okta"
@@ -285,7 +289,9 @@ def measure_gateway(
     args: argparse.Namespace, tmp: Path, idp: DevIdP, ports: dict[str, int]
 ) -> list[Row]:
     """direct and gateway: the upstream, then `gateway serve` signed in through `idp`."""
-    config = write_config(tmp, ports["gateway"], ports["upstream"], ports["redis"], idp)
+    config = write_config(
+        tmp, ports["gateway"], ports["upstream"], ports["redis"], idp, args.session_reads
+    )
     command = [sys.executable, "-m", "gateway", "serve", "--config", str(config),
                "--port", str(ports["gateway"]), "--workers", str(args.workers),
                "--log-level", "warning"]  # fmt: skip
@@ -339,7 +345,7 @@ def print_summary(
 ) -> None:
     print(
         f"upstream: {upstream_kind}; wrk -t{args.threads} -c{args.connections} -d{args.duration}s; "
-        f"gateway workers: {args.workers}; store: redis"
+        f"gateway workers: {args.workers}; store: redis, session_reads {args.session_reads}"
     )
     if peer is not None:
         print(
@@ -377,6 +383,12 @@ def main() -> None:
         default="nginx",
         help="the tiny upstream: nginx's static answer, a minimal asyncio HTTP server, or a pure "
         "ASGI hello under uvicorn",
+    )
+    parser.add_argument(
+        "--session-reads",
+        choices=("pipelined", "tracked", "redis-py"),
+        default="pipelined",
+        help="the gateway's [gateway] session_reads (default: the config's default)",
     )
     parser.add_argument(
         "--peer",
