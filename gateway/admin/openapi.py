@@ -39,6 +39,11 @@ _ERRORS = {
 }
 
 
+# An object's id in a path: every id is made of URL-unreserved characters; "." and ".." alone,
+# or a backslash, would be an ambiguous path, which the gateway refuses (400).
+_PATH_ID: Schema = {"type": "string", "pattern": "^[A-Za-z0-9._~-]+$", "not": {"enum": [".", ".."]}}
+
+
 def _failure(status: int) -> Schema:
     response: Schema = {
         "description": _ERRORS[status],
@@ -118,9 +123,7 @@ def _op(
         }
     parameters = list(query)
     if param is not None:
-        parameters.insert(
-            0, {"name": param, "in": "path", "required": True, "schema": {"type": "string"}}
-        )
+        parameters.insert(0, {"name": param, "in": "path", "required": True, "schema": _PATH_ID})
     if parameters:
         operation["parameters"] = parameters
     return operation
