@@ -123,6 +123,23 @@ def store(request: pytest.FixtureRequest, open_store_of: Callable[[str], Store])
     return open_store_of(request.param)
 
 
+# --- Okta over HTTP, for tests of the providers on their own ---------------------------------
+
+
+@pytest.fixture
+def router() -> Iterator[respx.MockRouter]:
+    """respx's router for a test's own FakeOkta; an unmocked URL fails the test."""
+    with respx.mock(assert_all_called=False) as router:
+        yield router
+
+
+@pytest_asyncio.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    """The IdP client a provider under test sends through (the router answers it)."""
+    async with httpx.AsyncClient(timeout=5) as client:
+        yield client
+
+
 # --- end to end: Okta, the protected app, the gateway, a browser ---------------------------
 
 

@@ -9,7 +9,7 @@ test_oidc.py, whose sign-in helpers these tests drive.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from itertools import count
 
@@ -24,18 +24,6 @@ from gateway.authn.providers import jwks
 from gateway.authn.providers.generic import GenericOIDCProvider
 from gateway.authn.providers.jwks import JWKS_REFETCH_LIMIT, JWKS_REFETCH_WINDOW, UNKNOWN_KID_TTL
 from gateway.errors import SignInError, TokenValidationError
-
-
-@pytest.fixture
-def router() -> Iterator[respx.MockRouter]:
-    with respx.mock(assert_all_called=False) as router:
-        yield router
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=5) as client:
-        yield client
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import parse_qsl, unquote_plus, urlsplit
 
@@ -29,18 +28,6 @@ from gateway.errors import IdPError, SignInError, TokenValidationError
 
 ALICE = "00u1alice"
 ALICE_GROUPS = ["Engineering", "Everyone"]
-
-
-@pytest.fixture
-def router() -> Iterator[respx.MockRouter]:
-    with respx.mock(assert_all_called=False) as router:
-        yield router
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=5) as client:
-        yield client
 
 
 @pytest.fixture(params=[None, "aus8xk2s0b0rA1b2c3"], ids=["org", "custom"])

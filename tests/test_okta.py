@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-
 import httpx
 import pytest
 import respx
@@ -14,18 +12,6 @@ from gateway.authn.providers.okta_api import discovery_url, expected_issuer, fet
 from gateway.errors import IdPError
 
 GROUPS = [f"group-{i}" for i in range(5)]
-
-
-@pytest.fixture
-def router() -> Iterator[respx.MockRouter]:
-    with respx.mock(assert_all_called=False) as router:
-        yield router
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=5) as client:
-        yield client
 
 
 class Sleeper:

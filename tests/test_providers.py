@@ -6,7 +6,6 @@ provider only; and the sign-in state the flow keeps for a provider between the t
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -28,18 +27,6 @@ from gateway.state.store import Store
 
 CAROL = "00ucarol"
 MANY = [f"group-{i}" for i in range(5)]
-
-
-@pytest.fixture
-def router() -> Iterator[respx.MockRouter]:
-    with respx.mock(assert_all_called=False) as router:
-        yield router
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=5) as client:
-        yield client
 
 
 def custom_server(router: respx.MockRouter, clock: FakeClock) -> FakeOkta:
