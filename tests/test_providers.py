@@ -15,13 +15,14 @@ import respx
 from clock import FakeClock
 from fake_okta import TOO_MANY_GROUPS, FakeOkta
 from harness import IDP_ID, TEAM, running, settings_doc
+from test_oidc import generic_idp
 
 from gateway.app import create_app
 from gateway.authn import signin
 from gateway.authn.providers import SignInRequest, SignInResult
 from gateway.authn.providers.generic import GenericOIDCProvider
 from gateway.authn.providers.okta import OktaProvider, TooManyGroupsError
-from gateway.config import IdentityProvider, OIDCConfig, parse_settings
+from gateway.config import parse_settings
 from gateway.errors import IdPError, SignInError
 from gateway.state.store import Store
 
@@ -40,19 +41,7 @@ def custom_server(router: respx.MockRouter, clock: FakeClock) -> FakeOkta:
 
 def generic(okta: FakeOkta, http: httpx.AsyncClient, clock: FakeClock) -> GenericOIDCProvider:
     """A generic OIDC provider on FakeOkta's endpoints."""
-    idp = IdentityProvider(
-        id="generic",
-        name="Some OIDC provider",
-        config=OIDCConfig(
-            client_id=okta.client_id,
-            client_secret=okta.client_secret,
-            issuer=okta.issuer,
-            auth_url=okta.authorization_endpoint,
-            token_url=okta.token_endpoint,
-            certs_url=okta.jwks_uri,
-            userinfo_url=okta.userinfo_endpoint,
-        ),
-    )
+    idp = generic_idp(okta)
     return GenericOIDCProvider(idp, http, redirect_uri=okta.redirect_uri, clock=clock)
 
 
