@@ -1,0 +1,1 @@
+"""Continuous access: users' risk levels (SPEC 8) and who hears when one changes."""
