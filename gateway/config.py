@@ -91,6 +91,8 @@ class ClientConfig:
     claims: tuple[str, ...] = ()
     email_claim_name: str = "email"
     pkce_enabled: bool = False
+    # OpenID Connect Back-Channel Logout 1.0: the IdP may end sessions (SPEC 8)
+    backchannel_logout: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -101,6 +103,7 @@ class OktaConfig(ClientConfig):
     okta_account: str
     authorization_server_id: str = ""
     api_token: str = ""
+    universal_logout: bool = False  # Okta Universal Logout may end sessions (SPEC 8)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -440,6 +443,13 @@ def _idp_config(reader: _Reader, idp_type: str) -> IdPConfig:
     claims = reader.strings("claims")
     email_claim_name = reader.string("email_claim_name", "email") or "email"
     pkce_enabled = reader.boolean("pkce_enabled", False)
+    backchannel_logout = reader.boolean("backchannel_logout", False)
+    universal_logout = reader.boolean("universal_logout", False)
+    if universal_logout and idp_type != "okta":
+        reader.problem(
+            "universal_logout",
+            "only Okta sends Universal Logout; for this type use backchannel_logout",
+        )
     issuer = reader.url("issuer", required=idp_type == "oidc", exact=True)
     auth_url = reader.url("auth_url", required=idp_type == "oidc")
     token_url = reader.url("token_url", required=idp_type == "oidc")
@@ -457,6 +467,8 @@ def _idp_config(reader: _Reader, idp_type: str) -> IdPConfig:
             claims=claims,
             email_claim_name=email_claim_name,
             pkce_enabled=pkce_enabled,
+            backchannel_logout=backchannel_logout,
+            universal_logout=universal_logout,
         )
     return OIDCConfig(
         client_id=client_id,
@@ -470,6 +482,7 @@ def _idp_config(reader: _Reader, idp_type: str) -> IdPConfig:
         claims=claims,
         email_claim_name=email_claim_name,
         pkce_enabled=pkce_enabled,
+        backchannel_logout=backchannel_logout,
     )
 
 

@@ -6,6 +6,7 @@
     ├── SignInError              a sign-in step failed; rendered as an HTML page with a reference id
     │   ├── IdPError             Okta / the OIDC provider answered with an error or not at all
     │   └── TokenValidationError the ID token failed a check
+    ├── LogoutRequestError       an IdP's logout request was refused (bad token, body, user)
     ├── UpstreamError            the protected application refused (502) or was too slow (504)
     ├── RateLimitedError         too many requests of one kind from one client (429)
     ├── NotFoundError            no such object (404)
@@ -95,6 +96,14 @@ class TokenValidationError(SignInError):
     """The ID token (or userinfo answer) failed validation."""
 
     error = "invalid_token"
+    status = 400
+
+
+class LogoutRequestError(GatewayError):
+    """A logout an identity provider pushed (Okta Universal Logout, OpenID Connect Back-Channel
+    Logout) was refused; `error` is the OAuth-style code its JSON answer carries."""
+
+    error = "invalid_request"
     status = 400
 
 

@@ -62,6 +62,9 @@ class Identity:
     service_token_id: str = ""
     service_token_status: bool = False
     version: int = 1
+    # The IdP's session id (the ID token's `sid`, OIDC Back-Channel Logout 1.0 section 2.2):
+    # kept with the session so that a logout token naming it ends exactly its sessions.
+    sid: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.oidc_fields, MappingProxyType):
@@ -86,8 +89,9 @@ class Identity:
         }
 
     def to_record(self) -> dict[str, Any]:
-        """The identity as stored in a session record: the document plus the Okta `sub`."""
-        return {**self.to_json(), "sub": self.sub}
+        """The identity as stored in a session record: the document plus the Okta `sub` and
+        the IdP session's `sid`."""
+        return {**self.to_json(), "sub": self.sub, "sid": self.sid}
 
     @classmethod
     def from_record(cls, data: dict[str, Any]) -> Identity:
@@ -108,4 +112,5 @@ class Identity:
             service_token_id=data.get("service_token_id", ""),
             service_token_status=data.get("service_token_status", False),
             version=data.get("version", 1),
+            sid=data.get("sid", ""),
         )

@@ -530,25 +530,66 @@ class FakeOkta:
             "nonce": grant.nonce,
             **self._user_claims(grant, "id_token"),
         }
+        return self.sign(
+            _merged(claims, self.id_token_claims), self.id_token_header, self.id_token_signer
+        )
+
+    def sign(
+        self, claims: dict[str, Any], header: dict[str, Any] | None = None, signer: Signer = "jwks"
+    ) -> str:
+        """A JWT of `claims` signed the way `signer` says (see `id_token_signer`) with the
+        current key; `header` is merged into the JOSE header."""
         kid, alg, key = self._keys[-1]
-        header = _merged({"kid": kid, "alg": alg}, self.id_token_header)
-        payload = json.dumps(_merged(claims, self.id_token_claims)).encode()
-        if self.id_token_signer in ("jwks", "foreign_key"):
-            if self.id_token_signer == "foreign_key":
+        header = _merged({"kid": kid, "alg": alg}, header or {})
+        payload = json.dumps(claims).encode()
+        if signer in ("jwks", "foreign_key"):
+            if signer == "foreign_key":
                 self._foreign = self._foreign or _new_key(alg, self._taken_keys())
                 key = self._foreign
             registry = jws.JWSRegistry(algorithms=[header["alg"]], strict_check_header=False)
             return jws.serialize_compact(header, payload, key, registry=registry)
-        if self.id_token_signer == "jwe":
+        if signer == "jwe":
             header = {"alg": "RSA-OAEP", "enc": "A256GCM", "kid": kid}
             return ".".join([_b64(json.dumps(header).encode())] + [_b64(b"opaque")] * 4)
         # Hand-made, because joserfc rightly refuses to produce these two.
-        header["alg"] = "none" if self.id_token_signer == "none" else "HS256"
+        header["alg"] = "none" if signer == "none" else "HS256"
         signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(payload)}"
-        if self.id_token_signer == "none":
+        if signer == "none":
             return signing_input + "."
         mac = hmac.new(self.client_secret.encode(), signing_input.encode(), hashlib.sha256)
         return f"{signing_input}.{_b64(mac.digest())}"
+
+    def universal_logout_token(
+        self, audience: str, *, signer: Signer = "jwks", **claims: Any
+    ) -> str:
+        """The bearer JWT Okta sends to a Global Token Revocation endpoint (OKTA.md "Universal
+        Logout"): signed by the org's keys, `iss` the org, `aud` the endpoint's URL; `claims`
+        override (a `None` value removes one)."""
+        now = int(self.clock())
+        base = {
+            "iss": self.base,
+            "aud": audience,
+            "iat": now,
+            "exp": now + 300,
+            "jti": "GTR." + secrets.token_urlsafe(16),
+        }
+        return self.sign(_merged(base, claims), signer=signer)
+
+    def logout_token(
+        self, *, signer: Signer = "jwks", typ: str = "logout+jwt", **claims: Any
+    ) -> str:
+        """An OpenID Connect Back-Channel Logout 1.0 logout token (section 2.4) from this
+        provider for its client; `claims` override (a `None` value removes one)."""
+        now = int(self.clock())
+        base = {
+            "iss": self.issuer,
+            "aud": self.client_id,
+            "iat": now,
+            "exp": now + 120,
+            "jti": "LT." + secrets.token_urlsafe(16),
+            "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
+        }
+        return self.sign(_merged(base, claims), {"typ": typ}, signer)
 
 
 def _new_key(alg: str, taken: list[SigningKey]) -> SigningKey:

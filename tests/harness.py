@@ -187,3 +187,48 @@ async def assert_rejected(response: httpx.Response, upstream: EchoUpstream, stat
     assert "Traceback" not in response.text
     assert session_cookie(response) is None
     assert upstream.requests == []
+
+
+# --- a person on two apps (the wiki on its own host, the docs on the team host) ---------------
+
+
+async def visit(
+    client: httpx.AsyncClient, okta: FakeOkta | None, url: str, sub: str = "00ualice"
+) -> httpx.Response:
+    """Open `url` and follow the sign-in dance (through Okta, as `sub`, only if `okta` is
+    given)."""
+    response = await client.get(url)
+    for _ in range(10):
+        if response.status_code != 302:
+            return response
+        location = response.headers["location"]
+        if location.startswith("https://dev-123.okta.com"):
+            if okta is None:
+                return response
+            location = okta.authorize(location, sub)
+        response = await client.get(
+            location if "://" in location else str(response.url.join(location))
+        )
+    raise AssertionError("redirect loop")
+
+
+async def sign_in_everywhere(
+    person: httpx.AsyncClient, okta: FakeOkta, sub: str = "00ualice"
+) -> None:
+    """Alice (or `sub`) signs in: the wiki (its own host) and the team-host app let her in."""
+    assert (await visit(person, okta, f"{WIKI}/page", sub)).status_code == 200
+    assert (await visit(person, None, f"{TEAM}/docs")).status_code == 200
+
+
+async def assert_sent_to_sign_in(person: httpx.AsyncClient, upstream: EchoUpstream) -> None:
+    hits = len(upstream.requests)
+    for url in (f"{WIKI}/page", f"{TEAM}/docs"):
+        again = await person.get(url)
+        assert again.status_code == 302, url
+        assert "/cdn-cgi/access/login/" in again.headers["location"]
+    assert len(upstream.requests) == hits
+
+
+async def assert_still_in(person: httpx.AsyncClient) -> None:
+    for url in (f"{WIKI}/page", f"{TEAM}/docs"):
+        assert (await person.get(url)).status_code == 200, url

@@ -78,6 +78,8 @@ async def test_the_seed_body_creates_an_okta_idp(api: httpx.AsyncClient) -> None
             "claims": [],
             "email_claim_name": "email",
             "pkce_enabled": False,
+            "backchannel_logout": False,
+            "universal_logout": False,
             "redirect_url": f"{TEAM}/cdn-cgi/access/callback",
         },
         "scim_config": {
@@ -162,6 +164,7 @@ async def test_an_oidc_idp_shows_its_endpoints(api: httpx.AsyncClient) -> None:
         "claims": [],
         "email_claim_name": "email",
         "pkce_enabled": False,
+        "backchannel_logout": False,
         "redirect_url": f"{TEAM}/cdn-cgi/access/callback",
     }
     assert idp["scim_config"]["identity_update_behavior"] == "no_action"
@@ -348,6 +351,29 @@ async def test_an_idp_a_policy_rule_names_cannot_be_deleted(api: httpx.AsyncClie
         (
             {**SEED, "config": {**SEED["config"], "redirect_url": "x"}},
             ["config.redirect_url: is set by the gateway; leave it out"],
+        ),
+        (
+            {**SEED, "config": {**SEED["config"], "universal_logout": "yes"}},
+            ["config.universal_logout: must be true or false"],
+        ),
+        (
+            {
+                "name": "Generic",
+                "type": "oidc",
+                "config": {
+                    "client_id": "c",
+                    "client_secret": "s",
+                    "issuer": "https://sso.example.com",
+                    "auth_url": "https://sso.example.com/a",
+                    "token_url": "https://sso.example.com/t",
+                    "certs_url": "https://sso.example.com/k",
+                    "universal_logout": True,
+                },
+            },
+            [
+                "config.universal_logout: only Okta sends Universal Logout; for this type use "
+                "backchannel_logout"
+            ],
         ),
         (
             {**SEED, "scim_config": {"enabled": True, "secret": "x"}},

@@ -10,7 +10,17 @@ from typing import Any
 import httpx
 import pytest
 from fake_okta import FakeOkta
-from harness import IDP_ID, TEAM, WIKI, EchoUpstream, browser, running
+from harness import (
+    IDP_ID,
+    TEAM,
+    WIKI,
+    EchoUpstream,
+    assert_sent_to_sign_in,
+    assert_still_in,
+    browser,
+    running,
+    sign_in_everywhere,
+)
 from scim_harness import (
     create_group,
     create_user,
@@ -43,43 +53,6 @@ async def provisioned(
         secret = await new_secret(app)
         async with browser(app, WIKI) as person, okta_client(app, secret) as okta_scim:
             yield app, person, okta_scim
-
-
-async def visit(client: httpx.AsyncClient, okta: FakeOkta | None, url: str) -> httpx.Response:
-    """Open `url` and follow the sign-in dance (through Okta only if `okta` is given)."""
-    response = await client.get(url)
-    for _ in range(10):
-        if response.status_code != 302:
-            return response
-        location = response.headers["location"]
-        if location.startswith("https://dev-123.okta.com"):
-            if okta is None:
-                return response
-            location = okta.authorize(location, "00ualice")
-        response = await client.get(
-            location if "://" in location else str(response.url.join(location))
-        )
-    raise AssertionError("redirect loop")
-
-
-async def sign_in_everywhere(person: httpx.AsyncClient, okta: FakeOkta) -> None:
-    """Alice signs in: the wiki (its own host) and the team-host app both let her in."""
-    assert (await visit(person, okta, f"{WIKI}/page")).status_code == 200
-    assert (await visit(person, None, f"{TEAM}/docs")).status_code == 200
-
-
-async def assert_sent_to_sign_in(person: httpx.AsyncClient, upstream: EchoUpstream) -> None:
-    hits = len(upstream.requests)
-    for url in (f"{WIKI}/page", f"{TEAM}/docs"):
-        again = await person.get(url)
-        assert again.status_code == 302, url
-        assert "/cdn-cgi/access/login/" in again.headers["location"]
-    assert len(upstream.requests) == hits
-
-
-async def assert_still_in(person: httpx.AsyncClient) -> None:
-    for url in (f"{WIKI}/page", f"{TEAM}/docs"):
-        assert (await person.get(url)).status_code == 200, url
 
 
 async def registry(app: Gateway) -> Registry:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 import hypothesis
@@ -106,6 +107,33 @@ async def test_revoke_user_ends_every_session_of_that_user_only(manager: Session
     assert await manager.load(first) is None
     assert await manager.load(second) is None
     assert await manager.load(bobs) is not None
+
+
+async def test_revoke_idp_session_ends_the_sessions_of_that_sid_only(
+    manager: SessionManager,
+) -> None:
+    laptop = dataclasses.replace(identity(), sid="okta-sid-1")
+    _, global_one = await manager.create(laptop, kind="global", duration=3600)
+    _, app_one = await manager.create(laptop, kind="app", duration=600, app_id="wiki")
+    phone = dataclasses.replace(identity(), sid="okta-sid-2")
+    _, other_sid = await manager.create(phone, kind="global", duration=3600)
+    elsewhere = dataclasses.replace(laptop, idp_id="okta-2")  # the same sid at another IdP
+    _, other_idp = await manager.create(elsewhere, kind="global", duration=3600)
+    assert await manager.revoke_idp_session("okta-1", "okta-sid-1") == 2
+    assert await manager.load(global_one) is None
+    assert await manager.load(app_one) is None
+    assert await manager.load(other_sid) is not None
+    assert await manager.load(other_idp) is not None
+    assert await manager.revoke_idp_session("okta-1", "okta-sid-1") == 0  # nothing left
+
+
+async def test_the_sid_is_kept_with_the_session_but_not_shown(manager: SessionManager) -> None:
+    _, cookie = await manager.create(
+        dataclasses.replace(identity(), sid="okta-sid-1"), kind="global", duration=3600
+    )
+    loaded = await manager.load(cookie)
+    assert loaded is not None and loaded.identity.sid == "okta-sid-1"
+    assert "sid" not in loaded.identity.to_json()  # get-identity's shape (SPEC 4) is unchanged
 
 
 async def test_active_sessions_lists_live_ones_and_forgets_expired(

@@ -149,6 +149,14 @@ _IDP_CONFIG_IN: dict[str, Schema] = {
     "claims": _strings(),
     "email_claim_name": _text(),
     "pkce_enabled": {"type": "boolean"},
+    "backchannel_logout": {
+        "type": "boolean",
+        "description": "Accept OpenID Connect Back-Channel Logout from this IdP.",
+    },
+    "universal_logout": {
+        "type": "boolean",
+        "description": "Okta only: accept Okta Universal Logout (Global Token Revocation).",
+    },
     "issuer": _OPTIONAL_URL_IN,
     "auth_url": _OPTIONAL_URL_IN,
     "token_url": _OPTIONAL_URL_IN,
@@ -178,7 +186,12 @@ def _idp_in(*, put: bool) -> Schema:
     secrets = () if put else ("client_secret",)  # a PUT that leaves a secret out keeps it
     okta_config = obj(_IDP_CONFIG_IN, ("client_id", *secrets, "okta_account"))
     oidc_config = obj(
-        {**_IDP_CONFIG_IN, "okta_account": _OPTIONAL_URL_IN, "issuer": _URL_IN}
+        {
+            **_IDP_CONFIG_IN,
+            "okta_account": _OPTIONAL_URL_IN,
+            "issuer": _URL_IN,
+            "universal_logout": {"const": False},  # only Okta sends it
+        }
         | {k: _URL_IN for k in ("auth_url", "token_url", "certs_url")},
         ("client_id", *secrets, "issuer", "auth_url", "token_url", "certs_url"),
     )
@@ -199,6 +212,8 @@ _IDP_CONFIG_OUT: dict[str, Schema] = {
     "claims": {"type": "array", "items": _OUT_STRING},
     "scopes": {"type": "array", "items": _OUT_STRING},
     "pkce_enabled": _OUT_BOOL,
+    "backchannel_logout": _OUT_BOOL,
+    "universal_logout": _OUT_BOOL,
     "redirect_url": {
         "type": "string",
         "description": "The sign-in redirect URI to register in Okta.",
@@ -224,7 +239,14 @@ def _idp_out(*, secret: bool | None) -> Schema:
         "type": {"enum": ["okta", "oidc"]},
         "config": obj(
             _IDP_CONFIG_OUT,
-            ("client_id", "claims", "email_claim_name", "pkce_enabled", "redirect_url"),
+            (
+                "client_id",
+                "claims",
+                "email_claim_name",
+                "pkce_enabled",
+                "backchannel_logout",
+                "redirect_url",
+            ),
         ),
         "scim_config": obj(scim, scim_required),
         "read_only": _OUT_BOOL,

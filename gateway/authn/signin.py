@@ -108,6 +108,7 @@ async def finish(
     if isinstance(outcome, SignInRequest):
         return await _keep(store, state, outcome)
     idp = provider.idp
+    sid = outcome.id_token_claims.get("sid")
     identity = Identity(
         id=secrets.token_urlsafe(16),
         user_uuid=user_uuid_for(idp.id, outcome.sub),
@@ -121,5 +122,6 @@ async def finish(
         ip=client_ip,
         amr=outcome.amr,
         oidc_fields=outcome.oidc_fields,
+        sid=sid if isinstance(sid, str) else "",
     )
     return SignedIn(identity, outcome)

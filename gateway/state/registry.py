@@ -46,11 +46,16 @@ def _link_key(idp_id: str, scim_id: str) -> str:
     return f"registry:scim:{idp_id}:id:{scim_id}"
 
 
+def _facts_key(idp_id: str, by: str, value: str) -> str:
+    """Where a SCIM user's facts are kept by `userName` ("email") or `externalId` ("sub")."""
+    return f"registry:scim:{idp_id}:{by}:{value.casefold() if by == 'email' else value}"
+
+
 def _pending_keys(idp_id: str, facts: dict[str, Any]) -> list[str]:
     """Where a SCIM user's facts wait for the person's first sign-in."""
-    keys = [f"registry:scim:{idp_id}:email:{facts['userName'].casefold()}"]
+    keys = [_facts_key(idp_id, "email", facts["userName"])]
     if facts["externalId"]:
-        keys.append(f"registry:scim:{idp_id}:sub:{facts['externalId']}")
+        keys.append(_facts_key(idp_id, "sub", facts["externalId"]))
     return keys
 
 
@@ -152,6 +157,30 @@ class Registry:
         ids |= await self.store.set_members(_link_key(idp_id, user["id"]))
         return await self._records(ids)
 
+    async def people_of(self, idp_id: str, *, email: str = "", sub: str = "") -> set[str] | None:
+        """The user uuids at `idp_id` of the person named by `email` or by `sub` (the IdP's
+        user id), or None when nobody of that name is known there. A person is known by a
+        sign-in through that IdP or by its SCIM provisioning, which names the same person by
+        `userName` = email or `externalId` = sub (SPEC 6); a person SCIM knows who never
+        signed in is known with no uuid, or only the one their `externalId` gives."""
+        uuids: set[str] = set()
+        known = False
+        if email:
+            uuids |= {r.id for r in await self.by_email(email) if r.idp_id == idp_id}
+            facts_key = _facts_key(idp_id, "email", email)
+        else:
+            if await self.get(user_uuid_for(idp_id, sub)) is not None:
+                uuids.add(user_uuid_for(idp_id, sub))
+            facts_key = _facts_key(idp_id, "sub", sub)
+        raw = await self.store.get(facts_key)
+        if raw is not None:
+            facts: dict[str, Any] = json.loads(raw)
+            known = True
+            uuids |= {r.id for r in await self.matching(idp_id, facts)}
+            if facts["externalId"]:
+                uuids.add(user_uuid_for(idp_id, facts["externalId"]))
+        return uuids if uuids or known else None
+
     # --- writing ------------------------------------------------------------------------
 
     async def _update(
@@ -213,8 +242,8 @@ class Registry:
     async def _pending_scim(self, identity: Identity) -> dict[str, Any] | None:
         """SCIM facts stored for this person before they first signed in."""
         for key in (
-            f"registry:scim:{identity.idp_id}:sub:{identity.sub}",
-            f"registry:scim:{identity.idp_id}:email:{identity.email.casefold()}",
+            _facts_key(identity.idp_id, "sub", identity.sub),
+            _facts_key(identity.idp_id, "email", identity.email),
         ):
             raw = await self.store.get(key)
             if raw is None:

@@ -4,8 +4,10 @@ The cookie holds only an opaque random session id, signed with itsdangerous (the
 `cookie_secret` signs, all of them verify, so keys rotate without signing anyone out). The
 record lives in the store under `session:<id>` with a TTL equal to the session's duration, and
 every user has an index `user_sessions:<user uuid>` of their session ids so one call revokes them
-all; every app likewise has `app_sessions:<app id>` of its app sessions. Revocation deletes the
-records, so it takes effect on the next request on every instance.
+all; every app likewise has `app_sessions:<app id>` of its app sessions, and every IdP session
+(the ID token's `sid`) `idp_session:<idp id>:<sha-256 of the sid>` of the sessions made from it,
+for OpenID Connect Back-Channel Logout. Each index lives as long as its longest session.
+Revocation deletes the records, so it takes effect on the next request on every instance.
 
 A cookie that is tampered with, signed by an unknown key, malformed, expired or revoked is "no
 session", never an error. Reading a session is the hot path: one signature check, one store GET.
@@ -36,6 +38,7 @@ _DECODED_CACHE_SIZE = 4096
 _SIGNED_VALUE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 _USER_INDEX_KEY = "user_sessions:"
 _APP_INDEX_KEY = "app_sessions:"
+_IDP_SESSION_INDEX_KEY = "idp_session:"
 _NO_TOKENS: Mapping[str, tuple[str, float]] = MappingProxyType({})
 
 
@@ -81,6 +84,11 @@ class Session:
             expires=data["expires"],
             tokens={app: (t[0], t[1]) for app, t in data.get("tokens", {}).items()},
         )
+
+
+def _idp_session_index(idp_id: str, sid: str) -> str:
+    # The sid is the IdP's string, of any length: its digest keeps the key bounded.
+    return f"{_IDP_SESSION_INDEX_KEY}{idp_id}:{hashlib.sha256(sid.encode()).hexdigest()}"
 
 
 class _KeyCachingSigner(Signer):
@@ -173,6 +181,9 @@ class SessionManager:
         await self.store.add_to_set(_USER_INDEX_KEY + identity.user_uuid, session.id, ttl=duration)
         if app_id:
             await self.store.add_to_set(_APP_INDEX_KEY + app_id, session.id, ttl=duration)
+        if identity.sid:
+            index = _idp_session_index(identity.idp_id, identity.sid)
+            await self.store.add_to_set(index, session.id, ttl=duration)
         if self.observer is not None:
             self.observer.session_created(kind, identity.user_uuid, app_id, session.expires)
         return session, self.signer.sign(session.id)
@@ -229,6 +240,18 @@ class SessionManager:
         await self.store.delete(index)
         if self.observer is not None:
             self.observer.sessions_revoked(revoked, user_uuid=user_uuid)
+        return revoked
+
+    async def revoke_idp_session(self, idp_id: str, sid: str) -> int:
+        """Delete every session made from one session at an IdP (its `sid`): the global
+        session of that sign-in and the app sessions it handed out. Returns how many were
+        live; their ids stay in the user's index until that is next read or revoked."""
+        index = _idp_session_index(idp_id, sid)
+        ids = await self.store.set_members(index)
+        revoked = await self.store.delete(*(_SESSION_KEY + i for i in ids)) if ids else 0
+        await self.store.delete(index)
+        if self.observer is not None:
+            self.observer.sessions_revoked(revoked)
         return revoked
 
     async def revoke_app(self, app_id: str) -> int:

@@ -34,11 +34,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway.admin import OPERATIONS
 from gateway.admin.api import AdminAPI
 from gateway.admin.envelope import envelope_invalid_path
+from gateway.authn.logout import backchannel, universal
 from gateway.proxy import forward_auth
 from gateway.runtime import Runtime
 from gateway.scim.routes import routes as scim_routes
 from gateway.scim.routes import scim_invalid_path
-from gateway.web import views
+from gateway.web import logout_receivers, views
 
 Hosts = Literal["any", "team", "probe"]
 
@@ -162,6 +163,17 @@ def gateway_routes() -> RouteTable:
                     Route(f"{ACCESS}/certs", views.certs),
                     Route(f"{views.DENIED_PATH}/{{result_id}}", views.denied),
                     Route(f"{ACCESS}/authz", forward_auth.authz, methods=forward_auth.METHODS),
+                    # Logouts the IdPs push (SPEC 8); team host only, checked by the handlers.
+                    Route(
+                        f"{universal.PATH}/{{idp_id}}",
+                        logout_receivers.global_token_revocation,
+                        methods=["POST"],
+                    ),
+                    Route(
+                        f"{backchannel.PATH}/{{idp_id}}",
+                        logout_receivers.backchannel_logout,
+                        methods=["POST"],
+                    ),
                 ),
                 mount=True,
                 name="access",

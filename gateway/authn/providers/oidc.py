@@ -108,16 +108,27 @@ class OIDCProvider:
         self._discovery_lock = asyncio.Lock()
         self._metadata: ProviderMetadata | None = None
         self._metadata_at = -math.inf
+        # The provider's signing keys: its ID tokens', and its logout tokens' (back-channel).
+        self.keys = KeyCache(self._fetch_keys, clock, idp.id, max_age=DISCOVERY_TTL)
         self._id_tokens = IDTokenValidator(
             client_id=config.client_id,
             issuer=issuer,
             algorithms=self.algorithms,
-            keys=KeyCache(self._fetch_keys, clock, idp.id, max_age=DISCOVERY_TTL),
+            keys=self.keys,
             clock=clock,
             log=self._log,
             who=self.who,
             issuer_hint=self.issuer_hint,
         )
+
+    @property
+    def issuer(self) -> str:
+        """The issuer its tokens must name."""
+        return self._issuer
+
+    @property
+    def client_id(self) -> str:
+        return self._config.client_id
 
     # --- what a subclass gives ------------------------------------------------------------
 
@@ -501,8 +512,11 @@ class OIDCProvider:
 
     async def _fetch_keys(self) -> dict[str, PublicKey]:
         """The signing keys at jwks_uri, for the key cache; fails when there are none."""
-        meta = await self.metadata()
-        response = await self._send("jwks", "GET", meta.jwks_uri)
+        return await self._fetch_keys_at((await self.metadata()).jwks_uri)
+
+    async def _fetch_keys_at(self, jwks_uri: str) -> dict[str, PublicKey]:
+        """The signing keys of the key set at `jwks_uri`; fails when there are none."""
+        response = await self._send("jwks", "GET", jwks_uri)
         body = _json_object(response) if response.status_code == 200 else None
         keys = signing_keys(body.get("keys") if body else None)
         if not keys:

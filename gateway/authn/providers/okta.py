@@ -22,7 +22,8 @@ from typing import Any
 import httpx
 
 from gateway.authn.providers import SignInRequest, SignInResult, okta_api
-from gateway.authn.providers.oidc import Groups, OIDCProvider, ProviderMetadata
+from gateway.authn.providers.jwks import KeyCache, PublicKey
+from gateway.authn.providers.oidc import DISCOVERY_TTL, Groups, OIDCProvider, ProviderMetadata
 from gateway.config import IdentityProvider, OktaConfig
 from gateway.errors import IdPError, SignInError
 
@@ -83,6 +84,21 @@ class OktaProvider(OIDCProvider):
             redirect_uri=redirect_uri,
             clock=clock,
         )
+        # The org's own keys sign its Universal Logout requests; a custom authorization server
+        # signs ID tokens with keys of its own, so the org's are a second cache then.
+        self.org_keys = (
+            KeyCache(self._fetch_org_keys, clock, idp.id, max_age=DISCOVERY_TTL)
+            if server
+            else self.keys
+        )
+
+    @property
+    def org(self) -> str:
+        """The Okta org URL: the issuer of its Universal Logout requests."""
+        return okta_api.expected_issuer(self._okta.okta_account, "")
+
+    async def _fetch_org_keys(self) -> dict[str, PublicKey]:
+        return await self._fetch_keys_at(okta_api.org_keys_url(self._okta.okta_account))
 
     def _scopes(self, meta: ProviderMetadata) -> tuple[str, ...]:
         # OKTA.md: a custom authorization server does not know the `groups` scope (its groups

@@ -64,6 +64,12 @@ def discovery_url(okta_account: str, authorization_server_id: str) -> str:
     )
 
 
+def org_keys_url(okta_account: str) -> str:
+    """The org authorization server's key set, which also signs Okta's Universal Logout
+    requests (OKTA.md "Universal Logout")."""
+    return f"{okta_account.rstrip('/')}/oauth2/v1/keys"
+
+
 def _next_link(link_headers: list[str]) -> str:
     """The `rel="next"` target among every `Link` header value, or "" (RFC 8288 section 3).
 
