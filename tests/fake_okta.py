@@ -37,7 +37,7 @@ from joserfc.jwk import ECKey, RSAKey
 
 from gateway.config import IdentityProvider, OktaConfig
 
-Endpoint = Literal["discovery", "jwks", "token", "userinfo", "groups"]
+Endpoint = Literal["discovery", "jwks", "org_jwks", "token", "userinfo", "groups"]
 Signer = Literal["jwks", "foreign_key", "none", "client_secret", "jwe"]
 GroupsClaim = Literal["id_token", "userinfo", "none"]
 SigningKey = RSAKey | ECKey
@@ -140,6 +140,13 @@ class FakeOkta:
         self._access_tokens: dict[str, _Grant] = {}
         self._answers: dict[Endpoint, list[tuple[Answer, int | None]]] = {}
         self.rotate_keys()
+        # The org authorization server's own key, which signs Universal Logout requests; on
+        # the org server it is the ID tokens' key set itself.
+        self._org_key = (
+            ("org-" + secrets.token_hex(4), "RS256", _new_key("RS256", self._taken_keys()))
+            if authorization_server_id
+            else None
+        )
 
         def url(exact: str) -> str:
             return rf"^{re.escape(exact)}(\?.*)?$"
@@ -152,12 +159,15 @@ class FakeOkta:
             "userinfo": router.get(url__regex=url(self.userinfo_endpoint)),
             "groups": router.get(url__regex=groups),
         }
+        if self._org_key is not None:
+            self.routes["org_jwks"] = router.get(url__regex=url(f"{base}/oauth2/v1/keys"))
         handlers: dict[Endpoint, Answer] = {
             "discovery": lambda _: httpx.Response(200, json=self.discovery_document()),
             "jwks": lambda _: httpx.Response(200, json=self.jwks()),
             "token": self._token,
             "userinfo": self._userinfo,
             "groups": self._groups,
+            "org_jwks": lambda _: httpx.Response(200, json=self._key_set([self._org_key])),
         }
         for name, route in self.routes.items():
             route.mock(side_effect=self._dispatch(name, handlers[name]))
@@ -283,8 +293,12 @@ class FakeOkta:
         }
 
     def jwks(self) -> dict[str, Any]:
+        return self._key_set(self._keys)
+
+    @staticmethod
+    def _key_set(signing_keys: list[Any]) -> dict[str, Any]:
         keys = []
-        for kid, alg, key in self._keys:
+        for kid, alg, key in signing_keys:
             public = dict(key.as_dict(private=False))
             public.update({"kid": kid, "alg": alg, "use": "sig"})
             keys.append(public)
@@ -535,11 +549,17 @@ class FakeOkta:
         )
 
     def sign(
-        self, claims: dict[str, Any], header: dict[str, Any] | None = None, signer: Signer = "jwks"
+        self,
+        claims: dict[str, Any],
+        header: dict[str, Any] | None = None,
+        signer: Signer = "jwks",
+        *,
+        org: bool = False,
     ) -> str:
         """A JWT of `claims` signed the way `signer` says (see `id_token_signer`) with the
-        current key; `header` is merged into the JOSE header."""
-        kid, alg, key = self._keys[-1]
+        current key (`org`: the org authorization server's); `header` is merged into the JOSE
+        header."""
+        kid, alg, key = self._org_key if org and self._org_key else self._keys[-1]
         header = _merged({"kid": kid, "alg": alg}, header or {})
         payload = json.dumps(claims).encode()
         if signer in ("jwks", "foreign_key"):
@@ -573,7 +593,7 @@ class FakeOkta:
             "exp": now + 300,
             "jti": "GTR." + secrets.token_urlsafe(16),
         }
-        return self.sign(_merged(base, claims), signer=signer)
+        return self.sign(_merged(base, claims), signer=signer, org=True)
 
     def logout_token(
         self, *, signer: Signer = "jwks", typ: str = "logout+jwt", **claims: Any

@@ -195,6 +195,17 @@ async def test_a_token_is_single_use_across_instances(
     await assert_still_in(on_two)
 
 
+async def test_an_unreachable_okta_key_set_is_503_and_ends_nothing(
+    pair: Pair, alice: tuple[httpx.AsyncClient, ...], okta: FakeOkta
+) -> None:
+    okta.answer("jwks", httpx.Response(503))  # the second gateway has not read the keys yet
+    response = await revoke(pair, okta.universal_logout_token(AUDIENCE), by_email())
+    assert response.status_code == 503, response.text
+    assert response.json()["error"] == "temporarily_unavailable"
+    for person in alice:
+        await assert_still_in(person)
+
+
 async def test_the_token_never_reaches_the_answer(
     pair: Pair, alice: tuple[httpx.AsyncClient, ...], okta: FakeOkta
 ) -> None:
