@@ -125,10 +125,15 @@ async def revoke(
     for user_uuid in sorted(people):
         revoked += await sessions.revoke_user(user_uuid)
     log.info(
-        "universal logout idp=%s users=%d sessions_revoked=%d",
+        "universal logout idp=%s users=%s sessions_revoked=%d",
         idp_id,
-        len(people),
+        ",".join(sorted(people)) or "-",
         revoked,
-        extra={"step": "universal_logout", "idp": idp_id, "sessions_revoked": revoked},
+        extra={
+            "step": "universal_logout",
+            "idp": idp_id,
+            "user_uuids": sorted(people),
+            "sessions_revoked": revoked,
+        },
     )
     return revoked
