@@ -164,6 +164,33 @@ async def test_scim_facts_link_now_and_at_a_later_first_sign_in(
     assert again.scim is None  # nothing waiting any more
 
 
+async def test_people_of_an_idp_by_email_or_sub(store: Store, clock: FakeClock) -> None:
+    registry = Registry(store, clock)
+    alice = await registry.record_sign_in(identity())
+    elsewhere = dataclasses.replace(identity(), idp_id="other-idp", user_uuid="uuid-elsewhere")
+    await registry.record_sign_in(elsewhere)  # the same email at another IdP: not this one's
+
+    assert await registry.people_of(IDP, email="ALICE@example.com") == {alice.id}
+    assert await registry.people_of(IDP, sub="00ualice") == {alice.id}
+    assert await registry.people_of(IDP, email="bob@example.com") is None
+    assert await registry.people_of(IDP, sub="00ubob") is None
+    assert await registry.people_of("other-idp", email="alice@example.com") == {"uuid-elsewhere"}
+
+
+async def test_people_of_an_idp_include_whom_scim_provisioned(
+    store: Store, clock: FakeClock
+) -> None:
+    registry = Registry(store, clock)
+    await registry.provisioned(IDP, scim_user(userName="bob@example.com", externalId="00ubob"))
+    carol = scim_user(id="scim-2", userName="carol@example.com", externalId="")
+    await registry.provisioned(IDP, carol)
+
+    bob = {user_uuid_for(IDP, "00ubob")}  # never signed in: the uuid their sign-in would have
+    assert await registry.people_of(IDP, email="bob@example.com") == bob
+    assert await registry.people_of(IDP, sub="00ubob") == bob
+    assert await registry.people_of(IDP, email="carol@example.com") == set()  # known, no uuid
+
+
 async def test_seats_and_automatic_identity_updates(store: Store, clock: FakeClock) -> None:
     registry = Registry(store, clock)
     alice = await registry.record_sign_in(identity())
