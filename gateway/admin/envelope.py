@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from gateway.errors import ConfigError, GatewayError
+from gateway.web import bodies
 
 MAX_BODY = 1024 * 1024  # 1 MiB: the largest app (many policies) is a few KiB
 MAX_PAGE = 1_000_000
@@ -138,10 +139,6 @@ def _no_store(headers: Mapping[str, str] | None) -> dict[str, str]:
     return {"Cache-Control": "no-store", **(headers or {})}
 
 
-def _media_type(request: Request) -> str:
-    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-
-
 def is_json(media_type: str) -> bool:
     """`application/json` or a `+json` type such as `application/merge-patch+json`."""
     return media_type == "application/json" or (
@@ -152,22 +149,17 @@ def is_json(media_type: str) -> bool:
 async def read_json(request: Request) -> dict[str, Any]:
     """The request body as a JSON object: 415 for another content type, 413 over MAX_BODY,
     400 for malformed JSON or a body that is not an object."""
-    if not is_json(_media_type(request)):
+    if not is_json(bodies.media_type(request)):
         raise GatewayError(
             "Send the request body as JSON with 'Content-Type: application/json'.",
             error="unsupported_media_type",
             status=415,
         )
-    length = request.headers.get("content-length", "")
-    if length.isascii() and length.isdigit() and (len(length) > 9 or int(length) > MAX_BODY):
-        raise _too_large()  # before reading any of it; the stream is counted too
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY:
-            raise _too_large()
+    body = await bodies.read_bounded(request, MAX_BODY)
+    if body is None:
+        raise _too_large()
     try:
-        data = json.loads(bytes(body), parse_constant=_no_constant)
+        data = json.loads(body, parse_constant=_no_constant)
     except (ValueError, RecursionError) as exc:
         detail = f": {exc.msg}" if isinstance(exc, json.JSONDecodeError) else ""
         raise GatewayError(

@@ -28,6 +28,7 @@ from gateway.authz.routing import split_host
 from gateway.config import ClientConfig, OktaConfig
 from gateway.errors import GatewayError, LogoutRequestError, SignInError, StoreUnavailableError
 from gateway.runtime import Runtime
+from gateway.web import bodies
 from gateway.web.bearer import bearer_token
 
 log = logging.getLogger("gateway.logout")
@@ -79,21 +80,15 @@ def _on_team_host(rt: Runtime, request: Request) -> bool:
 async def _body(
     request: Request, media_type: str, limit: int, *, refusal: int | None = None
 ) -> bytes:
-    """The request body: 415 unless sent as `media_type`, 413 past `limit` bytes (counted as it
-    arrives, not only from Content-Length); `refusal` replaces both statuses."""
-    given = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    """The request body: 415 unless sent as `media_type`, 413 past `limit` bytes; `refusal`
+    replaces both statuses."""
+    given = bodies.media_type(request)
     if not (is_json(given) if media_type == "application/json" else given == media_type):
         raise LogoutRequestError(f"Send the body as {media_type}", status=refusal or 415)
-    too_large = LogoutRequestError(f"The body is larger than {limit} bytes", status=refusal or 413)
-    length = request.headers.get("content-length", "")
-    if length.isascii() and length.isdigit() and (len(length) > 9 or int(length) > limit):
-        raise too_large
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise too_large
-    return bytes(body)
+    body = await bodies.read_bounded(request, limit)
+    if body is None:
+        raise LogoutRequestError(f"The body is larger than {limit} bytes", status=refusal or 413)
+    return body
 
 
 async def global_token_revocation(request: Request) -> Response:
