@@ -127,6 +127,16 @@ async def test_revoke_idp_session_ends_the_sessions_of_that_sid_only(
     assert await manager.revoke_idp_session("okta-1", "okta-sid-1") == 0  # nothing left
 
 
+async def test_revoke_idp_session_with_a_sub_ends_only_that_users(manager: SessionManager) -> None:
+    _, alices = await manager.create(
+        dataclasses.replace(identity(), sid="okta-sid-1"), kind="global", duration=3600
+    )
+    assert await manager.revoke_idp_session("okta-1", "okta-sid-1", sub="00ubob") == 0
+    assert await manager.load(alices) is not None
+    assert await manager.revoke_idp_session("okta-1", "okta-sid-1", sub="00ualice") == 1
+    assert await manager.load(alices) is None
+
+
 async def test_the_sid_is_kept_with_the_session_but_not_shown(manager: SessionManager) -> None:
     _, cookie = await manager.create(
         dataclasses.replace(identity(), sid="okta-sid-1"), kind="global", duration=3600

@@ -242,14 +242,19 @@ class SessionManager:
             self.observer.sessions_revoked(revoked, user_uuid=user_uuid)
         return revoked
 
-    async def revoke_idp_session(self, idp_id: str, sid: str) -> int:
+    async def revoke_idp_session(self, idp_id: str, sid: str, *, sub: str = "") -> int:
         """Delete every session made from one session at an IdP (its `sid`): the global
-        session of that sign-in and the app sessions it handed out. Returns how many were
-        live; their ids stay in the user's index until that is next read or revoked."""
+        session of that sign-in and the app sessions it handed out; with `sub`, only those of
+        that user. Returns how many were live; their ids stay in the user's index until that is
+        next read or revoked."""
         index = _idp_session_index(idp_id, sid)
         ids = await self.store.set_members(index)
-        revoked = await self.store.delete(*(_SESSION_KEY + i for i in ids)) if ids else 0
-        await self.store.delete(index)
+        if sub:
+            ids = {i for i in ids if (s := await self.by_id(i)) is None or s.identity.sub == sub}
+        if not ids:
+            return 0
+        revoked = await self.store.delete(*(_SESSION_KEY + i for i in ids))
+        await self.store.remove_from_set(index, *ids)
         if self.observer is not None:
             self.observer.sessions_revoked(revoked)
         return revoked

@@ -95,10 +95,12 @@ def _optional_text(value: object) -> bool:
 
 
 async def end_sessions(idp_id: str, sessions: SessionManager, token: LogoutToken) -> int:
-    """Section 2.7: end the sessions of the IdP session `sid` or, without one, every session of
-    the user `sub` from this IdP; returns how many were live (none is still a success)."""
+    """Section 2.7: end the sessions of the IdP session `sid` (of the user `sub`, when given
+    too) or, without a sid, every session of the user `sub` from this IdP; returns how many
+    were live (none is still a success)."""
     if token.sid:
-        revoked = await sessions.revoke_idp_session(idp_id, token.sid)
+        # Section 2.7: with a sub as well, only that user's sessions of that IdP session.
+        revoked = await sessions.revoke_idp_session(idp_id, token.sid, sub=token.sub)
     else:
         revoked = await sessions.revoke_user(user_uuid_for(idp_id, token.sub))
     log.info(
