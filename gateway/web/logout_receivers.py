@@ -38,14 +38,14 @@ def _not_found() -> LogoutRequestError:
     return LogoutRequestError("Not found", error="not_found", status=404)
 
 
-def _answer(status: int, headers: dict[str, str] | None = None) -> Response:
-    return Response(status_code=status, headers={"Cache-Control": "no-store", **(headers or {})})
+def _answer(status: int) -> Response:
+    return Response(status_code=status, headers={"Cache-Control": "no-store"})
 
 
 def _refusal(exc: GatewayError, idp_id: str, receiver: str) -> Response:
     """The JSON answer to a refused logout request, logged without the token."""
     log.warning(
-        "%s refused idp=%s status=%d error=%s: %s",
+        "%s refused idp=%r status=%d error=%s: %s",  # the id is the caller's: repr-quoted
         receiver,
         idp_id,
         exc.status,
@@ -137,7 +137,7 @@ async def global_token_revocation(request: Request) -> Response:
             error="temporarily_unavailable",
             status=503,
         )
-        log.warning("universal_logout unavailable idp=%s: %s", idp_id, exc)
+        log.warning("universal_logout unavailable idp=%r: %s", idp_id, exc)
         return _refusal(unavailable, idp_id, "universal_logout")
     return _answer(204)
 
@@ -174,7 +174,7 @@ async def backchannel_logout(request: Request) -> Response:
         return _refusal(exc, idp_id, "backchannel_logout")
     except (SignInError, StoreUnavailableError) as exc:
         # Back-Channel Logout 1.0 section 2.8: a logout that failed is a 400 too.
-        log.warning("backchannel_logout failed idp=%s: %s", idp_id, exc)
+        log.warning("backchannel_logout failed idp=%r: %s", idp_id, exc)
         failed = LogoutRequestError(
             "The gateway could not complete the logout now; try again later",
             error="temporarily_unavailable",
