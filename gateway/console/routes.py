@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import compile_path
 
-from gateway.console import identity_providers, overview, signin, static
+from gateway.console import identity_providers, overview, settings, signin, static
 from gateway.console.context import Console
 from gateway.runtime import Runtime
 
@@ -73,4 +73,8 @@ PAGES: list[Page[Handler]] = [
     Page("POST", "/identity-providers/{idp_id}", identity_providers.update),
     Page("POST", "/identity-providers/{idp_id}/scim-secret", identity_providers.regenerate_secret),
     Page("POST", "/identity-providers/{idp_id}/delete", identity_providers.delete),
+    Page("GET", "/settings", settings.show),
+    Page("POST", "/settings/keys/rotate", settings.rotate_keys),
+    Page("POST", "/settings/service-tokens", settings.create_service_token),
+    Page("POST", "/settings/service-tokens/{token_id}/delete", settings.delete_service_token),
 ]
