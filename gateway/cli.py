@@ -288,6 +288,7 @@ def _demo_banner(
         f"  {u.email:<20} password: {u.password}  groups: {', '.join(u.groups)}" for u in users
     ]
     lines += [
+        f"Console: {public_url}/console/ (sign in as alice@example.com)",
         f"Admin API: {public_url}/api/ (described at {public_url}/api/openapi.json)",
         f"  admin token: {token}",
         f'  try: curl -H "Authorization: Bearer {token}" {public_url}/api/users',
