@@ -16,6 +16,8 @@ from gateway.app import Gateway, create_app
 from gateway.config import parse_settings
 from gateway.console.routes import PAGES
 from gateway.console.security import CONTENT_SECURITY_POLICY, csrf_token
+from gateway.console.signin import console_path
+from gateway.errors import ConfigError
 from gateway.state.sessions import CookieSigner
 from gateway.state.store import Store
 
@@ -103,8 +105,6 @@ async def test_no_policy_admits_nobody(
 
 
 def test_a_console_policy_is_checked_like_an_app_policy(upstream: EchoUpstream) -> None:
-    from gateway.errors import ConfigError
-
     doc = console_doc(upstream.url, policy={"include": [{"grop": {}}], "decision": "deny"})
     with pytest.raises(ConfigError) as caught:
         parse_settings(doc)
@@ -195,3 +195,10 @@ async def test_a_deleted_login_method_no_longer_opens_the_console(
     assert (await console_sign_in(client, okta, "00ualice", idp_id)).status_code == 200
     assert (await api.delete(f"/api/identity_providers/{idp_id}")).is_success
     assert (await client.get("/console/")).status_code == 403
+
+
+def test_a_sign_in_returns_only_to_a_console_page() -> None:
+    assert console_path("/console/settings") == "/console/settings"
+    for elsewhere in ("/api/users", "//evil.example/console/", "/console/../api", None, ""):
+        assert console_path(elsewhere) == "/console/"
+    assert console_path("/console/\\evil") == "/console/"
