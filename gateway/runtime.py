@@ -24,7 +24,11 @@ from gateway.errors import GatewayError, RateLimitedError
 from gateway.identity import Identity
 from gateway.ops.metrics import Metrics
 from gateway.proxy.forwarding import Upstreams
+from gateway.risk.changes import LevelChangeListener
 from gateway.scim.secret import ScimSecrets
+from gateway.ssf.integrations import Integrations
+from gateway.ssf.outbox import Outbox
+from gateway.ssf.transmitter import Transmitter
 from gateway.state.access_log import AccessLog
 from gateway.state.catalog import Catalog
 from gateway.state.provisioning_log import ProvisioningLog
@@ -61,6 +65,11 @@ class Runtime:
     provisioning_log: ProvisioningLog = field(init=False)
     access_log: AccessLog = field(init=False)
     scim_secrets: ScimSecrets = field(init=False)
+    ssf_keys: SigningKeys = field(init=False)
+    risk_integrations: Integrations = field(init=False)
+    transmitter: Transmitter = field(init=False)
+    # Told of every change of a user's risk level (the risk engine calls each, in order).
+    level_listeners: list[LevelChangeListener] = field(init=False)
 
     def __post_init__(self) -> None:
         keys = self.settings.gateway.cookie_secret
@@ -79,6 +88,18 @@ class Runtime:
             self.signing_keys, self.sessions, self.settings.gateway.public_url, self.clock
         )
         self.catalog = Catalog(self.store, self.settings)
+        self.ssf_keys = SigningKeys(self.store, self.clock, name="ssf:signing_keys", purpose="SSF")
+        self.risk_integrations = Integrations(self.store, self.clock)
+        self.transmitter = Transmitter(
+            self.risk_integrations,
+            Outbox(self.store),
+            self.ssf_keys,
+            self.http,
+            self.metrics,
+            self.clock,
+            issuer=self.settings.gateway.public_url,
+        )
+        self.level_listeners = [self.transmitter]
         self.providers = {}
         self.apply(self.settings)
 
