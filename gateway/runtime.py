@@ -68,8 +68,8 @@ class Runtime:
     ssf_keys: SigningKeys = field(init=False)
     risk_integrations: Integrations = field(init=False)
     transmitter: Transmitter = field(init=False)
-    # Told of every change of a user's risk level (the risk engine calls each, in order).
-    level_listeners: list[LevelChangeListener] = field(init=False)
+    # Told of every change of a user's risk level (the SSF transmitter registers here).
+    risk_listeners: list[LevelChangeListener] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         keys = self.settings.gateway.cookie_secret
@@ -99,7 +99,7 @@ class Runtime:
             self.clock,
             issuer=self.settings.gateway.public_url,
         )
-        self.level_listeners = [self.transmitter]
+        self.risk_listeners.append(self.transmitter)
         self.providers = {}
         self.apply(self.settings)
 
