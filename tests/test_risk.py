@@ -228,6 +228,17 @@ async def test_a_reset_clears_the_events_and_counts_only_what_comes_after(world:
     assert await world.engine.level(USER) == "medium"
 
 
+async def test_a_reset_clears_a_count_in_progress(world: World) -> None:
+    await deny(world, 9)
+    await world.engine.reset(USER, "admin@example.com")
+    await deny(world, 1)
+    assert await world.engine.level(USER) == "low"
+    await deny(world, 8)
+    assert await world.engine.level(USER) == "low"
+    await deny(world, 1)
+    assert await world.engine.level(USER) == "medium"
+
+
 async def test_a_reset_of_a_user_at_low_tells_nobody(world: World) -> None:
     await world.engine.reset(USER, "admin@example.com")
     assert world.listener.changes == []

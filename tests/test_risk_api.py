@@ -139,6 +139,20 @@ async def test_a_user_whom_scim_deactivated_is_refused_and_turns_high(
     assert {e["name"] for e in user["events"]} == {"scim_deprovisioned_sign_in"}
 
 
+async def test_a_deactivated_user_who_never_signed_in_is_known_by_their_events(
+    gateway: Gateway, client: httpx.AsyncClient, api: httpx.AsyncClient, okta: FakeOkta
+) -> None:
+    assert gateway.runtime is not None
+    facts = {"id": "scim-2", "userName": "bob@example.com", "externalId": "00ubob"}
+    await gateway.runtime.registry.provisioned(IDP_ID, {**facts, "active": False})
+    assert (await sign_in(client, okta, "00ubob", "/docs")).status_code == 403
+    bob = user_uuid_for(IDP_ID, "00ubob")
+    user = await result(await api.get(f"{RISK}/{bob}"))
+    assert (user["email"], user["risk_level"]) == ("bob@example.com", "high")
+    assert (await result(await api.post(f"{RISK}/{bob}/reset")))["risk_level"] == "low"
+    assert (await api.get("/api/users")).json()["result"] == []  # no sign-in, no seat
+
+
 # --- the behaviours through the API --------------------------------------------------------
 
 

@@ -48,11 +48,11 @@ async def put_behaviors(request: Request, rt: Runtime) -> Response:
     return envelope(_behaviors(await rt.risk.set_behaviors(changes), described=False))
 
 
-def user_risk_json(risk: UserRisk, person: UserRecord, now: float) -> dict[str, Any]:
+def user_risk_json(risk: UserRisk, person: UserRecord | None, now: float) -> dict[str, Any]:
     """One user's level and events, newest first (Cloudflare's `RiskScoringGetResponse`)."""
     return {
-        "email": person.email,
-        "name": person.name,
+        "email": person.email if person is not None else risk.email,
+        "name": person.name if person is not None else risk.name,
         "risk_level": risk.level_at(now),
         "last_reset_time": _time(risk.reset_at) if risk.reset_at else None,
         "events": [
@@ -68,11 +68,14 @@ def user_risk_json(risk: UserRisk, person: UserRecord, now: float) -> dict[str, 
     }
 
 
-async def _person(rt: Runtime, user_id: str) -> UserRecord:
+async def _known(rt: Runtime, user_id: str) -> tuple[UserRisk, UserRecord | None]:
+    """The user's risk and registry record: a user who signed in, or one with risk events
+    who never did (a deactivated user's refused sign-in, failed sign-ins); else 404."""
     person = await rt.registry.get(user_id)
-    if person is None:
+    risk = await rt.risk.user(user_id)
+    if person is None and not risk.events:
         raise NotFoundError(f"No user with id {user_id!r}.")
-    return person
+    return risk, person
 
 
 async def summary(request: Request, rt: Runtime) -> Response:
@@ -93,12 +96,12 @@ async def summary(request: Request, rt: Runtime) -> Response:
 
 
 async def get_user(request: Request, rt: Runtime) -> Response:
-    person = await _person(rt, request.path_params["user_id"])
-    return envelope(user_risk_json(await rt.risk.user(person.id), person, rt.clock()))
+    risk, person = await _known(rt, request.path_params["user_id"])
+    return envelope(user_risk_json(risk, person, rt.clock()))
 
 
 async def reset_user(request: Request, rt: Runtime) -> Response:
     """Back to low, events cleared; the result is the user's risk as it now is."""
-    person = await _person(rt, request.path_params["user_id"])
-    risk = await rt.risk.reset(person.id, actor="admin API")
+    risk, person = await _known(rt, request.path_params["user_id"])
+    risk = await rt.risk.reset(risk.user_uuid, actor="admin API")
     return envelope(user_risk_json(risk, person, rt.clock()))

@@ -219,7 +219,8 @@ class RiskEngine:
             while True:
                 raw = await self.store.get(key)
                 seen: dict[str, float] = json.loads(raw) if raw is not None else {}
-                known = now - seen.get(network, -NETWORK_MEMORY) < NETWORK_MEMORY
+                last = seen.get(network)
+                known = last is not None and now - last < NETWORK_MEMORY
                 kept = {n: at for n, at in seen.items() if now - at < NETWORK_MEMORY}
                 kept[network] = now
                 if await self.store.compare_and_set(key, raw, json.dumps(kept).encode()):
@@ -293,9 +294,11 @@ class RiskEngine:
     # --- reset ------------------------------------------------------------------------------
 
     async def reset(self, user_uuid: str, actor: str) -> UserRisk:
-        """Back to low, events cleared (SPEC 7); `actor` is who did it, for the log."""
+        """Back to low, events cleared (SPEC 7), and the counts in progress too (nine denials
+        before a reset and one after are not ten); `actor` is who did it, for the log."""
         now = self.clock()
         log.info("risk reset user=%s by %s", user_uuid, actor, extra={"user_uuid": user_uuid})
+        await self.store.delete(*(f"{_HITS_KEY}{name}:{user_uuid}" for name in BEHAVIORS))
         return await self._change(
             user_uuid,
             lambda current: dataclasses.replace(current, events=(), reset_at=now),
@@ -335,13 +338,15 @@ class RiskEngine:
                 return current
             if raw is None and not new.events and level == "low":
                 return current  # nothing to keep (a reset or read of a user without events)
-            if (
-                not new.email or not new.idp_id
-            ):  # whom the change is about, for the listeners (SSF: by email)
+            if not (new.email and new.idp_id and new.name):  # who, for listeners and the API
                 person = await self.registry.get(user_uuid)
                 if person is not None:
-                    new = dataclasses.replace(new, email=person.email, name=person.name)
-                    new = dataclasses.replace(new, idp_id=new.idp_id or person.idp_id)
+                    new = dataclasses.replace(
+                        new,
+                        email=new.email or person.email,
+                        name=new.name or person.name,
+                        idp_id=new.idp_id or person.idp_id,
+                    )
             if await self.store.compare_and_set(key, raw, new.to_bytes()):
                 break
         await self.store.add_to_set(_USERS_KEY, user_uuid, ttl=_FOREVER)
