@@ -25,6 +25,7 @@ from gateway.identity import Identity
 from gateway.ops.metrics import Metrics
 from gateway.proxy.forwarding import Upstreams
 from gateway.risk.changes import LevelChangeListener
+from gateway.risk.engine import RiskEngine
 from gateway.scim.secret import ScimSecrets
 from gateway.ssf.integrations import Integrations
 from gateway.ssf.outbox import Outbox
@@ -68,6 +69,7 @@ class Runtime:
     ssf_keys: SigningKeys = field(init=False)
     risk_integrations: Integrations = field(init=False)
     transmitter: Transmitter = field(init=False)
+    risk: RiskEngine = field(init=False)
     # Told of every change of a user's risk level (the SSF transmitter registers here).
     risk_listeners: list[LevelChangeListener] = field(default_factory=list)
 
@@ -100,6 +102,15 @@ class Runtime:
             issuer=self.settings.gateway.public_url,
         )
         self.risk_listeners.append(self.transmitter)
+        self.risk = RiskEngine(
+            self.store,
+            self.sessions,
+            self.registry,
+            lambda: self.settings.risk.behaviors,
+            self.clock,
+            listeners=self.risk_listeners,
+        )
+        self.sessions.risk = self.risk  # new sessions start with their user's risk level
         self.providers = {}
         self.apply(self.settings)
 

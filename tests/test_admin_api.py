@@ -94,6 +94,14 @@ CALLS: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {
         f"{INTEGRATIONS}/{{api_integration}}",
         None,
     ),
+    ("GET", "/zt_risk_scoring/behaviors"): ("/api/zt_risk_scoring/behaviors", None),
+    ("PUT", "/zt_risk_scoring/behaviors"): (
+        "/api/zt_risk_scoring/behaviors",
+        {"behaviors": {"new_network": {"enabled": True, "risk_level": "low"}}},
+    ),
+    ("GET", "/zt_risk_scoring/summary"): ("/api/zt_risk_scoring/summary", None),
+    ("GET", "/zt_risk_scoring/{user_id}"): ("/api/zt_risk_scoring/nope", None),
+    ("POST", "/zt_risk_scoring/{user_id}/reset"): ("/api/zt_risk_scoring/nope/reset", None),
 }
 PROTECTED = [op for op in OPERATIONS if not op.public]
 WITH_BODY = [op for op in PROTECTED if CALLS[(op.method, op.path)][1] is not None]

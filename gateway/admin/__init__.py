@@ -10,7 +10,16 @@ risk sharing with Okta), and `explain` answers whether a user would get into an 
 
 from __future__ import annotations
 
-from gateway.admin import apps, explain, identity_providers, integrations, openapi, tokens, users
+from gateway.admin import (
+    apps,
+    explain,
+    identity_providers,
+    integrations,
+    openapi,
+    risk,
+    tokens,
+    users,
+)
 from gateway.admin.api import Operation
 
 OPERATIONS: list[Operation] = [
@@ -59,4 +68,10 @@ OPERATIONS: list[Operation] = [
     ),
     Operation("GET", "/logs/scim", users.scim_log),
     Operation("GET", "/logs/access", users.access_log_entries),
+    # The fixed paths before `{user_id}`, which would take them as an id.
+    Operation("GET", "/zt_risk_scoring/behaviors", risk.get_behaviors),
+    Operation("PUT", "/zt_risk_scoring/behaviors", risk.put_behaviors),
+    Operation("GET", "/zt_risk_scoring/summary", risk.summary),
+    Operation("GET", "/zt_risk_scoring/{user_id}", risk.get_user),
+    Operation("POST", "/zt_risk_scoring/{user_id}/reset", risk.reset_user),
 ]
