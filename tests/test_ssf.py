@@ -19,9 +19,11 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
+import respx
 from admin_harness import AUTH, admin_client, admin_doc, assert_failure
 from clock import FakeClock
-from harness import IDP_ID, TEAM, running
+from fake_okta import FakeOkta
+from harness import IDP_ID, TEAM, EchoUpstream, browser, running, sign_in
 from okta_receiver import EVENT_TYPE, Answer, OktaReceiver
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -364,6 +366,38 @@ async def test_deleting_an_integration_forgets_its_waiting_events(
         clock.advance(3600)
         await round_by_hand(app)
         assert len(receiver.received) == 1
+
+
+# --- end to end: a behaviour trips, Okta hears of it --------------------------------------------
+
+
+async def test_a_user_denied_ten_times_is_reported_to_okta(
+    redis_store: Store, receiver: OktaReceiver, upstream: EchoUpstream
+) -> None:
+    # Okta's sign-in is mocked (respx); the receiver is reached for real over loopback.
+    with respx.mock(assert_all_called=False) as router:
+        router.route(host="127.0.0.1").pass_through()
+        okta = FakeOkta(router)
+        okta.add_user("00ubob", "bob@example.com", "Bob Example", ["Sales", "Everyone"])
+        settings = parse_settings(admin_doc(upstream.url))
+        app = create_app(settings, store=redis_store)
+        async with running(app), browser(app) as bob:
+            assert app.runtime is not None
+            app.runtime.transmitter.policy = BUSY
+            receiver.gateway = lambda: httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url=TEAM
+            )
+            await create_integration(app, receiver.url)
+            await sign_in(bob, okta, "00ubob", url="/")  # not in Engineering: team-app denies
+            for _ in range(10):
+                assert (await bob.get("/docs")).status_code == 403
+            await receiver.until(1)
+    assert receiver.problems == []
+    [received] = receiver.received
+    assert received.event["subject"] == {"user": {"format": "email", "email": "bob@example.com"}}
+    assert (received.event["previous_level"], received.event["current_level"]) == ("low", "medium")
+    assert received.event["initiating_entity"] == "policy"
+    assert received.event["reason_admin"] == {"en": "repeated_denials"}
 
 
 # --- the metadata and the keys ----------------------------------------------------------------
