@@ -350,6 +350,27 @@ async def test_only_active_integrations_of_the_user_s_idp_get_events(
     assert receiver.problems == []
 
 
+async def test_another_tenant_url_drops_the_events_addressed_to_the_old_one(
+    redis_store: Store, clock: FakeClock, receiver: OktaReceiver
+) -> None:
+    receiver.answers = [Answer(503)]
+    async with gateway_on(redis_store, clock, receiver) as app:
+        integration = await create_integration(app, receiver.url)
+        await transmitter_of(app).level_changed(change())
+        await receiver.until(1)
+        await tried(app, integration["id"], 1)
+        async with admin_client(app) as api:
+            path = f"/api/zt_risk_scoring/integrations/{integration['id']}"
+            body = {"tenant_url": "http://localhost:9", "reference_id": IDP_ID}
+            replaced = (await api.put(path, json=body)).json()["result"]
+        assert replaced["delivery"]["pending"] == 0
+        # A change of the same org (active toggled) keeps what waits.
+        await transmitter_of(app).level_changed(change(previous="medium", current="high"))
+        async with admin_client(app) as api:
+            paused = (await api.put(path, json={**body, "active": False})).json()["result"]
+        assert paused["delivery"]["pending"] == 1
+
+
 async def test_deleting_an_integration_forgets_its_waiting_events(
     redis_store: Store, clock: FakeClock, receiver: OktaReceiver
 ) -> None:

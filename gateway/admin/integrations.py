@@ -5,7 +5,8 @@ left out, `active` defaults to true) and PUT overwrites all three values. `refer
 name an identity provider (422 otherwise): every risk level change of a user who signed in
 through it is sent to `tenant_url`. The answer adds `id`, `created_at`, `well_known_url` (what
 the Okta admin enters for the Security Events Provider) and `delivery`: events waiting, the last
-success and the last error. Deleting an integration forgets the events still waiting for it.
+success and the last error. Deleting an integration forgets the events still waiting for it, and
+so does a new `tenant_url` (they are addressed to the old org).
 """
 
 from __future__ import annotations
@@ -77,8 +78,11 @@ async def get_integration(request: Request, rt: Runtime) -> Response:
 
 async def replace_integration(request: Request, rt: Runtime) -> Response:
     integration_id = request.path_params["integration_id"]
-    await rt.risk_integrations.get(integration_id)  # 404 before the body is looked at
+    before = await rt.risk_integrations.get(integration_id)  # 404 before the body is read
     integration = await rt.risk_integrations.replace(integration_id, await _body(request, rt))
+    if integration.tenant_url != before.tenant_url:
+        # Waiting tokens are addressed (`aud`) to the old org: the new one would refuse them.
+        await rt.transmitter.outbox.drop_all(integration_id)
     return envelope(await _json(rt, integration))
 
 
