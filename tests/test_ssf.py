@@ -30,6 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.app import Gateway, create_app
 from gateway.authz.app_tokens import ROTATE_AFTER
 from gateway.config import parse_settings
+from gateway.errors import StoreUnavailableError
 from gateway.risk.changes import LevelChange, RiskLevel
 from gateway.ssf.outbox import Pending, Queue
 from gateway.ssf.transmitter import DeliveryPolicy
@@ -312,6 +313,34 @@ async def test_an_event_undelivered_for_24_hours_is_dropped_and_recorded(
         assert status["last_error"]["err"] == "expired"
         assert await metric(app, "gateway_ssf_events_failed_total", reason="expired") == 1
         assert await metric(app, "gateway_ssf_delivery_retries_total", reason="network") >= 1
+
+
+async def test_the_worker_keeps_going_through_a_store_outage(
+    open_store_of: Callable[[str], Store],
+    clock: FakeClock,
+    receiver: OktaReceiver,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = open_store_of("memory")
+    receiver.answers = [Answer(503)]
+    async with gateway_on(store, clock, receiver, BUSY) as app:
+        integration = await create_integration(app, receiver.url)
+        await transmitter_of(app).level_changed(change())
+        await receiver.until(1)
+        await tried(app, integration["id"], 1)
+
+        async def down(*args: object) -> None:
+            raise StoreUnavailableError("store down (test)")
+
+        monkeypatch.setattr(store, "set_members", down)
+        clock.advance(30)
+        async with asyncio.timeout(10):
+            while "ssf delivery round failed: store down (test)" not in caplog.text:
+                await asyncio.sleep(0.01)
+        monkeypatch.undo()
+        await receiver.until(2)  # the same worker, once the store is back
+    assert [r.answered for r in receiver.received] == [503, 202]
 
 
 async def test_only_active_integrations_of_the_user_s_idp_get_events(
