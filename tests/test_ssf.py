@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import itertools
 from collections.abc import AsyncIterator, Callable
+from email.utils import formatdate
 from typing import Any
 
 import httpx
@@ -209,6 +210,35 @@ async def test_a_set_survives_503s_and_a_429_and_arrives_once_in_order(
         assert await metric(app, "gateway_ssf_delivery_retries_total", reason="server_error") == 2
         assert await metric(app, "gateway_ssf_delivery_retries_total", reason="rate_limited") == 1
         assert await metric(app, "gateway_ssf_events_pending") == 0
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "wait"),
+    [
+        (lambda now: "120", 120),
+        (lambda now: formatdate(now + 90, usegmt=True), 90),
+        (lambda now: "soon", 30),  # unreadable: the backoff's own wait
+    ],
+)
+async def test_a_503_s_retry_after_is_a_delay_or_a_date(
+    redis_store: Store,
+    clock: FakeClock,
+    receiver: OktaReceiver,
+    retry_after: Callable[[float], str],
+    wait: int,
+) -> None:
+    receiver.answers = [Answer(503, {"Retry-After": retry_after(clock())})]
+    async with gateway_on(redis_store, clock, receiver) as app:
+        integration = await create_integration(app, receiver.url)
+        await transmitter_of(app).level_changed(change())
+        await receiver.until(1)
+        await tried(app, integration["id"], 1)
+        clock.advance(wait - 1)
+        await round_by_hand(app)
+        assert len(receiver.received) == 1
+        clock.advance(1)
+        await round_by_hand(app)
+    assert [r.answered for r in receiver.received] == [503, 202]
 
 
 async def test_events_waiting_at_a_restart_are_delivered_after_it(
