@@ -26,6 +26,8 @@ from urllib.parse import urlsplit
 from gateway.authz.rules import Network as Network
 from gateway.authz.rules import Rule, parse_rule
 from gateway.errors import ConfigError
+from gateway.risk.behaviors import BEHAVIORS, DEFAULTS, BehaviorSetting
+from gateway.risk.changes import RISK_LEVELS
 
 Decision = Literal["allow", "deny", "bypass", "non_identity"]
 SameSite = Literal["none", "lax", "strict"]
@@ -187,11 +189,20 @@ class ConsoleSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RiskSettings:
+    """`[risk]`: the behaviours' settings as the file gives them (SPEC 8); the admin API's
+    changes, kept in the store, take precedence (gateway/risk/engine.py)."""
+
+    behaviors: Mapping[str, BehaviorSetting] = field(default_factory=lambda: dict(DEFAULTS))
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     gateway: GatewaySettings
     identity_providers: tuple[IdentityProvider, ...] = ()
     apps: tuple[App, ...] = ()
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
+    risk: RiskSettings = field(default_factory=RiskSettings)
 
     def idp(self, idp_id: str) -> IdentityProvider | None:
         return next((idp for idp in self.identity_providers if idp.id == idp_id), None)
@@ -605,6 +616,26 @@ def _gateway(reader: _Reader) -> GatewaySettings:
     return settings
 
 
+def _risk(reader: _Reader) -> RiskSettings:
+    """`[risk.behaviors.<name>]` tables: `enabled` and `risk_level`, each defaulting to the
+    behaviour's own default."""
+    tables = reader.table("behaviors")
+    behaviors = dict(DEFAULTS)
+    for name in tables.data:
+        table = tables.table(name)
+        if name not in BEHAVIORS:
+            tables.problem(name, f"unknown behavior (known: {', '.join(BEHAVIORS)})")
+            continue
+        default = DEFAULTS[name]
+        behaviors[name] = BehaviorSetting(
+            table.boolean("enabled", default.enabled),
+            table.choice("risk_level", RISK_LEVELS, default.risk_level),  # type: ignore[arg-type]
+        )
+        table.finish()
+    reader.finish()
+    return RiskSettings(behaviors)
+
+
 _LOGO_TYPES = (".png", ".svg", ".jpg", ".jpeg", ".gif", ".webp")
 MAX_LOGO_BYTES = 256 * 1024  # inlined into every page
 
@@ -660,6 +691,7 @@ def parse_settings(data: Mapping[str, Any], env: Mapping[str, str] | None = None
         identity_providers=tuple(_idp(r) for r in root.tables("identity_providers")),
         apps=tuple(_app(r, gateway.session_duration) for r in root.tables("apps")),
         console=_console(root.table("console")),
+        risk=_risk(root.table("risk")),
     )
     root.finish()
     _check_references(settings, problems)
@@ -687,6 +719,43 @@ def parse_app(data: Mapping[str, Any], default_duration: float) -> App:
     if problems:
         raise ConfigError(problems)
     return app
+
+
+@dataclass(frozen=True, slots=True)
+class RiskIntegrationBody:
+    """An `/api/zt_risk_scoring/integrations` body, validated (SPEC 7 and 8)."""
+
+    tenant_url: str  # the Okta org's base URL, no trailing "/": the SETs' `aud`
+    reference_id: str  # the IdP whose users' risk changes are sent
+    active: bool
+
+
+_LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def parse_risk_integration(data: Mapping[str, Any]) -> RiskIntegrationBody:
+    """`{"integration_type": "Okta", "tenant_url", "reference_id", "active"}`; `integration_type`
+    may be left out (Okta is the only one) and `active` defaults to true. The tenant URL is an
+    org's base URL: https (http only to a loopback host, for a local test receiver), no user,
+    path, query or fragment, since risk about users goes there."""
+    problems: list[str] = []
+    reader = _Reader(data, "", problems, {})
+    reader.choice("integration_type", ("Okta",), "Okta")
+    tenant_url = reader.url("tenant_url", required=True)
+    if tenant_url and not problems:
+        parts = urlsplit(tenant_url)
+        if parts.scheme != "https" and parts.hostname not in _LOOPBACK_HOSTS:
+            reader.problem("tenant_url", "must be an https URL")
+        elif parts.username is not None or parts.path or parts.query or parts.fragment:
+            reader.problem(
+                "tenant_url", "must be the org's base URL, like https://example.okta.com"
+            )
+    reference_id = reader.string("reference_id", required=True)
+    active = reader.boolean("active", True)
+    reader.finish()
+    if problems:
+        raise ConfigError(problems)
+    return RiskIntegrationBody(tenant_url.lower(), reference_id, active)
 
 
 def check_references(settings: Settings) -> None:

@@ -12,6 +12,8 @@ from typing import Any
 
 from gateway.admin.serialize import MAX_DURATION
 from gateway.authz.rules import RULE_TYPES, Field
+from gateway.risk.behaviors import BEHAVIORS
+from gateway.risk.changes import RISK_LEVELS
 from gateway.state.audit_log import ACTIONS, OBJECT_TYPES
 
 Schema = dict[str, Any]
@@ -24,6 +26,8 @@ _HOST = rf"{_LABEL}(\.{_LABEL})*"
 # A port is 0-65535, as the config's URL check (urlsplit) has it: "h:78602" is refused there.
 _PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
 _URL = rf"^https?://{_HOST}(:0*{_PORT})?(/[A-Za-z0-9._~%!$&'()*+,;=:@/-]*)?$"
+# An Okta org's base URL (the validator also takes http to a loopback host, for tests).
+_TENANT_URL = rf"^https://{_HOST}(:0*{_PORT})?/?$"
 _DOMAIN = rf"^(\*\.)?{_HOST}(/[a-z0-9._~-]+)*(/\*)?$"
 _DURATION = r"^[1-9][0-9]{0,3}(h|m|s|ms)([0-9]{1,2}(m|s|ms))*$"
 _OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
@@ -56,6 +60,13 @@ def _strings() -> Schema:
 
 
 _OUT_STRING: Schema = {"type": "string"}
+RISK_LEVEL: Schema = {"enum": list(RISK_LEVELS)}
+RISK_LEVELS_LIST: Schema = {
+    "type": "array",
+    "items": RISK_LEVEL,
+    "minItems": 1,
+    "uniqueItems": True,
+}
 _OUT_BOOL: Schema = {"type": "boolean"}
 _URL_IN: Schema = _text(1, pattern=_URL)
 _OPTIONAL_URL_IN: Schema = {"anyOf": [{"const": ""}, _URL_IN]}
@@ -73,6 +84,8 @@ def _rules(text: Schema, optional_text: Schema, cidr: Schema) -> Schema:
     `gateway.authz.rules` declares, whose value has exactly that type's fields."""
 
     def field(f: Field) -> Schema:
+        if f.format == "levels":
+            return RISK_LEVELS_LIST
         return cidr if f.format == "cidr" else optional_text if f.optional else text
 
     return {
@@ -395,6 +408,108 @@ def _active_session() -> Schema:
     )
 
 
+def _risk_integration() -> Schema:
+    last_error = obj(
+        {
+            "at": _TIMESTAMP,
+            "status": {
+                "anyOf": [{"type": "integer"}, {"type": "null"}],
+                "description": "Okta's HTTP status; null when no answer came",
+            },
+            "err": {
+                "type": "string",
+                "description": "Okta's `err`, or network_error, server_error, rate_limited, "
+                "expired (dropped after 24 hours)",
+            },
+            "description": _OUT_STRING,
+        },
+        ("at", "status", "err", "description"),
+    )
+    delivery = obj(
+        {
+            "pending": {"type": "integer", "minimum": 0},
+            "last_success_at": {"anyOf": [_TIMESTAMP, {"type": "null"}]},
+            "last_error": {"anyOf": [last_error, {"type": "null"}]},
+        },
+        ("pending", "last_success_at", "last_error"),
+    )
+    fields: dict[str, Schema] = {
+        "id": _OUT_STRING,
+        "integration_type": {"const": "Okta"},
+        "tenant_url": _OUT_STRING,
+        "reference_id": _OUT_STRING,
+        "active": _OUT_BOOL,
+        "created_at": _TIMESTAMP,
+        "well_known_url": {
+            "type": "string",
+            "description": "The Security Events Provider's well-known URL, for Okta",
+        },
+        "delivery": delivery,
+    }
+    return obj(fields, tuple(fields))
+
+
+def _risk() -> dict[str, Schema]:
+    """`/api/zt_risk_scoring`: behaviours (every one named, each both keys) and users' risk."""
+    setting = {"enabled": _OUT_BOOL, "risk_level": RISK_LEVEL}
+    names = tuple(BEHAVIORS)
+    described = {"name": _OUT_STRING, "description": _OUT_STRING, **setting}
+    event = obj(
+        {
+            "id": _OUT_STRING,
+            "name": {"enum": list(names)},
+            "risk_level": RISK_LEVEL,
+            "timestamp": _TIMESTAMP,
+            "event_details": {"type": "object", "additionalProperties": _OUT_STRING},
+        },
+        ("id", "name", "risk_level", "timestamp", "event_details"),
+    )
+    summary_user = {
+        "user_id": _OUT_STRING,
+        "email": _OUT_STRING,
+        "name": _OUT_STRING,
+        "event_count": {"type": "integer", "minimum": 1},
+        "last_event": _TIMESTAMP,
+        "max_risk_level": RISK_LEVEL,
+    }
+    user_risk = {
+        "email": _OUT_STRING,
+        "name": _OUT_STRING,
+        "risk_level": RISK_LEVEL,
+        "last_reset_time": {"anyOf": [_TIMESTAMP, {"type": "null"}]},
+        "events": {"type": "array", "items": event},
+    }
+    return {
+        "RiskBehaviorsInput": obj(
+            {
+                "behaviors": obj(
+                    {
+                        name: obj(
+                            {"enabled": {"type": "boolean"}, "risk_level": RISK_LEVEL},
+                            ("enabled", "risk_level"),
+                        )
+                        for name in names
+                    }
+                )
+            },
+            ("behaviors",),
+        ),
+        "RiskBehaviors": obj(
+            {"behaviors": obj({n: obj(described, tuple(described)) for n in names}, names)},
+            ("behaviors",),
+        ),
+        "RiskBehaviorsUpdated": obj(
+            {"behaviors": obj({n: obj(setting, tuple(setting)) for n in names}, names)},
+            ("behaviors",),
+        ),
+        "RiskSummary": obj(
+            {"users": {"type": "array", "items": obj(summary_user, tuple(summary_user))}},
+            ("users",),
+        ),
+        "UserRisk": obj(user_risk, tuple(user_risk)),
+    }
+
+
 def schemas() -> dict[str, Schema]:
     rule_in = _rules(_text(1), _text(), _text(1, pattern=_CIDR))
     rule_out = _rules(_OUT_STRING, _OUT_STRING, _OUT_STRING)
@@ -449,6 +564,7 @@ def schemas() -> dict[str, Schema]:
             },
             (*_SERVICE_TOKEN, "client_secret"),
         ),
+        **_risk(),
         "RevokeUserInput": obj({"email": NON_BLANK}, ("email",)),
         "RevokedUser": obj(
             {
@@ -490,6 +606,23 @@ def schemas() -> dict[str, Schema]:
         "Explanation": obj(_EXPLANATION, tuple(_EXPLANATION)),
         "AccessLogEntry": obj(_ACCESS_ENTRY, tuple(_ACCESS_ENTRY)),
         "AuditLogEntry": obj(_AUDIT_ENTRY, tuple(_AUDIT_ENTRY)),
+        "RiskIntegrationInput": obj(
+            {
+                "integration_type": {"const": "Okta"},
+                "tenant_url": {
+                    "type": "string",
+                    "pattern": _TENANT_URL,
+                    "description": "The Okta org's base URL, e.g. https://example.okta.com",
+                },
+                "reference_id": {
+                    **_text(1),
+                    "description": "The identity provider whose users' risk changes are sent",
+                },
+                "active": {"type": "boolean", "description": "Default true"},
+            },
+            ("tenant_url", "reference_id"),
+        ),
+        "RiskIntegration": _risk_integration(),
         "SigningKey": obj(
             {
                 "kid": _OUT_STRING,
