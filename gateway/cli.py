@@ -1,7 +1,7 @@
 """The `gateway` command: serve, check-config, demo, explain, scim-secret.
 
 `serve` runs the gateway under uvicorn (uvloop + httptools; `web/serverprotocol.py` drops
-trailer fields, joins a response's writes and tells the proxy when a client hangs up).
+trailer fields and tells the proxy when a client hangs up).
 `check-config` prints every problem of a config file with its key path, then what the
 configuration checks (`checks.py`) find: errors (exit 1) and warnings; `--online` also
 reaches the store and each IdP. `demo` runs everything on one machine with no Okta tenant and
@@ -90,7 +90,7 @@ def _serve(args: argparse.Namespace) -> int:
         log_config=logging_config(args.log_level),  # JSON lines, applied in every worker
         timeout_graceful_shutdown=SHUTDOWN_TIMEOUT,
         loop="uvloop",
-        http=GatewayHttpToolsProtocol,  # httptools: trailers never headers, writes joined
+        http=GatewayHttpToolsProtocol,  # httptools: trailers never headers, hang-ups told
         proxy_headers=False,  # X-Forwarded-* are judged by trusted_proxies, not by uvicorn
         server_header=False,
         date_header=False,
