@@ -33,6 +33,7 @@ import argparse
 import asyncio
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -83,13 +84,19 @@ def count(
                    f"--callgrind-out-file={tmpdir}/callgrind.out", f"--log-file={log}",
                    *serve]  # fmt: skip
         environment = dict(os.environ, PYTHONPATH=str(tree), PYTHONHASHSEED="0")
-        with started(command, env=environment, stdout=subprocess.DEVNULL) as gateway:
+        # Run from `tree`: `python -m` puts the working directory first on the import path, so
+        # a run started in a checkout would import that checkout's `gateway` whatever the tree.
+        with started(command, env=environment, cwd=tree, stdout=subprocess.DEVNULL) as gateway:
             wait_for_port(port, timeout=600, process=gateway)
             asyncio.run(client(port, host, cookie, WARM_UP, args.connections))
             control = ["callgrind_control", "--instr"]
             subprocess.run([*control, "on", str(gateway.pid)], check=True, capture_output=True)
             asyncio.run(client(port, host, cookie, args.requests, args.connections))
             subprocess.run([*control, "off", str(gateway.pid)], check=True, capture_output=True)
+            # callgrind reports at exit, which takes valgrind a while: longer than `started`
+            # waits before it kills.
+            gateway.send_signal(signal.SIGTERM)
+            gateway.wait(timeout=300)
         collected = re.search(r"Collected : (\d+)", log.read_text(errors="replace"))
         if collected is None:
             raise SystemExit(f"callgrind reported no count:\n{log.read_text(errors='replace')}")
