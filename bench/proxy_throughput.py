@@ -23,7 +23,7 @@ sign in): the run fails if they pass 1% of any row.
 
     python bench/proxy_throughput.py [--duration 10] [--connections 32] [--workers 2]
                                      [--upstream nginx|python|uvicorn] [--peer modauth]
-                                     [--session-reads pipelined|tracked|redis-py]
+                                     [--session-reads tracked|pipelined|redis-py]
 
 Needs `wrk` and `redis-server` (Debian: apt-get install wrk redis-server; nginx optional), and
 for `--peer modauth`: apt-get install -y apache2 libapache2-mod-auth-openidc.
@@ -386,8 +386,8 @@ def main() -> None:
     )
     parser.add_argument(
         "--session-reads",
-        choices=("pipelined", "tracked", "redis-py"),
-        default="pipelined",
+        choices=("tracked", "pipelined", "redis-py"),
+        default="tracked",
         help="the gateway's [gateway] session_reads (default: the config's default)",
     )
     parser.add_argument(

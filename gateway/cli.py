@@ -1,8 +1,9 @@
 """The `gateway` command: serve, check-config, demo, explain, scim-secret, console-link.
 
 `serve` runs the gateway under uvicorn (uvloop + httptools; `web/serverprotocol.py` drops
-trailer fields). `check-config` prints every problem of a config file with its key path, then
-what the configuration checks (`checks.py`) find: errors (exit 1) and warnings; `--online` also
+trailer fields and tells the proxy when a client hangs up).
+`check-config` prints every problem of a config file with its key path, then what the
+configuration checks (`checks.py`) find: errors (exit 1) and warnings; `--online` also
 reaches the store and each IdP. `demo` runs everything on one machine with no Okta tenant and
 no Redis: the gateway with its admin API, the development IdP (`demo/devidp.py`) with SCIM on,
 the echo upstream and the memory store, from the TOML `--print-config` shows
@@ -39,7 +40,7 @@ from gateway.checks import check_settings, errors_in, known_groups, warnings_in
 from gateway.config import OktaConfig, Settings, load_config, parse_settings
 from gateway.errors import ConfigError, GatewayError
 from gateway.ops.logs import logging_config
-from gateway.web.serverprotocol import HeadOnlyHttpToolsProtocol
+from gateway.web.serverprotocol import GatewayHttpToolsProtocol
 
 if TYPE_CHECKING:  # the demo is imported only when it runs
     from gateway.demo.config import DemoAddresses
@@ -91,7 +92,7 @@ def _serve(args: argparse.Namespace) -> int:
         log_config=logging_config(args.log_level),  # JSON lines, applied in every worker
         timeout_graceful_shutdown=SHUTDOWN_TIMEOUT,
         loop="uvloop",
-        http=HeadOnlyHttpToolsProtocol,  # httptools, with trailers never read as headers
+        http=GatewayHttpToolsProtocol,  # httptools: trailers never headers, hang-ups told
         proxy_headers=False,  # X-Forwarded-* are judged by trusted_proxies, not by uvicorn
         server_header=False,
         date_header=False,
@@ -243,7 +244,7 @@ async def _run_demo(addresses: DemoAddresses) -> None:
                 access_log=False,
                 proxy_headers=False,
                 server_header=False,
-                http=HeadOnlyHttpToolsProtocol,
+                http=GatewayHttpToolsProtocol,
             )
         )
         for app, host, p in (

@@ -161,7 +161,7 @@ class GatewaySettings:
     trusted_proxies: tuple[Network, ...] = ()
     idp_timeout: float = 10.0
     upstream_timeout: float = 60.0
-    session_reads: SessionReads = "pipelined"
+    session_reads: SessionReads = "tracked"
     upstream_client: UpstreamClientKind = "builtin"
     # Per worker process: exchanges in flight to one upstream origin and from one client
     # address, and the longest pause inside a request body (proxy/limits.py, forwarding.py).
@@ -592,7 +592,7 @@ def _gateway(reader: _Reader) -> GatewaySettings:
         idp_timeout=reader.duration("idp_timeout", 10.0) or 10.0,
         upstream_timeout=reader.duration("upstream_timeout", 60.0) or 60.0,
         session_reads=reader.choice(  # type: ignore[arg-type]
-            "session_reads", ("tracked", "pipelined", "redis-py"), "pipelined"
+            "session_reads", ("tracked", "pipelined", "redis-py"), "tracked"
         ),
         upstream_client=reader.choice(  # type: ignore[arg-type]
             "upstream_client", ("builtin", "httpx"), "builtin"

@@ -95,7 +95,7 @@ async def open_store_of(
     request: pytest.FixtureRequest, clock: FakeClock
 ) -> AsyncIterator[Callable[[str], Store]]:
     """Opens a fresh store of a kind, closed after the test: "memory" (on `clock`), "redis"
-    (real time, the default `[gateway] session_reads = "pipelined"`), "tracked-reads" and
+    (real time, `[gateway] session_reads = "pipelined"`), "tracked-reads" and
     "redis-py-reads" (Redis with `session_reads = "tracked"`, `"redis-py"`)."""
     opened: list[Store] = []
 

@@ -260,7 +260,7 @@ def test_defaults_of_optional_keys() -> None:
     assert (gateway.store, gateway.admin_token, gateway.cookie_secure) == ("memory", "", True)
     assert (gateway.session_duration, gateway.trusted_proxies) == (86400, ())
     assert (gateway.idp_timeout, gateway.upstream_timeout) == (10, 60)
-    assert (gateway.session_reads, gateway.upstream_client) == ("pipelined", "builtin")
+    assert (gateway.session_reads, gateway.upstream_client) == ("tracked", "builtin")
     assert (gateway.upstream_requests_per_origin, gateway.upstream_requests_per_client) == (128, 64)
     assert gateway.request_body_timeout == 60
     idp = settings.identity_providers[0]

@@ -45,6 +45,7 @@ from gateway.proxy.limits import UpstreamLimits
 from gateway.proxy.upstream import READ_HIGH_WATER, UpstreamPool
 from gateway.proxy.upstream_client import UpstreamBrokenError, UpstreamClient
 from gateway.proxy.upstream_httpx import HttpxUpstreamClient
+from gateway.web.serverprotocol import GatewayHttpToolsProtocol
 
 MB = 1024 * 1024
 CHUNK = bytes(range(256)) * 256  # 64 KiB
@@ -326,7 +327,8 @@ class RawUpstream:
 class Gateway:
     upstream: FakeUpstream
     kind: str  # the upstream client `forward` uses
-    port: int = 0
+    port: int = 0  # served with the gateway's server protocol
+    plain_port: int = 0  # served with uvicorn's httptools protocol
     outcomes: dict[str, asyncio.Future[str]] = field(default_factory=dict)
 
     @property
@@ -432,25 +434,32 @@ async def gateway(upstream: FakeUpstream, raw: RawUpstream, kind: str) -> AsyncI
             if not future.done():
                 future.set_result(result)
 
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=0,
-        log_level="warning",
-        log_config=None,
-        lifespan="off",
-        # A request stuck in `forward` fails its test; it must not also hang the teardown.
-        timeout_graceful_shutdown=2,
-    )
-    server = uvicorn.Server(config)
-    serving = asyncio.create_task(server.serve())
-    while not server.started:
-        assert not serving.done(), "uvicorn did not start"
-        await asyncio.sleep(0.01)
-    gw.port = server.servers[0].sockets[0].getsockname()[1]
+    # The server protocol `gateway serve` runs; and uvicorn's own, under which `forward` learns
+    # of a hang-up from `receive` (the protocol's listener is not there).
+    servers = []
+    for protocol in (GatewayHttpToolsProtocol, "httptools"):
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=0,
+            log_level="warning",
+            log_config=None,
+            lifespan="off",
+            http=protocol,
+            # A request stuck in `forward` fails its test; it must not also hang the teardown.
+            timeout_graceful_shutdown=2,
+        )
+        server = uvicorn.Server(config)
+        serving = asyncio.create_task(server.serve())
+        while not server.started:
+            assert not serving.done(), "uvicorn did not start"
+            await asyncio.sleep(0.01)
+        servers.append((server, serving))
+    gw.port, gw.plain_port = (s.servers[0].sockets[0].getsockname()[1] for s, _ in servers)
     yield gw
-    server.should_exit = True
-    await serving
+    for server, serving in servers:
+        server.should_exit = True
+        await serving
     await pool.close()
     await short_pool.close()
     refusing.close()
@@ -673,32 +682,43 @@ async def test_failure_after_start_truncates_and_logs(
     assert "secret-cookie" not in warnings[0].getMessage()
 
 
-async def test_client_hanging_up_mid_download_closes_upstream(gateway: Gateway) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+@pytest.mark.parametrize("server", ["gateway", "plain"])
+async def test_client_hanging_up_mid_download_closes_upstream(
+    gateway: Gateway, server: str
+) -> None:
+    port = gateway.port if server == "gateway" else gateway.plain_port
+    tag = f"download-{server}"
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
     async with asyncio.timeout(5):
-        writer.write(b"GET /forever?tag=download HTTP/1.1\r\nHost: app.example.com\r\n\r\n")
+        writer.write(
+            b"GET /forever?tag=%s HTTP/1.1\r\nHost: app.example.com\r\n\r\n" % tag.encode()
+        )
         await reader.readuntil(b"tick\n")
         writer.close()
         await writer.wait_closed()
         # The endless upstream stream stops only if the gateway closed its connection.
-        await gateway.upstream.ended["download"].wait()
-        assert await gateway.outcome("/forever?tag=download") == "returned"
+        await gateway.upstream.ended[tag].wait()
+        assert await gateway.outcome(f"/forever?tag={tag}") == "returned"
 
 
-async def test_client_hanging_up_mid_upload_closes_upstream(gateway: Gateway) -> None:
-    _, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+@pytest.mark.parametrize("server", ["gateway", "plain"])
+async def test_client_hanging_up_mid_upload_closes_upstream(gateway: Gateway, server: str) -> None:
+    port = gateway.port if server == "gateway" else gateway.plain_port
+    tag = f"upload-{server}"
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
     async with asyncio.timeout(5):
         writer.write(
-            b"POST /upload?tag=upload HTTP/1.1\r\nHost: app.example.com\r\n"
-            b"Content-Length: 10485760\r\n\r\n" + CHUNK * 4
+            b"POST /upload?tag=%s HTTP/1.1\r\nHost: app.example.com\r\n" % tag.encode()
+            + b"Content-Length: 10485760\r\n\r\n"
+            + CHUNK * 4
         )
         await writer.drain()
-        await gateway.upstream.receiving["upload"].wait()
+        await gateway.upstream.receiving[tag].wait()
         writer.close()
         await writer.wait_closed()
         # The upstream stops waiting for the other 10 MB only if the gateway hung up on it.
-        await gateway.upstream.ended["upload"].wait()
-        assert await gateway.outcome("/upload?tag=upload") == "returned"
+        await gateway.upstream.ended[tag].wait()
+        assert await gateway.outcome(f"/upload?tag={tag}") == "returned"
 
 
 async def test_a_stalled_upload_is_408_and_the_upstream_closed(gateway: Gateway) -> None:

@@ -22,6 +22,7 @@ from gateway.config import SessionReads
 from gateway.errors import StoreUnavailableError
 from gateway.state.store.redis import RedisStore
 from gateway.state.store.resp import Endpoint, PipelinedGet, RespError
+from gateway.state.store.tracking import TrackedGet
 
 TIMEOUT = 0.3  # seconds the readers here wait for Redis
 READS: list[SessionReads] = ["tracked", "pipelined", "redis-py"]
@@ -47,6 +48,7 @@ class FakeRedis:
     closed: list[asyncio.Event] = field(default_factory=list)  # the client closed connection n
     batch: int = 0
     mute: bool = False
+    refuse: dict[bytes, bytes] = field(default_factory=dict)  # a command's name: its error reply
     _writers: list[Writer] = field(default_factory=list)
 
     async def serve(self, reader: asyncio.StreamReader, writer: Writer) -> None:
@@ -88,6 +90,9 @@ class FakeRedis:
     async def _answer(self, words: list[bytes], writer: Writer) -> bool:
         """Whether the connection stays open."""
         name = words[0].upper()
+        if name in self.refuse:
+            writer.write(self.refuse[name])
+            return True
         if name != b"GET":
             writer.write(b"+PONG\r\n" if name == b"PING" else b"+OK\r\n")
             return True
@@ -397,3 +402,51 @@ async def test_a_handshake_that_is_never_answered_leaves_no_connection_open(
             await fake.closed[0].wait()  # it used to stay open, one per failed request
     finally:
         fast.close()
+
+
+# -- tracked reads from a Redis that will not track
+
+
+@pytest.mark.parametrize(
+    "refused",
+    [
+        {b"HELLO": b"-ERR unknown command 'HELLO', with args beginning with: '3' \r\n"},
+        {b"HELLO": b"-NOAUTH Authentication required.\r\n"},  # Redis 5 with a password
+        {b"CLIENT": b"-ERR Unknown subcommand or wrong number of arguments for 'TRACKING'\r\n"},
+        {b"CLIENT": b"-NOPERM this user has no permissions to run the 'client' command\r\n"},
+    ],
+)
+async def test_tracked_reads_from_a_redis_that_cannot_track_are_plain_gets(
+    fake: FakeRedis, caplog: pytest.LogCaptureFixture, refused: dict[bytes, bytes]
+) -> None:
+    fake.refuse.update(refused)
+    fake.replies[b"session:a"] = bulk(b"alice")
+    tracked = TrackedGet(Endpoint(port=fake.port, password="pw"), kept="session:", timeout=TIMEOUT)
+    try:
+        assert await asyncio.gather(*(tracked.get("session:a") for _ in range(3))) == [b"alice"] * 3
+        fake.replies[b"session:a"] = bulk(b"changed")  # no copy: every read asks Redis
+        assert await tracked.get("session:a") == b"changed"
+    finally:
+        tracked.close()
+    hellos = [words for _, words in fake.commands if words[0] == b"HELLO"]
+    assert len(hellos) == 1  # asked once, not at every read
+    gets = [words for _, words in fake.commands if words[0] == b"GET"]
+    assert len(gets) == 4
+    warnings = [r.getMessage() for r in caplog.records if r.name == "gateway.store"]
+    assert len(warnings) == 1
+    assert "session reads are plain GETs" in warnings[0]
+
+
+async def test_tracked_reads_with_a_refused_password_fail_closed(fake: FakeRedis) -> None:
+    fake.refuse[b"HELLO"] = b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+    fake.replies[b"session:a"] = bulk(b"alice")
+    tracked = TrackedGet(Endpoint(port=fake.port, password="bad"), kept="session:", timeout=TIMEOUT)
+    try:
+        for _ in range(2):
+            with pytest.raises(RespError, match="WRONGPASS"):
+                await tracked.get("session:a")
+    finally:
+        tracked.close()
+    assert not [words for _, words in fake.commands if words[0] == b"GET"]
+    # Not taken for a Redis that cannot track: each read tries the handshake again.
+    assert len([words for _, words in fake.commands if words[0] == b"HELLO"]) == 2

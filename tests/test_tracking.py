@@ -309,3 +309,41 @@ async def test_redis_restarted_while_idle_never_serves_the_copy(
         with contextlib.suppress(StoreUnavailableError):  # the one failed call a restart may cost
             assert await other.load(cookie) is None
     assert [await other.load(cookie) for cookie in cookies] == [None, None]
+
+
+async def test_a_user_that_may_not_track_reads_every_session_from_redis(
+    redis_server: RedisServer, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An ACL user without CLIENT: tracked reads fall back to plain GETs, so a revocation on
+    another instance is seen by the next read here too, and the log says why."""
+    with redis.Redis.from_url(redis_url) as admin:
+        admin.acl_setuser(
+            "no-tracking",
+            enabled=True,
+            passwords=["+pw"],
+            keys=["*"],
+            commands=["+@all", "-client"],
+        )
+    try:
+        limited = redis_url.replace("redis://", "redis://no-tracking:pw@", 1)
+        stores = [
+            RedisStore.from_url(limited, session_reads="tracked"),
+            RedisStore.from_url(redis_url, session_reads="tracked"),
+        ]
+        signer = CookieSigner((KEY,), "gateway.session")
+        here, other = (SessionManager(store, signer, time.time) for store in stores)
+        try:
+            _, cookie = await other.create(identity("alice"), kind="global", duration=60)
+            assert await here.load(cookie) is not None
+            assert await here.load(cookie) is not None
+            assert await other.revoke_user("uuid-alice") == 1
+            assert await here.load(cookie) is None
+        finally:
+            for store in stores:
+                await store.close()
+    finally:
+        with redis.Redis.from_url(redis_url) as admin:
+            admin.acl_deluser("no-tracking")
+    refusals = [r.getMessage() for r in caplog.records if r.name == "gateway.store"]
+    assert len(refusals) == 1
+    assert "NOPERM" in refusals[0]

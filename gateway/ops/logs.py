@@ -171,6 +171,10 @@ class _Clock:
         return f"{self._prefix}.{int((created - second) * 1000):03d}Z"
 
 
+# One encoder for every line: `json.dumps(..., default=str)` would build a new one each time.
+_ENCODER = json.JSONEncoder(default=str)
+
+
 class JSONFormatter(logging.Formatter):
     """Each record as one line of JSON; `redact=False` only for tests that look for leaks."""
 
@@ -195,7 +199,7 @@ class JSONFormatter(logging.Formatter):
             entry["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)
-        line = json.dumps(entry, default=str)
+        line = _ENCODER.encode(entry)
         return redact(line) if self._redact else line
 
 

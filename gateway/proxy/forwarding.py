@@ -28,6 +28,7 @@ from gateway.proxy.upstream import UpstreamPool
 from gateway.proxy.upstream_client import UpstreamBrokenError, UpstreamClient, UpstreamResponse
 from gateway.proxy.upstream_httpx import HttpxUpstreamClient
 from gateway.web.cookies import GATEWAY_COOKIES
+from gateway.web.serverprotocol import DISCONNECT, DisconnectListener
 
 __all__ = ["UpstreamClient", "Upstreams", "forward", "open_upstream_client", "open_upstreams"]
 
@@ -119,7 +120,7 @@ async def forward(
         host=host,
         identity_headers=identity_headers,
     )
-    downstream = _Downstream(receive, upstreams.body_timeout)
+    downstream = _Downstream(scope, receive, upstreams.body_timeout)
     if not has_body:
         downstream.watch()
     response: UpstreamResponse | None = None
@@ -191,15 +192,27 @@ class _Downstream:
     Uvicorn drops `send` calls after a disconnect instead of raising, so without listening for
     `http.disconnect` an endless upstream stream would be relayed into the void forever. On a
     disconnect the forwarding task is cancelled, and `forward` closes (does not pool) the
-    upstream connection. ASGI allows one `receive` caller at a time: the upstream client reads
-    the body first, and the watcher starts only once the body is over. A body that pauses for
-    longer than `body_timeout` ends the exchange (`stalled`): a client that never finishes an
-    upload would otherwise hold an upstream connection for as long as it likes.
+    upstream connection. Watching starts once the request body is over (ASGI allows one
+    `receive` caller at a time, and the upstream client reads the body first). The gateway's
+    own server protocol calls a `DisconnectListener` (`web/serverprotocol.py`) when the client
+    hangs up, which costs nothing per request; under any other server a task waits in
+    `receive` for `http.disconnect`. A body that pauses for longer than `body_timeout` ends the
+    exchange (`stalled`): a client that never finishes an upload would otherwise hold an
+    upstream connection for as long as it likes.
     """
 
-    __slots__ = ("_body_timeout", "_closed", "_receive", "_watcher", "gone", "stalled", "task")
+    __slots__ = (
+        "_body_timeout",
+        "_closed",
+        "_listener",
+        "_receive",
+        "_watcher",
+        "gone",
+        "stalled",
+        "task",
+    )
 
-    def __init__(self, receive: Receive, body_timeout: float) -> None:
+    def __init__(self, scope: Scope, receive: Receive, body_timeout: float) -> None:
         task = asyncio.current_task()
         if task is None:
             raise RuntimeError("forward() must run inside an asyncio task")
@@ -208,6 +221,10 @@ class _Downstream:
         self.stalled = False
         self._receive = receive
         self._body_timeout = body_timeout
+        extensions = scope.get("extensions")
+        self._listener: DisconnectListener | None = (
+            extensions.get(DISCONNECT) if extensions is not None else None
+        )
         self._watcher: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -231,12 +248,18 @@ class _Downstream:
         return message.get("body", b""), more
 
     def watch(self) -> None:
-        if self._watcher is None and not self._closed and not self.gone:
+        if self._closed or self.gone:
+            return
+        if self._listener is not None:
+            self._listener.callback = self._hang_up
+        elif self._watcher is None:
             self._watcher = asyncio.create_task(self._wait_for_disconnect())
 
     def close(self) -> None:
         """Stop watching; after this a late disconnect no longer cancels anything."""
         self._closed = True
+        if self._listener is not None:
+            self._listener.callback = None
         if self._watcher is not None:
             self._watcher.cancel()
 

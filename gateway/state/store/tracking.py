@@ -29,6 +29,10 @@ How stale a value served from here can be:
   with it (pushes may have been lost with it); until a new connection has turned tracking on
   again every GET goes to Redis, and fails closed while Redis does not answer. Redis restarted
   or failed over is a lost connection.
+- A Redis that does not take `HELLO 3` or `CLIENT TRACKING` (older than 6, a proxy, a user
+  not allowed CLIENT) answers the handshake with an error: from then on every read is the
+  pipelined GET of `resp.py`, with one warning in the log. A refused password is not that: it
+  fails closed like any other error.
 - Only session records are kept: a key's Redis TTL is not seen here, and Redis may delete an
   expired key (and push) long after it expired. A session record carries its own expiry, which
   `sessions.py` checks on every read; other records rely on the TTL, so they always go to Redis.
@@ -38,6 +42,7 @@ A miss costs what the pipelined GET of `resp.py` does: one round trip on this co
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import sys
@@ -46,7 +51,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import cast
 
-from gateway.state.store.resp import Endpoint, RespError, command, dial
+from gateway.state.store.resp import Endpoint, PipelinedGet, RespError, command, dial
+
+log = logging.getLogger("gateway.store")
 
 _MAX_ENTRIES = 8192  # then the copy starts over: a bound on memory, not on correctness
 # Seconds a copy may be served after the last message from Redis on its connection; past that a
@@ -57,6 +64,15 @@ _KEEPALIVE_IDLE = 1  # seconds of silence before the kernel probes the peer
 _MISSING = object()
 
 Value = bytes | int | str | float | bool | None | RespError | list["Value"]
+
+
+# The error reply to `HELLO 3 AUTH` that means the credentials, not the protocol, were refused
+# (a Redis 5 with a password answers the unknown HELLO with NOAUTH: that one falls back).
+_AUTH_REFUSED = "WRONGPASS"
+
+
+class _TrackingRefusedError(RespError):
+    """Redis answered `HELLO 3` or `CLIENT TRACKING ON` with an error: it cannot track."""
 
 
 class _Push(list[Value]):
@@ -237,10 +253,13 @@ class TrackedGet:
         self._clock = clock
         self._connection: _TrackedConnection | None = None
         self._dialling = asyncio.Lock()
+        self._untracked: PipelinedGet | None = None  # once Redis refused to track
 
     async def get(self, key: str) -> bytes | None:
         """The value at `key`; raises RespError on any failure. A kept value is at most `_FRESH`
         older than the last word from Redis (module docstring), never a wrong one."""
+        if self._untracked is not None:
+            return await self._untracked.get(key)
         encoded = key.encode()
         keep = encoded.startswith(self._kept)
         connection = self._connection
@@ -249,7 +268,10 @@ class TrackedGet:
             if kept is not _MISSING and connection.quiet():
                 return cast("bytes | None", kept)
         if connection is None or connection.lost:
-            connection = await self._dial()
+            try:
+                connection = await self._dial()
+            except _TrackingRefusedError as exc:
+                return await self._untracked_reads(exc).get(key)
         waiter = connection.send(
             b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(encoded), encoded),
             encoded if keep else None,
@@ -270,8 +292,20 @@ class TrackedGet:
             raise reply
         return reply
 
+    def _untracked_reads(self, refusal: RespError) -> PipelinedGet:
+        if self._untracked is None:
+            log.warning(
+                "Redis does not track keys for this connection (%s): session reads are plain "
+                'GETs, as with session_reads = "pipelined"',
+                refusal,
+            )
+            self._untracked = PipelinedGet(self._endpoint, timeout=self._timeout)
+        return self._untracked
+
     async def _dial(self) -> _TrackedConnection:
         async with self._dialling:
+            if self._untracked is not None:  # refused while this read waited to dial
+                raise _TrackingRefusedError("Redis does not track keys")
             current = self._connection
             if current is not None and not current.lost:
                 return current
@@ -294,13 +328,20 @@ class TrackedGet:
         if endpoint.db:
             commands.append(command(b"SELECT", str(endpoint.db).encode()))
         commands.append(command(b"CLIENT", b"TRACKING", b"ON"))
-        for waiter in [connection.send(c) for c in commands]:
+        waiters = [connection.send(c) for c in commands]
+        for index, waiter in enumerate(waiters):
             reply = await waiter
-            if isinstance(reply, RespError):
-                raise reply
+            if not isinstance(reply, RespError):
+                continue
+            # HELLO (first) or CLIENT TRACKING (last) refused, but not the credentials.
+            if index in (0, len(waiters) - 1) and not str(reply).startswith(_AUTH_REFUSED):
+                raise _TrackingRefusedError(str(reply))
+            raise reply
         connection.tracking = True
 
     def close(self) -> None:
         if self._connection is not None:
             self._connection.abort()
         self._connection = None
+        if self._untracked is not None:
+            self._untracked.close()
