@@ -30,6 +30,7 @@ import secrets
 import shutil
 import tempfile
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -143,9 +144,10 @@ class _KeyFiles:
 
     def __init__(self, key: SigningKey) -> None:
         self.kid = key.kid
-        self._dir = tempfile.TemporaryDirectory(prefix="gateway-saml-")
-        self.key_file = os.path.join(self._dir.name, "sp.key")
-        self.cert_file = os.path.join(self._dir.name, "sp.crt")
+        directory = tempfile.mkdtemp(prefix="gateway-saml-")  # mode 0700
+        weakref.finalize(self, shutil.rmtree, directory, ignore_errors=True)
+        self.key_file = os.path.join(directory, "sp.key")
+        self.cert_file = os.path.join(directory, "sp.crt")
         private = RSAKey.import_key(key.jwk).private_key
         assert private is not None  # noqa: S101 - the store keeps private JWKs
         pem = private.private_bytes(
