@@ -354,3 +354,50 @@ async def test_the_admin_api_makes_and_shows_a_saml_idp(
         async with browser(gateway) as c:
             answer = await c.get(f"/cdn-cgi/access/saml-metadata/{result['id']}")
         assert answer.status_code == 200
+
+
+# --- forward-auth and metadata_url -------------------------------------------------------------
+
+
+async def test_forward_auth_answers_every_attribute_header_blank_when_unset(
+    store: Store, upstream: EchoUpstream, saml_idp: SamlIdP
+) -> None:
+    headers = [DEPARTMENT_HEADER, {"attribute_name": "costCenter", "header_name": "X-Cost-Center"}]
+    doc = saml_settings_doc(
+        upstream.url,
+        saml_idp,
+        header_attributes=headers,
+        attributes=["groups", "department", "costCenter"],
+    )
+    doc["gateway"]["trusted_proxies"] = ["10.0.0.0/8"]
+    async with running(create_app(parse_settings(doc), store=store)) as app:
+        async with browser(app) as alices:
+            assert (await saml_sign_in(alices, saml_idp, ALICE)).status_code == 302
+            session = alices.cookies["CF_Authorization"]
+        async with browser(app, address="10.0.0.2") as proxy:
+            answer = await proxy.get(
+                "/cdn-cgi/access/authz",
+                headers={
+                    "X-Forwarded-Host": "access.example.com",
+                    "X-Forwarded-Uri": "/docs",
+                    "X-Forwarded-For": "203.0.113.7",
+                    "Cookie": f"CF_Authorization={session}",
+                },
+            )
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-user-department"] == "R&D"
+    # Answered empty: the front proxy then sets it empty over whatever the client sent.
+    assert answer.headers["x-cost-center"] == ""
+
+
+async def test_an_idp_given_by_its_metadata_url_signs_alice_in(
+    store: Store, upstream: EchoUpstream, saml_idp: SamlIdP
+) -> None:
+    doc = saml_settings_doc(upstream.url, saml_idp)
+    doc["identity_providers"][0]["config"] = {
+        "metadata_url": saml_idp.metadata_url,
+        "attributes": ["groups"],
+    }
+    async with running(create_app(parse_settings(doc), store=store)) as app, browser(app) as c:
+        assert (await saml_sign_in(c, saml_idp, ALICE)).status_code == 302
+        assert (await c.get("/docs/page?x=1")).status_code == 200
