@@ -17,6 +17,9 @@ import pytest_asyncio
 from admin_harness import TOKEN, admin_client
 from defusedxml.ElementTree import fromstring as parse_xml
 from harness import EchoUpstream, browser, running, start_sign_in
+from saml2 import BINDING_HTTP_REDIRECT
+from saml2.authn_context import PASSWORDPROTECTEDTRANSPORT
+from saml2.saml import NAMEID_FORMAT_EMAILADDRESS, NameID
 from saml_idp import (
     ALICE,
     BOB,
@@ -401,3 +404,35 @@ async def test_an_idp_given_by_its_metadata_url_signs_alice_in(
     async with running(create_app(parse_settings(doc), store=store)) as app, browser(app) as c:
         assert (await saml_sign_in(c, saml_idp, ALICE)).status_code == 302
         assert (await c.get("/docs/page?x=1")).status_code == 200
+
+
+async def test_an_encrypted_assertion_is_decrypted_with_the_sp_key(
+    client: httpx.AsyncClient, saml_idp: SamlIdP, upstream: EchoUpstream
+) -> None:
+    metadata = parse_xml((await client.get(f"/cdn-cgi/access/saml-metadata/{SAML_IDP_ID}")).text)
+    certificate = metadata.find(".//{http://www.w3.org/2000/09/xmldsig#}X509Certificate").text
+    sp_cert = f"-----BEGIN CERTIFICATE-----\n{certificate.strip()}\n-----END CERTIFICATE-----\n"
+    query = redirect_query(await start_sign_in(client, "/docs/page"))
+    request = saml_idp.server.parse_authn_request(query["SAMLRequest"], BINDING_HTTP_REDIRECT)
+    # pysaml2's IdP signs the assertion, then encrypts it for the SP (Okta's "Encrypted").
+    response = saml_idp.server.create_authn_response(
+        identity={"email": [ALICE.email], "groups": list(ALICE.groups)},
+        in_response_to=request.message.id,
+        destination=SP_ENTITY_ID,
+        sp_entity_id=SP_ENTITY_ID,
+        name_id=NameID(format=NAMEID_FORMAT_EMAILADDRESS, text=ALICE.email),
+        authn={"class_ref": PASSWORDPROTECTEDTRANSPORT},
+        sign_assertion=True,
+        encrypt_assertion=True,
+        encrypt_cert_assertion=sp_cert,
+    )
+    assert b"EncryptedAssertion" in str(response).encode()
+    answer = await client.post(
+        SP_ENTITY_ID,
+        data={
+            "SAMLResponse": base64.b64encode(str(response).encode()).decode(),
+            "RelayState": query["RelayState"],
+        },
+    )
+    assert answer.status_code == 302, answer.text
+    assert (await client.get("/cdn-cgi/access/get-identity")).json()["email"] == ALICE.email
