@@ -26,8 +26,16 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
+from gateway.authn.providers.saml import xmlsec_binary
 from gateway.authz.rules import GroupNameRule, LoginMethodRule, OktaGroupRule, Rule
-from gateway.config import App, GatewaySettings, IdentityProvider, OktaConfig, Settings
+from gateway.config import (
+    App,
+    GatewaySettings,
+    IdentityProvider,
+    OktaConfig,
+    SamlConfig,
+    Settings,
+)
 from gateway.scim.repository import ScimRepository
 from gateway.scim.schema import GROUPS
 from gateway.state.registry import Registry
@@ -119,6 +127,15 @@ def check_idp(idp: IdentityProvider, path: str = "") -> list[Finding]:
                     "not served on the -admin host",
                 )
             )
+    if isinstance(idp.config, SamlConfig) and xmlsec_binary() is None:
+        findings.append(
+            Finding(
+                "error",
+                _join(path, "type"),
+                "a saml identity provider needs the xmlsec1 program, which is not installed "
+                "(apt-get install xmlsec1)",
+            )
+        )
     return findings
 
 

@@ -16,10 +16,11 @@ from starlette.responses import PlainTextResponse, Response
 from gateway.authn.providers import Provider
 from gateway.authn.providers.generic import GenericOIDCProvider
 from gateway.authn.providers.okta import OktaProvider
+from gateway.authn.providers.saml import SamlProvider
 from gateway.authz.app_tokens import AppTokens, SigningKeys
 from gateway.authz.routing import AppDirectory
 from gateway.authz.service_tokens import ServiceTokens
-from gateway.config import App, IdentityProvider, Settings
+from gateway.config import App, IdentityProvider, SamlConfig, Settings
 from gateway.errors import GatewayError, RateLimitedError
 from gateway.identity import Identity
 from gateway.ops.metrics import Metrics
@@ -61,6 +62,10 @@ class Runtime:
     provisioning_log: ProvisioningLog = field(init=False)
     access_log: AccessLog = field(init=False)
     scim_secrets: ScimSecrets = field(init=False)
+    # SAML `header_attributes` (SPEC 10): per IdP, (attribute name, upstream header name), and
+    # every such header name, which the proxy strips from what clients send.
+    attribute_headers: dict[str, tuple[tuple[str, bytes], ...]] = field(init=False)
+    attribute_header_names: frozenset[bytes] = field(init=False)
 
     def __post_init__(self) -> None:
         keys = self.settings.gateway.cookie_secret
@@ -98,6 +103,17 @@ class Runtime:
             for idp in settings.identity_providers
         }
         self.directory = AppDirectory(settings.apps)
+        self.attribute_headers = {
+            idp.id: tuple(
+                (h.attribute_name, h.header_name.lower().encode())
+                for h in idp.config.header_attributes
+            )
+            for idp in settings.identity_providers
+            if isinstance(idp.config, SamlConfig) and idp.config.header_attributes
+        }
+        self.attribute_header_names = frozenset(
+            name for headers in self.attribute_headers.values() for _, name in headers
+        )
         self.settings = settings
 
     def _provider(self, idp: IdentityProvider, redirect_uri: str) -> Provider:
@@ -108,6 +124,10 @@ class Runtime:
             case "oidc":
                 return GenericOIDCProvider(
                     idp, self.http, redirect_uri=redirect_uri, clock=self.clock
+                )
+            case "saml":  # the ACS URL is the OIDC redirect URI, and the SP's entity id
+                return SamlProvider(
+                    idp, self.http, self.store, acs_url=redirect_uri, clock=self.clock
                 )
 
     @property

@@ -34,7 +34,6 @@ REFERENCE = ROOT / "docs" / "configuration.md"
 # Rows of SPEC 3 that later work adds; each is skipped only while the model lacks it.
 NOT_YET = {
     "user_risk_score": "added by issue 14, continuous access (SPEC 8)",
-    "saml": "added by issue 15, SAML sign-in (SPEC 10)",
 }
 
 OKTA_ID = "0b5f1c2e-okta"
@@ -55,6 +54,13 @@ ALICE = Identity(
 ALICE_OIDC = dataclasses.replace(ALICE, idp_id=OIDC_ID, idp_type="oidc")
 CAROL = dataclasses.replace(
     ALICE, email="carol@partner.org", groups=("Everyone",), amr=("pwd",), oidc_fields={}
+)
+ALICE_SAML = dataclasses.replace(
+    ALICE,
+    idp_id="corp-saml",
+    idp_type="saml",
+    oidc_fields={},
+    saml_attributes={"groups": ("Engineering", "Everyone"), "department": ("R&D",)},
 )
 NO_FACTS = RequestFacts()
 
@@ -120,6 +126,13 @@ EXAMPLES = {
     ),
     "any_valid_service_token": Example(
         {"any_valid_service_token": {}}, "non_identity", (None, _token("tok-2")), (None, NO_FACTS)
+    ),
+    # a multi-valued attribute matches on any value; an OIDC claim of that name is no attribute
+    "saml": Example(
+        {"saml": {"attribute_name": "groups", "attribute_value": "Everyone"}},
+        "allow",
+        (ALICE_SAML, NO_FACTS),
+        (dataclasses.replace(ALICE, oidc_fields={"groups": ("Everyone",)}), NO_FACTS),
     ),
 }
 

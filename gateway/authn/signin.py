@@ -121,5 +121,6 @@ async def finish(
         ip=client_ip,
         amr=outcome.amr,
         oidc_fields=outcome.oidc_fields,
+        saml_attributes=outcome.saml_attributes,
     )
     return SignedIn(identity, outcome)

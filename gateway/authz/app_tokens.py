@@ -30,7 +30,7 @@ from joserfc.jwk import RSAKey
 
 from gateway.authz.service_tokens import ServiceToken
 from gateway.config import App
-from gateway.identity import Identity, thaw
+from gateway.identity import Identity
 from gateway.state.sessions import Session, SessionManager
 from gateway.state.store import Clock, Store
 from gateway.state.store.lock import held
@@ -40,8 +40,8 @@ KEEP_PREVIOUS = 7 * 86400.0  # the previous key is served 7 days after it stops 
 TOKEN_LIFETIME = 3600.0  # an app token lives at most an hour, then is minted again
 REMINT_BEFORE = 60.0  # a token this close to expiry is replaced before it is sent
 
-_KEYS = "signing_keys"
-_LOCK = "signing_keys:lock"
+_KEYS = "signing_keys"  # its lock: "signing_keys:lock"
+_MAX_CERT_LIFETIME = 10 * 365 * 86400.0  # a key that never rotates: a ten-year certificate
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,12 +57,12 @@ class SigningKey:
         return {**public, "kid": self.kid, "alg": "RS256", "use": "sig"}
 
 
-def _new_key(now: float) -> SigningKey:
+def _new_key(now: float, purpose: str, valid_for: float) -> SigningKey:
     kid = secrets.token_hex(16)
     key = RSAKey.generate_key(2048, parameters={"kid": kid}, private=True)
     private = key.private_key
     assert isinstance(private, RSAPrivateKey)  # noqa: S101 - generate_key(private=True)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"gateway app token {kid}")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"gateway {purpose} {kid}")])
     start = datetime.datetime.fromtimestamp(now, datetime.UTC)
     cert = (
         x509.CertificateBuilder()
@@ -71,7 +71,7 @@ def _new_key(now: float) -> SigningKey:
         .public_key(private.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(start - datetime.timedelta(minutes=5))
-        .not_valid_after(start + datetime.timedelta(seconds=ROTATE_AFTER + KEEP_PREVIOUS + 86400))
+        .not_valid_after(start + datetime.timedelta(seconds=valid_for))
         .sign(private, hashes.SHA256())
     )
     pem = cert.public_bytes(serialization.Encoding.PEM).decode()
@@ -79,14 +79,30 @@ def _new_key(now: float) -> SigningKey:
 
 
 class SigningKeys:
-    """The signing keys in the store: current, previous, rotation."""
+    """The signing keys in the store: current, previous, rotation.
 
-    def __init__(self, store: Store, clock: Clock):
+    The app-token keys by default; another key set (the SAML service provider's, whose
+    certificate an IdP holds, so it never rotates by itself) lives under its own `name`, with
+    its own `rotate_after` and certificate `purpose`.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        *,
+        name: str = _KEYS,
+        rotate_after: float = ROTATE_AFTER,
+        purpose: str = "app token",
+    ):
         self.store = store
         self.clock = clock
+        self.name = name
+        self.rotate_after = rotate_after
+        self.purpose = purpose
 
     async def _load(self) -> list[SigningKey]:
-        raw = await self.store.get(_KEYS)
+        raw = await self.store.get(self.name)
         if raw is None:
             return []
         return [SigningKey(**k) for k in json.loads(raw)]
@@ -94,7 +110,7 @@ class SigningKeys:
     async def current(self) -> SigningKey:
         """The key that signs now; the first one is made, and an old one replaced, on demand."""
         keys = await self._load()
-        if keys and self.clock() - keys[0].created < ROTATE_AFTER:
+        if keys and self.clock() - keys[0].created < self.rotate_after:
             return keys[0]
         return (await self.rotate(only_if_stale=True))[0]
 
@@ -111,18 +127,19 @@ class SigningKeys:
         keys, newest first. With `only_if_stale`, several instances finding the key old at
         once make one new key between them (checked again under the lock)."""
         busy = "Could not take the signing-key lock."
-        async with held(self.store, _LOCK, ttl=10, attempts=50, pause=0.1, busy=busy):
+        async with held(self.store, f"{self.name}:lock", ttl=10, attempts=50, pause=0.1, busy=busy):
             now = self.clock()
             keys = await self._load()
-            if only_if_stale and keys and now - keys[0].created < ROTATE_AFTER:
+            if only_if_stale and keys and now - keys[0].created < self.rotate_after:
                 return keys
             retired = [
                 SigningKey(k.kid, k.jwk, k.cert, k.created, k.retired or now)
                 for k in keys
                 if k.retired is None or now - k.retired < KEEP_PREVIOUS
             ]
-            keys = [_new_key(now), *retired]
-            await self.store.set(_KEYS, json.dumps([_as_dict(k) for k in keys]).encode())
+            valid_for = min(self.rotate_after, _MAX_CERT_LIFETIME) + KEEP_PREVIOUS + 86400
+            keys = [_new_key(now, self.purpose, valid_for), *retired]
+            await self.store.set(self.name, json.dumps([_as_dict(k) for k in keys]).encode())
             return keys
 
 
@@ -150,7 +167,7 @@ def mint_app_token(
         "nbf": int(now),
         "exp": int(expires),
         "identity_nonce": identity.id,
-        "custom": thaw(identity.oidc_fields),
+        "custom": identity.custom,
     }
     header = {"alg": "RS256", "kid": key.kid, "typ": "JWT"}
     return jwt.encode(header, claims, _private_key(key.kid, json.dumps(key.jwk, sort_keys=True)))
