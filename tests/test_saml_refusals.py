@@ -32,9 +32,6 @@ from saml_idp import (
 
 from gateway.app import Gateway
 
-# Until branch `saml` (the provider) is merged, these acceptance tests have nothing to run on.
-pytest.importorskip("gateway.authn.providers.saml", reason="the SAML provider is not merged yet")
-
 APP_URL = "/docs/page?x=1"
 MALLORY = "mallory@example.com"
 ELSEWHERE = "https://elsewhere.example.com/cdn-cgi/access/callback"
@@ -272,12 +269,21 @@ async def test_signature_wrapping_is_refused(
 # --- addressing and time ----------------------------------------------------------------------
 
 
+# pysaml2 checks SubjectConfirmationData/@Recipient only when given `conv_info` (its
+# AuthnResponse.verify_recipient answers True without it); saml.py gives none.
+RECIPIENT_UNCHECKED = pytest.mark.xfail(
+    strict=True, reason="product bug: saml.py accepts an assertion for another Recipient"
+)
+
+
 @pytest.mark.parametrize(
     "options",
     [
         ResponseOptions(audience="https://elsewhere.example.com/sp"),
-        ResponseOptions(recipient=ELSEWHERE),
-        ResponseOptions(recipient=ELSEWHERE, signed="both"),
+        pytest.param(ResponseOptions(recipient=ELSEWHERE), marks=RECIPIENT_UNCHECKED),
+        pytest.param(
+            ResponseOptions(recipient=ELSEWHERE, signed="both"), marks=RECIPIENT_UNCHECKED
+        ),
         ResponseOptions(destination=ELSEWHERE),
         ResponseOptions(destination=ELSEWHERE, signed="both"),
         ResponseOptions(issuer="http://www.okta.com/exk-another-app"),
