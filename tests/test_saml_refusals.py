@@ -25,12 +25,14 @@ from saml_idp import (
     SAML_IDP_ID,
     ResponseOptions,
     SamlIdP,
+    SamlUser,
     post_to_callback,
     saml_form,
     saml_sign_in,
 )
 
 from gateway.app import Gateway
+from gateway.state.registry import Registry
 
 APP_URL = "/docs/page?x=1"
 MALLORY = "mallory@example.com"
@@ -39,9 +41,14 @@ FORBIDDEN_FILE = "root:x:0:0"  # the first line of /etc/passwd, which must never
 
 
 async def assert_refused(
-    client: httpx.AsyncClient, answer: httpx.Response, upstream: EchoUpstream, status: int = 400
+    client: httpx.AsyncClient,
+    answer: httpx.Response,
+    upstream: EchoUpstream,
+    gateway: Gateway,
+    status: int = 400,
 ) -> None:
-    """An error page, and the browser is no more signed in than before it posted."""
+    """An error page, the browser no more signed in than before it posted, and no user
+    recorded (nothing stored half-way)."""
     assert answer.status_code == status, (answer.status_code, answer.headers.get("location"))
     await assert_rejected(answer, upstream, status)
     assert "CF_Authorization" not in client.cookies
@@ -51,14 +58,20 @@ async def assert_refused(
     assert again.status_code == 302
     assert "/cdn-cgi/access/login/" in again.headers["location"]
     assert upstream.requests == []
+    assert gateway.runtime is not None
+    assert await Registry(gateway.runtime.store).all() == []
 
 
 async def refused_sign_in(
-    client: httpx.AsyncClient, idp: SamlIdP, upstream: EchoUpstream, options: ResponseOptions
+    client: httpx.AsyncClient,
+    idp: SamlIdP,
+    upstream: EchoUpstream,
+    gateway: Gateway,
+    options: ResponseOptions,
 ) -> httpx.Response:
     idp.options = options
     answer = await saml_sign_in(client, idp, ALICE)
-    await assert_refused(client, answer, upstream)
+    await assert_refused(client, answer, upstream, gateway)
     return answer
 
 
@@ -66,7 +79,10 @@ async def refused_sign_in(
 
 
 async def test_alice_signs_in_and_the_upstream_sees_her_email_and_groups(
-    saml_client: httpx.AsyncClient, saml_idp: SamlIdP, upstream: EchoUpstream
+    saml_client: httpx.AsyncClient,
+    saml_idp: SamlIdP,
+    saml_gateway: Gateway,
+    upstream: EchoUpstream,
 ) -> None:
     done = await saml_sign_in(saml_client, saml_idp, ALICE)
     assert done.status_code == 302, done.text
@@ -81,6 +97,9 @@ async def test_alice_signs_in_and_the_upstream_sees_her_email_and_groups(
     assert identity["groups"] == ["Engineering", "Everyone"]
     assert identity["idp"] == {"id": SAML_IDP_ID, "type": "saml"}
     assert identity["saml_attributes"]["department"] == ["R&D"]
+    assert saml_gateway.runtime is not None  # the registry check of assert_refused can fail
+    users = await Registry(saml_gateway.runtime.store).all()
+    assert [user.email for user in users] == [ALICE.email]
     (request,) = saml_idp.requests
     assert request.assertion_consumer_service_url in (None, saml_idp.acs_url)
     assert request.issuer.text == saml_idp.sp_entity_id
@@ -132,10 +151,11 @@ async def test_a_good_response_is_accepted(
 async def test_a_response_not_signed_by_the_configured_certificate_is_refused(
     saml_client: httpx.AsyncClient,
     saml_idp: SamlIdP,
+    saml_gateway: Gateway,
     upstream: EchoUpstream,
     options: ResponseOptions,
 ) -> None:
-    await refused_sign_in(saml_client, saml_idp, upstream, options)
+    await refused_sign_in(saml_client, saml_idp, upstream, saml_gateway, options)
 
 
 def _attribute_values(tree: etree._Element, name: str) -> list[etree._Element]:
@@ -160,13 +180,14 @@ def _become_mallory(tree: etree._Element) -> None:
 async def test_an_attribute_altered_after_signing_is_refused(
     saml_client: httpx.AsyncClient,
     saml_idp: SamlIdP,
+    saml_gateway: Gateway,
     upstream: EchoUpstream,
     signed: str,
     tamper: Callable[[etree._Element], None],
 ) -> None:
     saml_idp.options = ResponseOptions(signed=signed, tamper=tamper)  # type: ignore[arg-type]
     answer = await saml_sign_in(saml_client, saml_idp, BOB)
-    await assert_refused(saml_client, answer, upstream)
+    await assert_refused(saml_client, answer, upstream, saml_gateway)
 
 
 # --- signature wrapping: an unsigned assertion for mallory (in Engineering) beside or around
@@ -257,12 +278,13 @@ def _signed_response_wrapped(tree: etree._Element) -> None:
 async def test_signature_wrapping_is_refused(
     saml_client: httpx.AsyncClient,
     saml_idp: SamlIdP,
+    saml_gateway: Gateway,
     upstream: EchoUpstream,
     signed: str,
     wrap: Callable[[etree._Element], None],
 ) -> None:
     options = ResponseOptions(signed=signed, tamper=wrap)  # type: ignore[arg-type]
-    answer = await refused_sign_in(saml_client, saml_idp, upstream, options)
+    answer = await refused_sign_in(saml_client, saml_idp, upstream, saml_gateway, options)
     assert MALLORY not in answer.text
 
 
@@ -300,10 +322,11 @@ RECIPIENT_UNCHECKED = pytest.mark.xfail(
 async def test_a_response_meant_for_another_party_is_refused(
     saml_client: httpx.AsyncClient,
     saml_idp: SamlIdP,
+    saml_gateway: Gateway,
     upstream: EchoUpstream,
     options: ResponseOptions,
 ) -> None:
-    await refused_sign_in(saml_client, saml_idp, upstream, options)
+    await refused_sign_in(saml_client, saml_idp, upstream, saml_gateway, options)
 
 
 @pytest.mark.parametrize(
@@ -319,10 +342,11 @@ async def test_a_response_meant_for_another_party_is_refused(
 async def test_a_response_outside_its_validity_beyond_the_leeway_is_refused(
     saml_client: httpx.AsyncClient,
     saml_idp: SamlIdP,
+    saml_gateway: Gateway,
     upstream: EchoUpstream,
     options: ResponseOptions,
 ) -> None:
-    await refused_sign_in(saml_client, saml_idp, upstream, options)
+    await refused_sign_in(saml_client, saml_idp, upstream, saml_gateway, options)
 
 
 # --- binding to the browser, replay, IdP-initiated ----------------------------------------
@@ -342,17 +366,19 @@ async def saml_gateway_browsers(
 
 async def test_a_response_posted_by_another_browser_is_refused(
     saml_gateway_browsers: tuple[httpx.AsyncClient, httpx.AsyncClient],
+    saml_gateway: Gateway,
     saml_idp: SamlIdP,
     upstream: EchoUpstream,
 ) -> None:
     victim, attacker = saml_gateway_browsers
     stolen = await saml_form(victim, saml_idp, ALICE)
     answer = await post_to_callback(attacker, stolen)
-    await assert_refused(attacker, answer, upstream)
+    await assert_refused(attacker, answer, upstream, saml_gateway)
 
 
 async def test_a_response_to_another_browsers_request_is_refused(
     saml_gateway_browsers: tuple[httpx.AsyncClient, httpx.AsyncClient],
+    saml_gateway: Gateway,
     saml_idp: SamlIdP,
     upstream: EchoUpstream,
 ) -> None:
@@ -362,7 +388,7 @@ async def test_a_response_to_another_browsers_request_is_refused(
     own = await saml_form(attacker, saml_idp, BOB)
     own.fields["SAMLResponse"] = stolen.fields["SAMLResponse"]
     answer = await post_to_callback(attacker, own)
-    await assert_refused(attacker, answer, upstream)
+    await assert_refused(attacker, answer, upstream, saml_gateway)
 
 
 async def test_the_same_response_posted_twice_is_refused_the_second_time(
@@ -384,25 +410,81 @@ def _start_from_the_app(page: httpx.Response) -> bool:
 
 
 async def test_an_idp_initiated_response_tells_to_start_from_the_app(
-    saml_client: httpx.AsyncClient, saml_idp: SamlIdP, upstream: EchoUpstream
+    saml_client: httpx.AsyncClient, saml_idp: SamlIdP, saml_gateway: Gateway, upstream: EchoUpstream
 ) -> None:
     """An Okta dashboard tile: no sign-in begun, no RelayState, no InResponseTo."""
     unsolicited = saml_idp.response_xml(ALICE, None, ResponseOptions(idp_initiated=True))
     answer = await saml_client.post(
         saml_idp.acs_url, data={"SAMLResponse": base64.b64encode(unsolicited).decode()}
     )
-    await assert_refused(saml_client, answer, upstream)
+    await assert_refused(saml_client, answer, upstream, saml_gateway)
     assert _start_from_the_app(answer), answer.text
 
 
 async def test_an_idp_initiated_response_during_a_sign_in_is_refused(
-    saml_client: httpx.AsyncClient, saml_idp: SamlIdP, upstream: EchoUpstream
+    saml_client: httpx.AsyncClient, saml_idp: SamlIdP, saml_gateway: Gateway, upstream: EchoUpstream
 ) -> None:
     """The browser's own RelayState with a Response that answers no request."""
     saml_idp.options = ResponseOptions(idp_initiated=True)
     answer = await saml_sign_in(saml_client, saml_idp, ALICE)
-    await assert_refused(saml_client, answer, upstream)
+    await assert_refused(saml_client, answer, upstream, saml_gateway)
     assert _start_from_the_app(answer), answer.text
+
+
+# --- what the IdP says, and how a signed value is read ----------------------------------------
+
+RESPONDER = "urn:oasis:names:tc:SAML:2.0:status:Responder"
+
+
+def _idp_refused(tree: etree._Element) -> None:
+    """Okta's refusal (the user is not assigned to the app): a Responder status. The
+    assertion, signed on its own, is left in: a status that is not Success refuses anyway."""
+    (status_code,) = tree.xpath("samlp:Status/samlp:StatusCode", namespaces=NS)
+    status_code.set("Value", RESPONDER)
+
+
+async def test_a_response_whose_status_is_not_success_is_refused(
+    saml_client: httpx.AsyncClient,
+    saml_idp: SamlIdP,
+    saml_gateway: Gateway,
+    upstream: EchoUpstream,
+) -> None:
+    saml_idp.options = ResponseOptions(tamper=_idp_refused)
+    answer = await saml_sign_in(saml_client, saml_idp, ALICE)
+    await assert_refused(saml_client, answer, upstream, saml_gateway, status=403)
+
+
+def _comment_after_alice(tree: etree._Element) -> None:
+    """`alice@example.com<!---->.evil.example`: exclusive c14n drops comments, so the signature
+    still holds; a reader that takes the first text node sees alice."""
+    for value in [*_attribute_values(tree, "email"), *tree.xpath("//saml:NameID", namespaces=NS)]:
+        assert value.text == EVIL_TWIN.email
+        value.text = ALICE.email
+        comment = etree.Comment("")
+        comment.tail = EVIL_TWIN.email.removeprefix(ALICE.email)
+        value.append(comment)
+
+
+EVIL_TWIN = SamlUser(f"{ALICE.email}.evil.example", ("Engineering",))
+
+
+async def test_a_comment_inside_a_signed_email_does_not_cut_it_short(
+    saml_client: httpx.AsyncClient, saml_idp: SamlIdP, upstream: EchoUpstream
+) -> None:
+    """The IdP vouches for alice@example.com.evil.example (a user the attacker registered);
+    whether or not the gateway takes it, it never signs alice@example.com in."""
+    saml_idp.users[EVIL_TWIN.email] = EVIL_TWIN
+    saml_idp.options = ResponseOptions(tamper=_comment_after_alice)
+    answer = await saml_sign_in(saml_client, saml_idp, EVIL_TWIN)
+    identity = await saml_client.get("/cdn-cgi/access/get-identity")
+    if answer.status_code == 302:
+        assert identity.json()["email"] == EVIL_TWIN.email
+        page = await saml_client.get(APP_URL)
+        assert page.json()["headers"]["cf-access-authenticated-user-email"] == EVIL_TWIN.email
+    else:
+        assert answer.status_code == 400, answer.text
+        assert identity.status_code == 401
+        assert upstream.requests == []
 
 
 # --- hostile XML ------------------------------------------------------------------------------
@@ -456,11 +538,12 @@ PARAMETER_ENTITY = b"""<?xml version="1.0"?>
 async def test_hostile_xml_is_refused_and_nothing_is_expanded(
     saml_client: httpx.AsyncClient,
     saml_idp: SamlIdP,
+    saml_gateway: Gateway,
     upstream: EchoUpstream,
     options: ResponseOptions,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    answer = await refused_sign_in(saml_client, saml_idp, upstream, options)
+    answer = await refused_sign_in(saml_client, saml_idp, upstream, saml_gateway, options)
     assert FORBIDDEN_FILE not in answer.text
     assert "lollollol" not in answer.text
     assert FORBIDDEN_FILE not in caplog.text
@@ -472,9 +555,13 @@ async def test_hostile_xml_is_refused_and_nothing_is_expanded(
     ids=["not-base64", "not-xml", "empty"],
 )
 async def test_a_response_that_is_not_base64_xml_is_refused(
-    saml_client: httpx.AsyncClient, saml_idp: SamlIdP, upstream: EchoUpstream, junk: str
+    saml_client: httpx.AsyncClient,
+    saml_idp: SamlIdP,
+    saml_gateway: Gateway,
+    upstream: EchoUpstream,
+    junk: str,
 ) -> None:
     form = await saml_form(saml_client, saml_idp, ALICE)
     form.fields["SAMLResponse"] = junk
     answer = await post_to_callback(saml_client, form)
-    await assert_refused(saml_client, answer, upstream)
+    await assert_refused(saml_client, answer, upstream, saml_gateway)
