@@ -25,6 +25,7 @@ from saml_idp import (
     BOB,
     SAML_IDP_ID,
     SP_ENTITY_ID,
+    ResponseOptions,
     SamlIdP,
     idp_form,
     post_to_callback,
@@ -436,3 +437,28 @@ async def test_an_encrypted_assertion_is_decrypted_with_the_sp_key(
     )
     assert answer.status_code == 302, answer.text
     assert (await client.get("/cdn-cgi/access/get-identity")).json()["email"] == ALICE.email
+
+
+@pytest.mark.parametrize(
+    ("options", "step"),
+    [
+        # pysaml2 reads SubjectConfirmationData's Recipient only when told who it is: a check
+        # that was silently off until this test
+        (ResponseOptions(recipient="https://evil.example/cdn-cgi/access/callback"), "Recipient"),
+        (ResponseOptions(issuer="http://www.okta.com/exk-other"), "Issuer"),
+        (ResponseOptions(not_on_or_after=-600, not_before=-900), "expired or not yet valid"),
+    ],
+)
+async def test_each_refusal_names_what_to_fix_and_makes_no_session(
+    client: httpx.AsyncClient,
+    saml_idp: SamlIdP,
+    upstream: EchoUpstream,
+    options: ResponseOptions,
+    step: str,
+) -> None:
+    saml_idp.options = options
+    refused = await saml_sign_in(client, saml_idp, ALICE)
+    assert refused.status_code == 400
+    assert step in refused.text
+    assert (await client.get("/cdn-cgi/access/get-identity")).status_code == 401
+    assert upstream.requests == []
