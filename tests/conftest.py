@@ -198,10 +198,12 @@ async def saml_idp(tmp_path: Path) -> AsyncIterator[SamlIdP]:
 
 @pytest_asyncio.fixture
 async def saml_gateway(
-    store: Store, upstream: EchoUpstream, saml_idp: SamlIdP
+    open_store_of: Callable[[str], Store], upstream: EchoUpstream, saml_idp: SamlIdP
 ) -> AsyncIterator[Gateway]:
+    """The gateway with `saml_idp` as its one IdP, on a real Redis only: what SAML adds is
+    the same on every store kind, and each test signs (and checks) with xmlsec1 processes."""
     settings = parse_settings(saml_settings_doc(upstream.url, saml_idp))
-    async with running(create_app(settings, store=store)) as app:
+    async with running(create_app(settings, store=open_store_of("redis"))) as app:
         yield app
 
 

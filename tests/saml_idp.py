@@ -83,7 +83,8 @@ class ResponseOptions:
     - `skew`: shifts every timestamp (an IdP clock ahead or behind); `not_before` and
       `not_on_or_after` place the Conditions (and the SubjectConfirmationData expiry) alone.
     - `tamper`: edits the lxml tree of the signed Response before it is encoded.
-    - `raw`: the XML to send instead of anything made here (XML bombs, external entities).
+    - `raw`: the XML to send instead of anything made here, or a function of the signed XML
+      (bytes) that returns it (XML bombs, external entities, DOCTYPEs).
     """
 
     signed: Signed = "assertion"
@@ -98,7 +99,7 @@ class ResponseOptions:
     not_before: float | None = None
     not_on_or_after: float | None = None
     tamper: Tamper | None = None
-    raw: bytes | None = None
+    raw: bytes | Callable[[bytes], bytes] | None = None
 
 
 @dataclass(frozen=True)
@@ -289,7 +290,7 @@ class SamlIdP:
         """The Response to AuthnRequest `in_response_to` for `user`, made as `options` say
         (the IdP's current `options` when none are given)."""
         options = options or self.options
-        if options.raw is not None:
+        if isinstance(options.raw, bytes):
             return options.raw
         if options.idp_initiated:
             in_response_to = None
@@ -306,12 +307,12 @@ class SamlIdP:
             response.signature = pre_signature_part(response.id, signer.cert_base64(), 1)
             to_sign.append((samlp.Response.c_tag, response.id))
         xml = signed_instance_factory(response, signer.security_context(), to_sign)
-        text = xml if isinstance(xml, str) else xml.to_string().decode()
-        if options.tamper is None:
-            return text.encode()
-        tree = etree.fromstring(text.encode())
-        options.tamper(tree)
-        return etree.tostring(tree)
+        signed = (xml if isinstance(xml, str) else xml.to_string().decode()).encode()
+        if options.tamper is not None:
+            tree = etree.fromstring(signed)
+            options.tamper(tree)
+            signed = etree.tostring(tree)
+        return signed if options.raw is None else options.raw(signed)
 
     def _unsigned(
         self, user: SamlUser, in_response_to: str | None, options: ResponseOptions
