@@ -16,7 +16,7 @@ import pytest
 import pytest_asyncio
 from admin_harness import TOKEN, admin_client
 from defusedxml.ElementTree import fromstring as parse_xml
-from harness import EchoUpstream, browser, running, start_sign_in
+from harness import TEAM, EchoUpstream, browser, running, start_sign_in
 from saml2 import BINDING_HTTP_REDIRECT
 from saml2.authn_context import PASSWORDPROTECTEDTRANSPORT
 from saml2.saml import NAMEID_FORMAT_EMAILADDRESS, NameID
@@ -33,6 +33,7 @@ from saml_idp import (
     saml_settings_doc,
     saml_sign_in,
 )
+from scim_harness import create_user, deactivate, okta_client
 
 from gateway.app import Gateway, create_app
 from gateway.authn.providers import saml as saml_provider
@@ -462,3 +463,27 @@ async def test_each_refusal_names_what_to_fix_and_makes_no_session(
     assert step in refused.text
     assert (await client.get("/cdn-cgi/access/get-identity")).status_code == 401
     assert upstream.requests == []
+
+
+# --- SCIM --------------------------------------------------------------------------------------
+
+
+async def test_scim_deactivation_ends_a_saml_users_sessions_matched_by_email(
+    store: Store, upstream: EchoUpstream, saml_idp: SamlIdP
+) -> None:
+    doc = saml_settings_doc(upstream.url, saml_idp)
+    doc["identity_providers"][0]["scim_config"] = {"enabled": True, "user_deprovision": True}
+    async with running(create_app(parse_settings(doc), store=store)) as app:
+        rt = app.runtime
+        assert rt is not None
+        idp = rt.settings.idp(SAML_IDP_ID)
+        assert idp is not None
+        secret = await rt.scim_secrets.regenerate(idp)
+        base = f"{TEAM}/populations/{SAML_IDP_ID}/scim/v2"
+        async with browser(app) as alices, okta_client(app, secret, base) as scim:
+            assert (await saml_sign_in(alices, saml_idp, ALICE)).status_code == 302
+            # Okta's SCIM app knows alice by her email and its own user id, never the NameID.
+            user = await create_user(scim, external_id="00u-not-the-name-id")
+            assert (await alices.get("/docs/page?x=1")).status_code == 200
+            assert (await scim.patch(f"/Users/{user['id']}", json=deactivate())).is_success
+            assert (await alices.get("/docs/page?x=1")).status_code == 302  # to sign in again
