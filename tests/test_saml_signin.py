@@ -487,3 +487,31 @@ async def test_scim_deactivation_ends_a_saml_users_sessions_matched_by_email(
             assert (await alices.get("/docs/page?x=1")).status_code == 200
             assert (await scim.patch(f"/Users/{user['id']}", json=deactivate())).is_success
             assert (await alices.get("/docs/page?x=1")).status_code == 302  # to sign in again
+
+
+# --- failing closed ----------------------------------------------------------------------------
+
+
+async def test_without_xmlsec1_sign_in_fails_closed_with_a_page(
+    store: Store, upstream: EchoUpstream, saml_idp: SamlIdP, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(saml_provider, "XMLSEC_BINARY", "no-such-xmlsec1-here")
+    doc = saml_settings_doc(upstream.url, saml_idp)
+    async with running(create_app(parse_settings(doc), store=store)) as app, browser(app) as c:
+        to_login = await c.get("/docs/page")
+        page = await c.get(to_login.headers["location"])
+    assert page.status_code == 503
+    assert "xmlsec1" in page.text
+    assert "Traceback" not in page.text
+
+
+async def test_an_unreachable_metadata_url_fails_closed_with_a_page(
+    store: Store, upstream: EchoUpstream, saml_idp: SamlIdP
+) -> None:
+    doc = saml_settings_doc(upstream.url, saml_idp)
+    doc["identity_providers"][0]["config"] = {"metadata_url": "http://127.0.0.1:9/metadata"}
+    async with running(create_app(parse_settings(doc), store=store)) as app, browser(app) as c:
+        to_login = await c.get("/docs/page")
+        page = await c.get(to_login.headers["location"])
+    assert page.status_code == 502
+    assert "metadata" in page.text

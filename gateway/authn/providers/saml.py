@@ -55,7 +55,7 @@ from saml2.xmldsig import SIG_RSA_SHA256
 from gateway.authn.providers import SignInRequest, SignInResult, shorten
 from gateway.authz.app_tokens import SigningKey, SigningKeys
 from gateway.config import IdentityProvider, SamlConfig
-from gateway.errors import IdPError, SignInError
+from gateway.errors import GatewayError, IdPError, SignInError
 from gateway.state.store import Store
 
 logger = logging.getLogger("gateway.saml")
@@ -210,14 +210,19 @@ class SamlProvider:
         """An AuthnRequest to the IdP's SSO URL by HTTP-Redirect, RelayState the state."""
         client, metadata = await self._saml_client()
         relay_state = secrets.token_urlsafe(32)
-        request_id, info = client.prepare_for_authenticate(
-            entityid=metadata.entity_id,
-            relay_state=relay_state,
-            binding=BINDING_HTTP_REDIRECT,
-            sign=self._config.sign_request,
-            sigalg=SIG_RSA_SHA256 if self._config.sign_request else None,
-        )
-        location = dict(info["headers"])["Location"]
+        try:
+            request_id, info = client.prepare_for_authenticate(
+                entityid=metadata.entity_id,
+                relay_state=relay_state,
+                binding=BINDING_HTTP_REDIRECT,
+                sign=self._config.sign_request,
+                sigalg=SIG_RSA_SHA256 if self._config.sign_request else None,
+            )
+            location = dict(info["headers"])["Location"]
+        except Exception as exc:  # e.g. metadata without an HTTP-Redirect SSO service
+            raise self._fail(
+                "The SAML AuthnRequest could not be made.", "metadata", status=502
+            ) from exc
         return SignInRequest(location, relay_state, {REQUEST_ID: request_id})
 
     async def finish(
@@ -434,7 +439,18 @@ class SamlProvider:
                 self._files = _KeyFiles(key)
                 self._client = None
             if self._client is None:
-                self._client = Saml2Client(self._sp_config(metadata, self._files))
+                try:
+                    self._client = Saml2Client(self._sp_config(metadata, self._files))
+                except GatewayError:  # xmlsec1 missing: said as it is
+                    raise
+                except Exception as exc:  # pysaml2 refuses metadata in many ways
+                    raise self._fail(
+                        "The SAML IdP metadata could not be used.",
+                        "metadata",
+                        status=502,
+                        hint="check issuer_url, sso_target_url and idp_public_certs (or "
+                        "metadata_url)",
+                    ) from exc
             return self._client, metadata
 
     async def _idp_metadata(self) -> IdPMetadata:
@@ -462,6 +478,14 @@ class SamlProvider:
         self._metadata, self._metadata_at = fresh, self._clock()
         return fresh
 
+    async def prepare(self) -> None:
+        """At start: read the IdP metadata (a `metadata_url`) and the SP key now rather than at
+        the first sign-in. A failure is logged; the first sign-in tries again."""
+        try:
+            await self._saml_client()
+        except GatewayError as exc:
+            logger.warning("idp %s: SAML not ready at start: %s", self.idp.id, exc.description)
+
     async def metadata_document(self) -> str:
         """This SP's metadata (entity id, ACS, signing and encryption certificate)."""
         client, _ = await self._saml_client()
@@ -477,7 +501,7 @@ class SamlProvider:
                 hint="apt-get install xmlsec1",
             )
         config = SPConfig()
-        config.load(
+        config.load(  # raises for metadata pysaml2 cannot use: the caller's `try`
             {
                 "entityid": self._acs_url,  # SPEC 10: the entity id is the ACS URL
                 "xmlsec_binary": binary,
