@@ -20,6 +20,8 @@ from harness import TEAM, EchoUpstream, browser, running, start_sign_in
 from saml2 import BINDING_HTTP_REDIRECT
 from saml2.authn_context import PASSWORDPROTECTEDTRANSPORT
 from saml2.saml import NAMEID_FORMAT_EMAILADDRESS, NameID
+from saml2.xml.schema import XMLSchemaError
+from saml2.xml.schema import validate as validate_with_saml_schema
 from saml_idp import (
     ALICE,
     BOB,
@@ -515,3 +517,38 @@ async def test_an_unreachable_metadata_url_fails_closed_with_a_page(
         page = await c.get(to_login.headers["location"])
     assert page.status_code == 502
     assert "metadata" in page.text
+
+
+async def test_sp_metadata_validates_against_the_saml_metadata_schema(
+    client: httpx.AsyncClient,
+) -> None:
+    document = (await client.get(f"/cdn-cgi/access/saml-metadata/{SAML_IDP_ID}")).text
+    validate_with_saml_schema(document)  # raises XMLSchemaError on any departure
+    with pytest.raises(XMLSchemaError):  # and it does check: an ACS without its Location
+        validate_with_saml_schema(document.replace(f'Location="{SP_ENTITY_ID}"', ""))
+
+
+# --- several instances -------------------------------------------------------------------------
+
+
+async def test_a_sign_in_started_on_one_instance_finishes_on_another(
+    store: Store, upstream: EchoUpstream, saml_idp: SamlIdP
+) -> None:
+    """Two gateways on one store (Redis, or one memory store): the pending state, the SP key
+    and the used-assertion ids are all in it."""
+    settings = parse_settings(saml_settings_doc(upstream.url, saml_idp))
+    async with (
+        running(create_app(settings, store=store)) as first,
+        running(create_app(settings, store=store)) as second,
+        browser(first) as on_first,
+        browser(second) as on_second,
+    ):
+        form = await idp_form(saml_idp, await start_sign_in(on_first, "/docs/page?x=1"))
+        on_second.cookies = on_first.cookies
+        answer = await post_to_callback(on_second, form)
+        assert answer.status_code == 302, answer.text
+        assert (await on_second.get("/docs/page?x=1")).status_code == 200
+        on_first.cookies = on_second.cookies
+        assert (await on_first.get("/docs/page?x=1")).status_code == 200
+        replayed = await post_to_callback(on_first, form)  # the same Response, on the other
+        assert replayed.status_code == 400
