@@ -47,7 +47,7 @@ from saml2.client import Saml2Client
 from saml2.config import SPConfig
 from saml2.metadata import entity_descriptor
 from saml2.response import AuthnResponse, InvalidAssertion, StatusError, UnsolicitedResponse
-from saml2.saml import NAMEID_FORMAT_EMAILADDRESS
+from saml2.saml import NAMEID_FORMAT_EMAILADDRESS, NAMEID_FORMAT_TRANSIENT
 from saml2.sigver import SigverError
 from saml2.validate import ResponseLifetimeExceed, ToEarly
 from saml2.xmldsig import SIG_RSA_SHA256
@@ -264,7 +264,8 @@ class SamlProvider:
     def _validate(
         self, client: Saml2Client, metadata: IdPMetadata, xml: bytes, request_id: str
     ) -> Assertion:
-        """pysaml2's checks, then ours (Issuer); in a worker thread: xmlsec1 is a process."""
+        """pysaml2's checks, then ours (Issuer, InResponseTo, Recipient) on the assertion it
+        verified; in a worker thread, since xmlsec1 is a process."""
         try:
             response = client.parse_authn_request_response(
                 base64.b64encode(xml).decode(),
@@ -321,8 +322,11 @@ class SamlProvider:
             h.attribute_name for h in self._config.header_attributes
         }
         name = (attributes.get("name") or attributes.get("displayName") or ("",))[0]
+        # The user's stable id (their user uuid derives from it): the NameID, unless a
+        # transient one, new at every sign-in, when the email is steadier.
+        transient = assertion.name_id_format == NAMEID_FORMAT_TRANSIENT
         return SignInResult(
-            sub=assertion.name_id or emails[0],
+            sub=emails[0] if transient or not assertion.name_id else assertion.name_id,
             email=emails[0],
             name=name,
             groups=groups,
