@@ -160,12 +160,16 @@ def create_app(
             log.warning("catalog not loaded at start: %s", exc.description)
         stop = asyncio.Event()
         watcher = asyncio.create_task(watch(rt.catalog, rt.apply, stop))
+        preparing = asyncio.create_task(rt.prepare_providers())  # SPEC 10: metadata at start
         app.state.runtime = gateway.runtime = rt
         try:
             yield
         finally:
             app.state.runtime = gateway.runtime = None
             stop.set()
+            preparing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await preparing
             await watcher
             await upstreams.close()
             await http.aclose()

@@ -6,6 +6,7 @@ the guard and the views.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from dataclasses import dataclass, field
@@ -129,6 +130,12 @@ class Runtime:
                 return SamlProvider(
                     idp, self.http, self.store, acs_url=redirect_uri, clock=self.clock
                 )
+
+    async def prepare_providers(self) -> None:
+        """What providers read before their first sign-in (SAML: IdP metadata, SP key)."""
+        await asyncio.gather(
+            *(p.prepare() for p in self.providers.values() if isinstance(p, SamlProvider))
+        )
 
     @property
     def team_host(self) -> str:

@@ -16,15 +16,18 @@ import pytest
 import pytest_asyncio
 from admin_harness import TOKEN, admin_client
 from defusedxml.ElementTree import fromstring as parse_xml
-from harness import EchoUpstream, browser, running, start_sign_in
+from harness import TEAM, EchoUpstream, browser, running, start_sign_in
 from saml2 import BINDING_HTTP_REDIRECT
 from saml2.authn_context import PASSWORDPROTECTEDTRANSPORT
 from saml2.saml import NAMEID_FORMAT_EMAILADDRESS, NameID
+from saml2.xml.schema import XMLSchemaError
+from saml2.xml.schema import validate as validate_with_saml_schema
 from saml_idp import (
     ALICE,
     BOB,
     SAML_IDP_ID,
     SP_ENTITY_ID,
+    ResponseOptions,
     SamlIdP,
     idp_form,
     post_to_callback,
@@ -32,6 +35,7 @@ from saml_idp import (
     saml_settings_doc,
     saml_sign_in,
 )
+from scim_harness import create_user, deactivate, okta_client
 
 from gateway.app import Gateway, create_app
 from gateway.authn.providers import saml as saml_provider
@@ -436,3 +440,115 @@ async def test_an_encrypted_assertion_is_decrypted_with_the_sp_key(
     )
     assert answer.status_code == 302, answer.text
     assert (await client.get("/cdn-cgi/access/get-identity")).json()["email"] == ALICE.email
+
+
+@pytest.mark.parametrize(
+    ("options", "step"),
+    [
+        # pysaml2 reads SubjectConfirmationData's Recipient only when told who it is: a check
+        # that was silently off until this test
+        (ResponseOptions(recipient="https://evil.example/cdn-cgi/access/callback"), "Recipient"),
+        (ResponseOptions(issuer="http://www.okta.com/exk-other"), "Issuer"),
+        (ResponseOptions(not_on_or_after=-600, not_before=-900), "expired or not yet valid"),
+    ],
+)
+async def test_each_refusal_names_what_to_fix_and_makes_no_session(
+    client: httpx.AsyncClient,
+    saml_idp: SamlIdP,
+    upstream: EchoUpstream,
+    options: ResponseOptions,
+    step: str,
+) -> None:
+    saml_idp.options = options
+    refused = await saml_sign_in(client, saml_idp, ALICE)
+    assert refused.status_code == 400
+    assert step in refused.text
+    assert (await client.get("/cdn-cgi/access/get-identity")).status_code == 401
+    assert upstream.requests == []
+
+
+# --- SCIM --------------------------------------------------------------------------------------
+
+
+async def test_scim_deactivation_ends_a_saml_users_sessions_matched_by_email(
+    store: Store, upstream: EchoUpstream, saml_idp: SamlIdP
+) -> None:
+    doc = saml_settings_doc(upstream.url, saml_idp)
+    doc["identity_providers"][0]["scim_config"] = {"enabled": True, "user_deprovision": True}
+    async with running(create_app(parse_settings(doc), store=store)) as app:
+        rt = app.runtime
+        assert rt is not None
+        idp = rt.settings.idp(SAML_IDP_ID)
+        assert idp is not None
+        secret = await rt.scim_secrets.regenerate(idp)
+        base = f"{TEAM}/populations/{SAML_IDP_ID}/scim/v2"
+        async with browser(app) as alices, okta_client(app, secret, base) as scim:
+            assert (await saml_sign_in(alices, saml_idp, ALICE)).status_code == 302
+            # Okta's SCIM app knows alice by her email and its own user id, never the NameID.
+            user = await create_user(scim, external_id="00u-not-the-name-id")
+            assert (await alices.get("/docs/page?x=1")).status_code == 200
+            assert (await scim.patch(f"/Users/{user['id']}", json=deactivate())).is_success
+            assert (await alices.get("/docs/page?x=1")).status_code == 302  # to sign in again
+
+
+# --- failing closed ----------------------------------------------------------------------------
+
+
+async def test_without_xmlsec1_sign_in_fails_closed_with_a_page(
+    store: Store, upstream: EchoUpstream, saml_idp: SamlIdP, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(saml_provider, "XMLSEC_BINARY", "no-such-xmlsec1-here")
+    doc = saml_settings_doc(upstream.url, saml_idp)
+    async with running(create_app(parse_settings(doc), store=store)) as app, browser(app) as c:
+        to_login = await c.get("/docs/page")
+        page = await c.get(to_login.headers["location"])
+    assert page.status_code == 503
+    assert "xmlsec1" in page.text
+    assert "Traceback" not in page.text
+
+
+async def test_an_unreachable_metadata_url_fails_closed_with_a_page(
+    store: Store, upstream: EchoUpstream, saml_idp: SamlIdP
+) -> None:
+    doc = saml_settings_doc(upstream.url, saml_idp)
+    doc["identity_providers"][0]["config"] = {"metadata_url": "http://127.0.0.1:9/metadata"}
+    async with running(create_app(parse_settings(doc), store=store)) as app, browser(app) as c:
+        to_login = await c.get("/docs/page")
+        page = await c.get(to_login.headers["location"])
+    assert page.status_code == 502
+    assert "metadata" in page.text
+
+
+async def test_sp_metadata_validates_against_the_saml_metadata_schema(
+    client: httpx.AsyncClient,
+) -> None:
+    document = (await client.get(f"/cdn-cgi/access/saml-metadata/{SAML_IDP_ID}")).text
+    validate_with_saml_schema(document)  # raises XMLSchemaError on any departure
+    with pytest.raises(XMLSchemaError):  # and it does check: an ACS without its Location
+        validate_with_saml_schema(document.replace(f'Location="{SP_ENTITY_ID}"', ""))
+
+
+# --- several instances -------------------------------------------------------------------------
+
+
+async def test_a_sign_in_started_on_one_instance_finishes_on_another(
+    store: Store, upstream: EchoUpstream, saml_idp: SamlIdP
+) -> None:
+    """Two gateways on one store (Redis, or one memory store): the pending state, the SP key
+    and the used-assertion ids are all in it."""
+    settings = parse_settings(saml_settings_doc(upstream.url, saml_idp))
+    async with (
+        running(create_app(settings, store=store)) as first,
+        running(create_app(settings, store=store)) as second,
+        browser(first) as on_first,
+        browser(second) as on_second,
+    ):
+        form = await idp_form(saml_idp, await start_sign_in(on_first, "/docs/page?x=1"))
+        on_second.cookies = on_first.cookies
+        answer = await post_to_callback(on_second, form)
+        assert answer.status_code == 302, answer.text
+        assert (await on_second.get("/docs/page?x=1")).status_code == 200
+        on_first.cookies = on_second.cookies
+        assert (await on_first.get("/docs/page?x=1")).status_code == 200
+        replayed = await post_to_callback(on_first, form)  # the same Response, on the other
+        assert replayed.status_code == 400

@@ -40,7 +40,8 @@ KEEP_PREVIOUS = 7 * 86400.0  # the previous key is served 7 days after it stops 
 TOKEN_LIFETIME = 3600.0  # an app token lives at most an hour, then is minted again
 REMINT_BEFORE = 60.0  # a token this close to expiry is replaced before it is sent
 
-_KEYS = "signing_keys"  # its lock: "signing_keys:lock"
+_KEYS = "signing_keys"
+_LOCK = f"{_KEYS}:lock"  # a key set's lock is its name and ":lock"
 _MAX_CERT_LIFETIME = 10 * 365 * 86400.0  # a key that never rotates: a ten-year certificate
 
 

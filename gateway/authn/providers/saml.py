@@ -42,12 +42,12 @@ from cryptography.hazmat.primitives import serialization
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring as parse_xml
 from joserfc.jwk import RSAKey
-from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, SAMLError
+from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
 from saml2.client import Saml2Client
 from saml2.config import SPConfig
 from saml2.metadata import entity_descriptor
-from saml2.response import AuthnResponse, StatusError, UnsolicitedResponse
-from saml2.saml import NAMEID_FORMAT_EMAILADDRESS
+from saml2.response import AuthnResponse, InvalidAssertion, StatusError, UnsolicitedResponse
+from saml2.saml import NAMEID_FORMAT_EMAILADDRESS, NAMEID_FORMAT_TRANSIENT
 from saml2.sigver import SigverError
 from saml2.validate import ResponseLifetimeExceed, ToEarly
 from saml2.xmldsig import SIG_RSA_SHA256
@@ -55,7 +55,7 @@ from saml2.xmldsig import SIG_RSA_SHA256
 from gateway.authn.providers import SignInRequest, SignInResult, shorten
 from gateway.authz.app_tokens import SigningKey, SigningKeys
 from gateway.config import IdentityProvider, SamlConfig
-from gateway.errors import IdPError, SignInError
+from gateway.errors import GatewayError, IdPError, SignInError
 from gateway.state.store import Store
 
 logger = logging.getLogger("gateway.saml")
@@ -72,6 +72,7 @@ _USED_TTL_FLOOR = 600.0  # an assertion id is remembered at least this long
 XMLSEC_BINARY = "xmlsec1"
 _MD = "urn:oasis:names:tc:SAML:2.0:metadata"
 _DS = "http://www.w3.org/2000/09/xmldsig#"
+_ASSERTION = "urn:oasis:names:tc:SAML:2.0:assertion"
 
 
 def xmlsec_binary() -> str | None:
@@ -209,14 +210,19 @@ class SamlProvider:
         """An AuthnRequest to the IdP's SSO URL by HTTP-Redirect, RelayState the state."""
         client, metadata = await self._saml_client()
         relay_state = secrets.token_urlsafe(32)
-        request_id, info = client.prepare_for_authenticate(
-            entityid=metadata.entity_id,
-            relay_state=relay_state,
-            binding=BINDING_HTTP_REDIRECT,
-            sign=self._config.sign_request,
-            sigalg=SIG_RSA_SHA256 if self._config.sign_request else None,
-        )
-        location = dict(info["headers"])["Location"]
+        try:
+            request_id, info = client.prepare_for_authenticate(
+                entityid=metadata.entity_id,
+                relay_state=relay_state,
+                binding=BINDING_HTTP_REDIRECT,
+                sign=self._config.sign_request,
+                sigalg=SIG_RSA_SHA256 if self._config.sign_request else None,
+            )
+            location = dict(info["headers"])["Location"]
+        except Exception as exc:  # e.g. metadata without an HTTP-Redirect SSO service
+            raise self._fail(
+                "The SAML AuthnRequest could not be made.", "metadata", status=502
+            ) from exc
         return SignInRequest(location, relay_state, {REQUEST_ID: request_id})
 
     async def finish(
@@ -239,13 +245,15 @@ class SamlProvider:
                 "The SAML Response is not acceptable XML (a DTD or entity, or malformed).",
                 "response",
             ) from exc
+        client, metadata = await self._saml_client()
+        # pysaml2 refuses these too, without saying why: said here, for the test page. Only
+        # ever a refusal: what is accepted is read from the verified assertion alone.
         destination = root.get("Destination")
         if destination is not None and destination != self._acs_url:
-            # pysaml2 refuses it too, without saying why: said here, for the test page.
-            raise self._fail(
-                "The SAML Response is addressed to another URL (Destination).", "recipient"
-            )
-        client, metadata = await self._saml_client()
+            raise self._recipient()
+        issuer = root.findtext(f"{{{_ASSERTION}}}Issuer")
+        if issuer is not None and issuer.strip() != metadata.entity_id:
+            raise self._issuer(issuer)
         assertion = await asyncio.to_thread(self._validate, client, metadata, xml, request_id)
         remember = max(assertion.not_on_or_after - self._clock() + LEEWAY, _USED_TTL_FLOOR)
         key = f"{_USED_KEY}{self.idp.id}:{assertion.assertion_id}"
@@ -256,12 +264,15 @@ class SamlProvider:
     def _validate(
         self, client: Saml2Client, metadata: IdPMetadata, xml: bytes, request_id: str
     ) -> Assertion:
-        """pysaml2's checks, then ours (Issuer); in a worker thread: xmlsec1 is a process."""
+        """pysaml2's checks, then ours (Issuer, InResponseTo, Recipient) on the assertion it
+        verified; in a worker thread, since xmlsec1 is a process."""
         try:
             response = client.parse_authn_request_response(
                 base64.b64encode(xml).decode(),
                 BINDING_HTTP_POST,
                 outstanding={request_id: "/"},
+                # pysaml2 checks SubjectConfirmationData's Recipient only with this set
+                conv_info={"entity_id": self._acs_url},
             )
         except Exception as exc:  # pysaml2 raises a bare Exception for some checks
             raise self._refusal(exc) from exc
@@ -270,13 +281,16 @@ class SamlProvider:
         assertion = response.assertion
         issuers = {response.issuer(), assertion.issuer.text if assertion.issuer else None}
         if issuers != {metadata.entity_id}:
-            raise self._fail(
-                f"The SAML Response's Issuer is {shorten(sorted(map(str, issuers)))}, not the "
-                f"configured {shorten(metadata.entity_id)}.",
-                "issuer",
-            )
+            raise self._issuer(", ".join(sorted(map(str, issuers))))
         if response.in_response_to != request_id:  # pysaml2 checked it; said once more
             raise self._unsolicited()
+        recipients = {
+            confirmation.subject_confirmation_data.recipient
+            for confirmation in assertion.subject.subject_confirmation
+            if confirmation.subject_confirmation_data is not None
+        }
+        if recipients != {self._acs_url}:  # SAML profiles 4.1.4.2: the bearer's Recipient
+            raise self._recipient()
         name_id = assertion.subject.name_id if assertion.subject else None
         return Assertion(
             assertion_id=str(assertion.id),
@@ -308,8 +322,11 @@ class SamlProvider:
             h.attribute_name for h in self._config.header_attributes
         }
         name = (attributes.get("name") or attributes.get("displayName") or ("",))[0]
+        # The user's stable id (their user uuid derives from it): the NameID, unless a
+        # transient one, new at every sign-in, when the email is steadier.
+        transient = assertion.name_id_format == NAMEID_FORMAT_TRANSIENT
         return SignInResult(
-            sub=assertion.name_id or emails[0],
+            sub=emails[0] if transient or not assertion.name_id else assertion.name_id,
             email=emails[0],
             name=name,
             groups=groups,
@@ -333,7 +350,7 @@ class SamlProvider:
         text = str(exc)
         if isinstance(exc, UnsolicitedResponse):
             return self._unsolicited()
-        if isinstance(exc, ResponseLifetimeExceed | ToEarly):
+        if isinstance(exc, ResponseLifetimeExceed | ToEarly) or text == "Condition not OK":
             return self._fail(
                 "The SAML assertion is expired or not yet valid (clocks differ by more than "
                 f"{LEEWAY // 60} minutes, or the answer is old).",
@@ -348,17 +365,26 @@ class SamlProvider:
         if "AudienceRestrictions" in text:
             return self._fail("The SAML assertion is meant for another audience.", "audience")
         if "recipient" in text.lower() or "destination" in text.lower():
-            return self._fail(
-                "The SAML Response is addressed to another URL (Recipient / Destination).",
-                "recipient",
-            )
+            return self._recipient()
+        if isinstance(exc, InvalidAssertion):  # e.g. a second assertion slipped in beside
+            return self._fail("The SAML Response must hold exactly one assertion.", "response")
         if isinstance(exc, StatusError):
             return self._fail(
                 f"The IdP refused the sign-in ({shorten(text)}).", "status", status=403
             )
-        if isinstance(exc, SAMLError | ValueError | AssertionError):
-            return self._fail("The SAML Response failed validation.", "response")
         return self._fail("The SAML Response failed validation.", "response")
+
+    def _issuer(self, issuer: str) -> SignInError:
+        return self._fail(
+            f"The SAML Response's Issuer is {shorten(issuer)}, not the configured issuer_url.",
+            "issuer",
+        )
+
+    def _recipient(self) -> SignInError:
+        return self._fail(
+            "The SAML Response is addressed to another URL (Recipient / Destination).",
+            "recipient",
+        )
 
     def _unsolicited(self) -> SignInError:
         return self._fail(
@@ -417,7 +443,18 @@ class SamlProvider:
                 self._files = _KeyFiles(key)
                 self._client = None
             if self._client is None:
-                self._client = Saml2Client(self._sp_config(metadata, self._files))
+                try:
+                    self._client = Saml2Client(self._sp_config(metadata, self._files))
+                except GatewayError:  # xmlsec1 missing: said as it is
+                    raise
+                except Exception as exc:  # pysaml2 refuses metadata in many ways
+                    raise self._fail(
+                        "The SAML IdP metadata could not be used.",
+                        "metadata",
+                        status=502,
+                        hint="check issuer_url, sso_target_url and idp_public_certs (or "
+                        "metadata_url)",
+                    ) from exc
             return self._client, metadata
 
     async def _idp_metadata(self) -> IdPMetadata:
@@ -445,6 +482,14 @@ class SamlProvider:
         self._metadata, self._metadata_at = fresh, self._clock()
         return fresh
 
+    async def prepare(self) -> None:
+        """At start: read the IdP metadata (a `metadata_url`) and the SP key now rather than at
+        the first sign-in. A failure is logged; the first sign-in tries again."""
+        try:
+            await self._saml_client()
+        except GatewayError as exc:
+            logger.warning("idp %s: SAML not ready at start: %s", self.idp.id, exc.description)
+
     async def metadata_document(self) -> str:
         """This SP's metadata (entity id, ACS, signing and encryption certificate)."""
         client, _ = await self._saml_client()
@@ -460,7 +505,7 @@ class SamlProvider:
                 hint="apt-get install xmlsec1",
             )
         config = SPConfig()
-        config.load(
+        config.load(  # raises for metadata pysaml2 cannot use: the caller's `try`
             {
                 "entityid": self._acs_url,  # SPEC 10: the entity id is the ACS URL
                 "xmlsec_binary": binary,
