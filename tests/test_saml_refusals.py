@@ -291,21 +291,12 @@ async def test_signature_wrapping_is_refused(
 # --- addressing and time ----------------------------------------------------------------------
 
 
-# pysaml2 checks SubjectConfirmationData/@Recipient only when given `conv_info` (its
-# AuthnResponse.verify_recipient answers True without it); saml.py gives none.
-RECIPIENT_UNCHECKED = pytest.mark.xfail(
-    strict=True, reason="product bug: saml.py accepts an assertion for another Recipient"
-)
-
-
 @pytest.mark.parametrize(
     "options",
     [
         ResponseOptions(audience="https://elsewhere.example.com/sp"),
-        pytest.param(ResponseOptions(recipient=ELSEWHERE), marks=RECIPIENT_UNCHECKED),
-        pytest.param(
-            ResponseOptions(recipient=ELSEWHERE, signed="both"), marks=RECIPIENT_UNCHECKED
-        ),
+        ResponseOptions(recipient=ELSEWHERE),
+        ResponseOptions(recipient=ELSEWHERE, signed="both"),
         ResponseOptions(destination=ELSEWHERE),
         ResponseOptions(destination=ELSEWHERE, signed="both"),
         ResponseOptions(issuer="http://www.okta.com/exk-another-app"),
