@@ -36,6 +36,7 @@ from gateway.state.registry import Registry
 
 APP_URL = "/docs/page?x=1"
 MALLORY = "mallory@example.com"
+MALLORY_USER = SamlUser(MALLORY, ("Engineering",))  # whom the policy would admit
 ELSEWHERE = "https://elsewhere.example.com/cdn-cgi/access/callback"
 FORBIDDEN_FILE = "root:x:0:0"  # the first line of /etc/passwd, which must never be read
 
@@ -285,6 +286,63 @@ async def test_signature_wrapping_is_refused(
 ) -> None:
     options = ResponseOptions(signed=signed, tamper=wrap)  # type: ignore[arg-type]
     answer = await refused_sign_in(saml_client, saml_idp, upstream, saml_gateway, options)
+    assert MALLORY not in answer.text
+
+
+# --- encrypted assertions: encryption (for the SP's public certificate, which anyone can
+# read in its metadata) proves nothing about who wrote the assertion; the signature does.
+
+
+async def sp_certificate(client: httpx.AsyncClient) -> str:
+    """The SP's certificate as its metadata publishes it, in PEM."""
+    metadata = etree.fromstring(
+        (await client.get(f"/cdn-cgi/access/saml-metadata/{SAML_IDP_ID}")).content
+    )
+    der = metadata.xpath("string(//ds:X509Certificate)", namespaces=NS).strip()
+    return f"-----BEGIN CERTIFICATE-----\n{der}\n-----END CERTIFICATE-----\n"
+
+
+async def test_an_encrypted_signed_assertion_is_accepted(
+    saml_client: httpx.AsyncClient, saml_idp: SamlIdP, upstream: EchoUpstream
+) -> None:
+    saml_idp.options = ResponseOptions(encrypt_for=await sp_certificate(saml_client))
+    done = await saml_sign_in(saml_client, saml_idp, ALICE)
+    assert done.status_code == 302, done.text
+    identity = await saml_client.get("/cdn-cgi/access/get-identity")
+    assert identity.json()["email"] == ALICE.email
+
+
+@pytest.mark.parametrize(
+    ("signed", "signer", "wrap", "user"),
+    [
+        ("none", "idp", None, MALLORY_USER),
+        ("assertion", "foreign", None, MALLORY_USER),
+        ("assertion", "idp", _evil_after, ALICE),
+        ("assertion", "idp", _evil_before, ALICE),
+    ],
+    ids=["unsigned", "unknown-cert", "plain-evil-after", "plain-evil-before"],
+)
+async def test_an_encrypted_assertion_not_signed_by_the_idp_is_refused(
+    saml_client: httpx.AsyncClient,
+    saml_idp: SamlIdP,
+    saml_gateway: Gateway,
+    upstream: EchoUpstream,
+    signed: str,
+    signer: str,
+    wrap: Callable[[etree._Element], None] | None,
+    user: SamlUser,
+) -> None:
+    """An attacker encrypts an assertion of their own for the SP (unsigned, or signed by their
+    key), or puts a plain unsigned one beside the IdP's encrypted one."""
+    saml_idp.users[MALLORY] = MALLORY_USER
+    saml_idp.options = ResponseOptions(
+        signed=signed,  # type: ignore[arg-type]
+        signer=signer,  # type: ignore[arg-type]
+        tamper=wrap,
+        encrypt_for=await sp_certificate(saml_client),
+    )
+    answer = await saml_sign_in(saml_client, saml_idp, user)
+    await assert_refused(saml_client, answer, upstream, saml_gateway)
     assert MALLORY not in answer.text
 
 
