@@ -227,6 +227,13 @@ def _evil_with_the_same_id_before(tree: etree._Element) -> None:
     signed.addprevious(evil)
 
 
+def _evil_with_the_same_id_after(tree: etree._Element) -> None:
+    signed = _signed_assertion(tree)
+    evil = _evil_copy(signed)
+    evil.set("ID", signed.get("ID", ""))
+    signed.addnext(evil)
+
+
 def _evil_around_in_advice(tree: etree._Element) -> None:
     """The evil assertion in the signed one's place, holding it in its Advice."""
     signed = _signed_assertion(tree)
@@ -267,6 +274,7 @@ def _signed_response_wrapped(tree: etree._Element) -> None:
         ("assertion", _evil_before),
         ("assertion", _evil_after),
         ("assertion", _evil_with_the_same_id_before),
+        ("assertion", _evil_with_the_same_id_after),
         ("assertion", _evil_around_in_advice),
         ("assertion", _signed_hidden_in_extensions),
         ("response", _evil_before),
@@ -436,6 +444,25 @@ async def test_a_response_to_another_browsers_request_is_refused(
     stolen = await saml_form(victim, saml_idp, ALICE)
     own = await saml_form(attacker, saml_idp, BOB)
     own.fields["SAMLResponse"] = stolen.fields["SAMLResponse"]
+    answer = await post_to_callback(attacker, own)
+    await assert_refused(attacker, answer, upstream, saml_gateway)
+
+
+async def test_a_victims_signed_assertion_in_a_response_to_the_attackers_request_is_refused(
+    saml_gateway_browsers: tuple[httpx.AsyncClient, httpx.AsyncClient],
+    saml_gateway: Gateway,
+    saml_idp: SamlIdP,
+    upstream: EchoUpstream,
+) -> None:
+    """Only the assertion is signed, so the Response around it is the attacker's to write: its
+    InResponseTo names the attacker's own request; the assertion's still names the victim's."""
+    victim, attacker = saml_gateway_browsers
+    stolen = await saml_form(victim, saml_idp, ALICE)
+    own = await saml_form(attacker, saml_idp, BOB)
+    attackers_request = saml_idp.requests[-1].id
+    envelope = etree.fromstring(base64.b64decode(stolen.fields["SAMLResponse"]))
+    envelope.set("InResponseTo", attackers_request)
+    own.fields["SAMLResponse"] = base64.b64encode(etree.tostring(envelope)).decode()
     answer = await post_to_callback(attacker, own)
     await assert_refused(attacker, answer, upstream, saml_gateway)
 
