@@ -3,11 +3,14 @@
 `SamlIdP` plays Okta's SAML app (OKTA.md "Okta as a SAML 2.0 IdP"): its SSO endpoint takes the
 gateway's HTTP-Redirect AuthnRequest, parses it with pysaml2 (a request it cannot parse is a
 400, as at Okta) and answers the HTTP-POST form (`SAMLResponse`, `RelayState`) for a user,
-signed with xmlsec1 by the IdP's key. Keys and self-signed certificates are made at start.
+signed with xmlsec1 (RSA-SHA256) by the IdP's key. The IdP's key and self-signed certificate,
+and an attacker's, are made when it is built.
 
 The knobs of one Response are a `ResponseOptions` (what is signed and by which key, audience,
-recipient, destination, times, `InResponseTo`, an edit after signing, raw XML). A test sets
-them on `idp.options` before the browser reaches the IdP, or passes them to `response_xml`.
+recipient, destination, issuer, times, `InResponseTo`, an edit after signing, encryption for
+the SP, raw XML). A test sets them on `idp.options` before the browser reaches the IdP, or
+passes them to `response_xml`. The end of the module is the gateway's side: its config for
+this IdP and the browser's walk through a SAML sign-in.
 """
 
 from __future__ import annotations
