@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import logging
 import re
 from collections.abc import AsyncIterator, Callable
 
@@ -641,3 +642,48 @@ async def test_a_response_that_is_not_base64_xml_is_refused(
     form.fields["SAMLResponse"] = junk
     answer = await post_to_callback(saml_client, form)
     await assert_refused(saml_client, answer, upstream, saml_gateway)
+
+
+# --- the log --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ResponseOptions(),
+        ResponseOptions(signed="none"),
+        ResponseOptions(signer="foreign"),
+        ResponseOptions(tamper=_become_mallory),
+        ResponseOptions(not_on_or_after=-600),
+        ResponseOptions(audience="https://elsewhere.example.com/sp"),
+    ],
+    ids=["accepted", "unsigned", "unknown-cert", "tampered", "expired", "audience"],
+)
+async def test_no_response_or_assertion_reaches_the_log(
+    saml_client: httpx.AsyncClient,
+    saml_idp: SamlIdP,
+    options: ResponseOptions,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An assertion is a bearer credential: neither it (as XML), its signature nor the posted
+    Response is logged, whether the sign-in succeeds or not. (Its ID may be: pysaml2 names it
+    when a signature check fails, and it opens nothing on its own.)"""
+    saml_idp.options = options
+    form = await saml_form(saml_client, saml_idp, ALICE)
+    posted = form.fields["SAMLResponse"]
+    xml = etree.fromstring(base64.b64decode(posted))
+    signature_values = [
+        "".join(value.split())[:40]
+        for value in xml.xpath("//ds:SignatureValue/text()", namespaces=NS)
+    ]
+    with caplog.at_level(logging.DEBUG, logger="gateway"):
+        await post_to_callback(saml_client, form)
+    logged = "\n".join(
+        f"{record.getMessage()} {record.__dict__} {record.exc_text or ''}"
+        for record in caplog.records
+    )
+    assert caplog.records, "nothing was logged at all"
+    assert posted[:40] not in logged
+    assert re.search(r"<(\w+:)?(Assertion|Response|NameID)\b", logged) is None  # no XML
+    for value in signature_values:
+        assert value not in "".join(logged.split())
