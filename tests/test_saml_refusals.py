@@ -19,6 +19,7 @@ import pytest
 import pytest_asyncio
 from harness import EchoUpstream, assert_rejected, browser, session_cookie
 from lxml import etree
+from redis_server import RedisServer
 from saml_idp import (
     ALICE,
     BOB,
@@ -506,6 +507,23 @@ async def test_an_idp_initiated_response_during_a_sign_in_is_refused(
     answer = await saml_sign_in(saml_client, saml_idp, ALICE)
     await assert_refused(saml_client, answer, upstream, saml_gateway)
     assert _start_from_the_app(answer), answer.text
+
+
+async def test_redis_down_at_the_callback_is_a_503_page_and_no_session(
+    saml_client: httpx.AsyncClient,
+    saml_idp: SamlIdP,
+    upstream: EchoUpstream,
+    redis_server: RedisServer,
+) -> None:
+    """Fail closed: a good Response cannot be checked against its pending sign-in."""
+    form = await saml_form(saml_client, saml_idp, ALICE)
+    redis_server.stop()
+    try:
+        answer = await post_to_callback(saml_client, form)
+    finally:
+        redis_server.start()
+    await assert_rejected(answer, upstream, 503)
+    assert "CF_Authorization" not in saml_client.cookies
 
 
 # --- what the IdP says, and how a signed value is read ----------------------------------------
