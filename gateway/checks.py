@@ -27,7 +27,13 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from gateway.authn.providers.saml import xmlsec_binary
-from gateway.authz.rules import GroupNameRule, LoginMethodRule, OktaGroupRule, Rule
+from gateway.authz.rules import (
+    GroupNameRule,
+    LoginMethodRule,
+    OktaGroupRule,
+    Rule,
+    SamlAttributeRule,
+)
 from gateway.config import (
     App,
     GatewaySettings,
@@ -224,11 +230,28 @@ def check_app(
                     "only Okta groups (use group_name)",
                 )
             )
+    kept = {  # by the SAML IdPs this app takes sign-ins from
+        name
+        for idp in by_id.values()
+        if isinstance(idp.config, SamlConfig)
+        and (not app.allowed_idps or idp.id in app.allowed_idps)
+        for name in idp.config.kept_attributes
+    }
     for rule_path, rule_list, rule in _rules(app, path):
         if isinstance(rule, OktaGroupRule | GroupNameRule):
             finding = _group_finding(rule.name, rule_path, rule_list, known_groups)
             if finding is not None:
                 findings.append(finding)
+        elif isinstance(rule, SamlAttributeRule) and rule.attribute_name not in kept:
+            findings.append(
+                Finding(
+                    "warning",
+                    _join(rule_path, "attribute_name"),
+                    f"no saml identity provider of this app keeps attribute "
+                    f"{rule.attribute_name!r} (list it in its attributes): the rule matches "
+                    "nobody",
+                )
+            )
     return findings
 
 

@@ -141,6 +141,11 @@ class SamlConfig:
     sign_request: bool = False
     header_attributes: tuple[HeaderAttribute, ...] = ()
 
+    @property
+    def kept_attributes(self) -> frozenset[str]:
+        """The attributes a sign-in keeps: `attributes`, and those sent upstream as headers."""
+        return frozenset(self.attributes) | {h.attribute_name for h in self.header_attributes}
+
 
 IdPConfig = OktaConfig | OIDCConfig | SamlConfig
 IdPType = Literal["okta", "oidc", "saml"]

@@ -39,7 +39,7 @@ from scim_harness import create_user, deactivate, okta_client
 
 from gateway.app import Gateway, create_app
 from gateway.authn.providers import saml as saml_provider
-from gateway.checks import check_idp
+from gateway.checks import check_idp, check_settings
 from gateway.config import parse_identity_provider, parse_settings
 from gateway.errors import ConfigError
 from gateway.state.store import Store
@@ -552,3 +552,17 @@ async def test_a_sign_in_started_on_one_instance_finishes_on_another(
         assert (await on_first.get("/docs/page?x=1")).status_code == 200
         replayed = await post_to_callback(on_first, form)  # the same Response, on the other
         assert replayed.status_code == 400
+
+
+def test_check_config_warns_of_a_saml_rule_on_an_attribute_no_idp_keeps(
+    upstream: EchoUpstream, saml_idp: SamlIdP
+) -> None:
+    doc = saml_settings_doc(upstream.url, saml_idp, attributes=["department"])
+    settings = parse_settings(doc)  # the apps' rule reads "groups", which is not kept
+    findings = check_settings(settings, None)
+    assert [(f.severity, f.path) for f in findings] == [
+        ("warning", f"apps[{i}].policies[0].include[0].saml.attribute_name") for i in (0, 1)
+    ]
+    assert "'groups'" in findings[0].message
+    kept = parse_settings(saml_settings_doc(upstream.url, saml_idp))
+    assert check_settings(kept, None) == []

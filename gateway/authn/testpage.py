@@ -104,7 +104,7 @@ def success_page(rt: Runtime, idp: IdentityProvider, signed_in: signin.SignedIn)
     log.info("idp test ok idp=%s user=%s", idp.id, signed_in.identity.user_uuid)
     config = idp.config
     if isinstance(config, SamlConfig):
-        wanted = (*config.attributes, *(h.attribute_name for h in config.header_attributes))
+        wanted = sorted(config.kept_attributes)
         return _page(
             200,
             title="Your connection works!",

@@ -318,9 +318,7 @@ class SamlProvider:
                 "EmailAddress format",
             )
         groups = attributes.get("groups", ())
-        kept = set(self._config.attributes) | {
-            h.attribute_name for h in self._config.header_attributes
-        }
+        kept = self._config.kept_attributes
         name = (attributes.get("name") or attributes.get("displayName") or ("",))[0]
         # The user's stable id (their user uuid derives from it): the NameID, unless a
         # transient one, new at every sign-in, when the email is steadier.
