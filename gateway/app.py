@@ -161,12 +161,16 @@ def create_app(
         stop = asyncio.Event()
         watcher = asyncio.create_task(watch(rt.catalog, rt.apply, stop))
         transmitter = asyncio.create_task(rt.transmitter.run(stop))
+        preparing = asyncio.create_task(rt.prepare_providers())  # SPEC 10: metadata at start
         app.state.runtime = gateway.runtime = rt
         try:
             yield
         finally:
             app.state.runtime = gateway.runtime = None
             stop.set()
+            preparing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await preparing
             await watcher
             await transmitter  # its round's sends finish before the client closes
             await upstreams.close()

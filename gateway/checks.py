@@ -26,8 +26,22 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
-from gateway.authz.rules import GroupNameRule, LoginMethodRule, OktaGroupRule, Rule
-from gateway.config import App, GatewaySettings, IdentityProvider, OktaConfig, Settings
+from gateway.authn.providers.saml import xmlsec_binary
+from gateway.authz.rules import (
+    GroupNameRule,
+    LoginMethodRule,
+    OktaGroupRule,
+    Rule,
+    SamlAttributeRule,
+)
+from gateway.config import (
+    App,
+    GatewaySettings,
+    IdentityProvider,
+    OktaConfig,
+    SamlConfig,
+    Settings,
+)
 from gateway.scim.repository import ScimRepository
 from gateway.scim.schema import GROUPS
 from gateway.state.registry import Registry
@@ -119,6 +133,15 @@ def check_idp(idp: IdentityProvider, path: str = "") -> list[Finding]:
                     "not served on the -admin host",
                 )
             )
+    if isinstance(idp.config, SamlConfig) and xmlsec_binary() is None:
+        findings.append(
+            Finding(
+                "error",
+                _join(path, "type"),
+                "a saml identity provider needs the xmlsec1 program, which is not installed "
+                "(apt-get install xmlsec1)",
+            )
+        )
     return findings
 
 
@@ -207,11 +230,28 @@ def check_app(
                     "only Okta groups (use group_name)",
                 )
             )
+    kept = {  # by the SAML IdPs this app takes sign-ins from
+        name
+        for idp in by_id.values()
+        if isinstance(idp.config, SamlConfig)
+        and (not app.allowed_idps or idp.id in app.allowed_idps)
+        for name in idp.config.kept_attributes
+    }
     for rule_path, rule_list, rule in _rules(app, path):
         if isinstance(rule, OktaGroupRule | GroupNameRule):
             finding = _group_finding(rule.name, rule_path, rule_list, known_groups)
             if finding is not None:
                 findings.append(finding)
+        elif isinstance(rule, SamlAttributeRule) and rule.attribute_name not in kept:
+            findings.append(
+                Finding(
+                    "warning",
+                    _join(rule_path, "attribute_name"),
+                    f"no saml identity provider of this app keeps attribute "
+                    f"{rule.attribute_name!r} (list it in its attributes): the rule matches "
+                    "nobody",
+                )
+            )
     return findings
 
 

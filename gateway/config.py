@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit
 
+from cryptography import x509
+
 # `as Network`: modules that read settings' networks (trusted_proxies) import the name from here
 from gateway.authz.rules import Network as Network
 from gateway.authz.rules import Rule, parse_rule
@@ -121,8 +123,38 @@ class OIDCConfig(ClientConfig):
     scopes: tuple[str, ...] = ()
 
 
-IdPConfig = OktaConfig | OIDCConfig
-IDP_TYPES = ("okta", "oidc")
+@dataclass(frozen=True, slots=True)
+class HeaderAttribute:
+    """A SAML attribute sent to the upstream as a request header (SPEC 10)."""
+
+    attribute_name: str
+    header_name: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SamlConfig:
+    """`type = "saml"`: a SAML 2.0 IdP (SPEC 10), given by its issuer, SSO URL and signing
+    certificates, or by a `metadata_url` that names all three (read at start, then daily)."""
+
+    type: ClassVar[Literal["saml"]] = "saml"
+    issuer_url: str = ""
+    sso_target_url: str = ""
+    idp_public_certs: tuple[str, ...] = ()  # PEM, each checked to be an X.509 certificate
+    metadata_url: str = ""
+    email_attribute_name: str = "email"
+    attributes: tuple[str, ...] = ()
+    sign_request: bool = False
+    header_attributes: tuple[HeaderAttribute, ...] = ()
+
+    @property
+    def kept_attributes(self) -> frozenset[str]:
+        """The attributes a sign-in keeps: `attributes`, and those sent upstream as headers."""
+        return frozenset(self.attributes) | {h.attribute_name for h in self.header_attributes}
+
+
+IdPConfig = OktaConfig | OIDCConfig | SamlConfig
+IdPType = Literal["okta", "oidc", "saml"]
+IDP_TYPES = ("okta", "oidc", "saml")
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +174,7 @@ class IdentityProvider:
     scim_config: ScimConfig = field(default_factory=ScimConfig)
 
     @property
-    def type(self) -> Literal["okta", "oidc"]:
+    def type(self) -> IdPType:
         """The IdP's `type`, which is the kind of its `config`."""
         return self.config.type
 
@@ -477,6 +509,8 @@ def _app(reader: _Reader, default_duration: float) -> App:
 
 
 def _idp_config(reader: _Reader, idp_type: str) -> IdPConfig:
+    if idp_type == "saml":
+        return _saml_config(reader)
     # Every key of both types is read and checked whatever the type, in this order: the file
     # and the admin API have always taken them all (a key of the other type is ignored).
     client_id = reader.string("client_id", required=True)
@@ -528,6 +562,66 @@ def _idp_config(reader: _Reader, idp_type: str) -> IdPConfig:
         pkce_enabled=pkce_enabled,
         backchannel_logout=backchannel_logout,
     )
+
+
+# An HTTP header name (RFC 9110 5.1 token); "_" is left out because the proxy drops client
+# headers with one (a CGI server reads it as "-"), so no origin could tell them apart.
+_HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^`|~-]{1,64}")
+# Headers the gateway itself sets or strips: an attribute must never pose as one of them.
+_RESERVED_HEADERS = ("cf-access-", "x-forwarded-", "host", "cookie", "x-request-id")
+
+
+def _saml_config(reader: _Reader) -> SamlConfig:
+    metadata_url = reader.url("metadata_url", exact=True)
+    by_metadata = bool(metadata_url) and not any(
+        reader.has(k) for k in ("issuer_url", "sso_target_url", "idp_public_certs")
+    )
+    # The issuer is compared to the assertion's <Issuer> character for character: kept exact.
+    issuer_url = reader.string("issuer_url", required=not metadata_url)
+    sso_target_url = reader.url("sso_target_url", required=not metadata_url, exact=True)
+    certs = reader.strings("idp_public_certs")
+    if not certs and not metadata_url and reader.raw("idp_public_certs") in (None, []):
+        reader.problem("idp_public_certs", "needs at least one certificate")
+    for i, pem in enumerate(certs):
+        if not _is_certificate(pem):
+            reader.problem(f"idp_public_certs[{i}]", "is not a PEM X.509 certificate")
+    if metadata_url and not by_metadata:
+        reader.problem(
+            "metadata_url", "replaces issuer_url, sso_target_url and idp_public_certs: give one"
+        )
+    headers = []
+    for entry in reader.tables("header_attributes"):
+        header = HeaderAttribute(
+            entry.string("attribute_name", required=True),
+            entry.string("header_name", required=True),
+        )
+        if header.header_name and (
+            not _HEADER_NAME.fullmatch(header.header_name)
+            or header.header_name.lower().startswith(_RESERVED_HEADERS)
+        ):
+            entry.problem("header_name", "must be an HTTP header name the gateway does not set")
+        entry.finish()
+        headers.append(header)
+    config = SamlConfig(
+        issuer_url=issuer_url,
+        sso_target_url=sso_target_url,
+        idp_public_certs=certs,
+        metadata_url=metadata_url,
+        email_attribute_name=reader.string("email_attribute_name", "email") or "email",
+        attributes=reader.strings("attributes"),
+        sign_request=reader.boolean("sign_request", False),
+        header_attributes=tuple(headers),
+    )
+    reader.finish()
+    return config
+
+
+def _is_certificate(pem: str) -> bool:
+    try:
+        x509.load_pem_x509_certificate(pem.encode())
+    except ValueError:
+        return False
+    return True
 
 
 def _scim_config(reader: _Reader) -> ScimConfig:

@@ -59,6 +59,8 @@ class Identity:
     # Read-only all through (`freeze`): an identity is shared (sessions' decode cache), so
     # nobody may change it, not even a list inside a claim.
     oidc_fields: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    # SAML (SPEC 10): the kept attributes, each a tuple of strings; empty for other IdPs.
+    saml_attributes: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     service_token_id: str = ""
     service_token_status: bool = False
     version: int = 1
@@ -69,10 +71,18 @@ class Identity:
     def __post_init__(self) -> None:
         if not isinstance(self.oidc_fields, MappingProxyType):
             object.__setattr__(self, "oidc_fields", freeze(self.oidc_fields))
+        if not isinstance(self.saml_attributes, MappingProxyType):
+            object.__setattr__(self, "saml_attributes", freeze(self.saml_attributes))
+
+    @property
+    def custom(self) -> dict[str, Any]:
+        """The app token's `custom` claim: the kept OIDC claims, or SAML attributes."""
+        fields = self.saml_attributes if self.idp_type == "saml" else self.oidc_fields
+        return {name: thaw(value) for name, value in fields.items()}
 
     def to_json(self) -> dict[str, Any]:
-        """The SPEC 4 identity document."""
-        return {
+        """The SPEC 4 identity document; a SAML user's adds `saml_attributes` (SPEC 10)."""
+        document = {
             "id": self.id,
             "user_uuid": self.user_uuid,
             "name": self.name,
@@ -87,6 +97,9 @@ class Identity:
             "service_token_status": self.service_token_status,
             "version": self.version,
         }
+        if self.idp_type == "saml":
+            document["saml_attributes"] = thaw(self.saml_attributes)
+        return document
 
     def to_record(self) -> dict[str, Any]:
         """The identity as stored in a session record: the document plus the Okta `sub` and
@@ -109,6 +122,7 @@ class Identity:
             ip=data.get("ip", ""),
             amr=tuple(data.get("amr", ())),
             oidc_fields=data.get("oidc_fields", {}),
+            saml_attributes=data.get("saml_attributes", {}),
             service_token_id=data.get("service_token_id", ""),
             service_token_status=data.get("service_token_status", False),
             version=data.get("version", 1),

@@ -6,6 +6,7 @@ the guard and the views.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from dataclasses import dataclass, field
@@ -16,10 +17,11 @@ from starlette.responses import PlainTextResponse, Response
 from gateway.authn.providers import Provider
 from gateway.authn.providers.generic import GenericOIDCProvider
 from gateway.authn.providers.okta import OktaProvider
+from gateway.authn.providers.saml import SamlProvider
 from gateway.authz.app_tokens import AppTokens, SigningKeys
 from gateway.authz.routing import AppDirectory
 from gateway.authz.service_tokens import ServiceTokens
-from gateway.config import App, IdentityProvider, Settings
+from gateway.config import App, IdentityProvider, SamlConfig, Settings
 from gateway.errors import GatewayError, RateLimitedError
 from gateway.identity import Identity
 from gateway.ops.metrics import Metrics
@@ -74,6 +76,10 @@ class Runtime:
     risk: RiskEngine = field(init=False)
     # Told of every change of a user's risk level (the SSF transmitter registers here).
     risk_listeners: list[LevelChangeListener] = field(default_factory=list)
+    # SAML `header_attributes` (SPEC 10): per IdP, (attribute name, upstream header name), and
+    # every such header name, which the proxy strips from what clients send.
+    attribute_headers: dict[str, tuple[tuple[str, bytes], ...]] = field(init=False)
+    attribute_header_names: frozenset[bytes] = field(init=False)
 
     def __post_init__(self) -> None:
         keys = self.settings.gateway.cookie_secret
@@ -133,6 +139,17 @@ class Runtime:
             for idp in settings.identity_providers
         }
         self.directory = AppDirectory(settings.apps)
+        self.attribute_headers = {
+            idp.id: tuple(
+                (h.attribute_name, h.header_name.lower().encode())
+                for h in idp.config.header_attributes
+            )
+            for idp in settings.identity_providers
+            if isinstance(idp.config, SamlConfig) and idp.config.header_attributes
+        }
+        self.attribute_header_names = frozenset(
+            name for headers in self.attribute_headers.values() for _, name in headers
+        )
         self.settings = settings
 
     def _provider(self, idp: IdentityProvider, redirect_uri: str) -> Provider:
@@ -144,6 +161,16 @@ class Runtime:
                 return GenericOIDCProvider(
                     idp, self.http, redirect_uri=redirect_uri, clock=self.clock
                 )
+            case "saml":  # the ACS URL is the OIDC redirect URI, and the SP's entity id
+                return SamlProvider(
+                    idp, self.http, self.store, acs_url=redirect_uri, clock=self.clock
+                )
+
+    async def prepare_providers(self) -> None:
+        """What providers read before their first sign-in (SAML: IdP metadata, SP key)."""
+        await asyncio.gather(
+            *(p.prepare() for p in self.providers.values() if isinstance(p, SamlProvider))
+        )
 
     @property
     def team_host(self) -> str:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,6 +20,7 @@ from fake_okta import API_TOKEN, CLIENT_SECRET, FakeOkta
 from harness import COOKIE_SECRET, EchoUpstream, browser, running, settings_doc
 from log_check import LogCheck, Secrets, watch_httpx
 from redis_server import RedisServer
+from saml_idp import SP_ENTITY_ID, SamlIdP, saml_settings_doc
 
 from gateway.app import Gateway, create_app
 from gateway.config import SessionReads, parse_settings
@@ -178,3 +181,33 @@ async def api(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
     """The admin API of the test's `gateway` (a module's own override when it has one)."""
     async with admin_client(gateway) as client:
         yield client
+
+
+# --- SAML: a real IdP (pysaml2) and a gateway whose one IdP is it (saml_idp.py) -------------
+
+
+@pytest_asyncio.fixture
+async def saml_idp(tmp_path: Path) -> AsyncIterator[SamlIdP]:
+    if shutil.which("xmlsec1") is None:  # as test_browser does without chromium: skip, say why
+        pytest.skip("xmlsec1 is not installed (apt-get install xmlsec1): SAML signatures need it")
+    idp = SamlIdP(tmp_path, sp_entity_id=SP_ENTITY_ID, acs_url=SP_ENTITY_ID)
+    await idp.start()
+    yield idp
+    await idp.stop()
+
+
+@pytest_asyncio.fixture
+async def saml_gateway(
+    open_store_of: Callable[[str], Store], upstream: EchoUpstream, saml_idp: SamlIdP
+) -> AsyncIterator[Gateway]:
+    """The gateway with `saml_idp` as its one IdP, on a real Redis only: what SAML adds is
+    the same on every store kind, and each test signs (and checks) with xmlsec1 processes."""
+    settings = parse_settings(saml_settings_doc(upstream.url, saml_idp))
+    async with running(create_app(settings, store=open_store_of("redis"))) as app:
+        yield app
+
+
+@pytest_asyncio.fixture
+async def saml_client(saml_gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
+    async with browser(saml_gateway) as c:
+        yield c

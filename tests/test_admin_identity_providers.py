@@ -309,7 +309,7 @@ async def test_an_idp_a_policy_rule_names_cannot_be_deleted(api: httpx.AsyncClie
             ["config.client_secrett: unknown key"],
         ),
         ({**SEED, "name": 5}, ["name: must be a string"]),
-        ({**SEED, "type": "saml"}, ["type: must be one of 'okta', 'oidc', not 'saml'"]),
+        ({**SEED, "type": "ws-fed"}, ["type: must be one of 'okta', 'oidc', 'saml', not 'ws-fed'"]),
         (
             {**SEED, "config": "x"},
             [

@@ -614,8 +614,8 @@ def test_several_problems_are_all_reported_at_once() -> None:
         ),
         (
             "identity_providers[0].type",
-            "saml",
-            "identity_providers[0].type: must be one of 'okta', 'oidc', not 'saml'",
+            "ws-fed",
+            "identity_providers[0].type: must be one of 'okta', 'oidc', 'saml', not 'ws-fed'",
         ),
         (
             "identity_providers[0].scim_config.identity_update_behavior",
@@ -854,6 +854,7 @@ SPEC_RULES = {
     "service_token",
     "any_valid_service_token",
     "user_risk_score",
+    "saml",
 }
 SECRET_KEYS = {"cookie_secret", "admin_token", "client_secret", "api_token", "secret"}
 
@@ -869,7 +870,7 @@ def example_settings() -> Settings:
 
 def test_example_config_is_valid() -> None:
     settings = example_settings()
-    assert {idp.type for idp in settings.identity_providers} == {"okta", "oidc"}
+    assert {idp.type for idp in settings.identity_providers} == {"okta", "oidc", "saml"}
     assert settings.apps
 
 

@@ -2,52 +2,34 @@
 
 Two gateway processes (real sockets, the production entry point) share a Redis. Okta is the
 development IdP served from this test process over loopback, since respx cannot reach into
-another process. The browser is httpx with its cookies handled by hand, so each request can be
-sent to either instance while naming the same public host.
+another process. The processes and the browser that sends each request to either instance
+are gateway_processes.py's.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import signal
-import subprocess
-import sys
 import textwrap
-import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
 import pytest_asyncio
 import uvicorn
 from demo_process import LoginForm
+from gateway_processes import PUBLIC_HOST, PUBLIC_URL, Browser, Instance, on, serve
 from harness import EchoUpstream, free_port
 from redis_server import RedisServer
 
 from gateway.demo.devidp import DevUser, create_dev_idp
 
-PUBLIC_HOST = "gw.test"
-PUBLIC_URL = f"http://{PUBLIC_HOST}"
 CLIENT_ID = "0oainstances"
 CLIENT_SECRET = "instances-client-secret"
 SCIM_SECRET = "instances-scim-secret-0123456789"
 ADMIN_TOKEN = "instances-admin-token-0123456789"
 ALICE = DevUser.generate("alice@example.com", "Alice Example", ("Engineering",))
-
-
-@dataclass
-class Instance:
-    port: int
-    process: subprocess.Popen[bytes]
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
 
 @pytest_asyncio.fixture
@@ -77,21 +59,6 @@ async def upstream() -> AsyncIterator[EchoUpstream]:
     await echo.start()
     yield echo
     await echo.stop()
-
-
-def wait_ready(instance: Instance, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if instance.process.poll() is not None:
-            raise RuntimeError(f"gateway on {instance.port} exited {instance.process.returncode}")
-        try:
-            answer = httpx.get(f"{instance.url}/healthz", headers={"Host": PUBLIC_HOST}, timeout=1)
-            if answer.status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"gateway on {instance.port} did not start")
 
 
 @pytest.fixture
@@ -143,69 +110,8 @@ def instances(
             include = [ {{ email = {{ email = "root@example.com" }} }} ]
         """)
     )
-    started = []
-    for _ in range(2):
-        port = free_port()
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gateway",
-                "serve",
-                "--config",
-                str(config),
-                "--port",
-                str(port),
-                "--workers",
-                "1",
-                "--log-level",
-                "warning",
-            ],
-            env={**os.environ},
-        )
-        started.append(Instance(port, process))
-    try:
-        for instance in started:
-            wait_ready(instance)
+    with serve(config) as started:
         yield started
-    finally:
-        for instance in started:
-            instance.process.send_signal(signal.SIGTERM)
-        for instance in started:
-            try:
-                instance.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                instance.process.kill()
-
-
-@dataclass
-class Browser:
-    """A browser whose every request may go to either instance, as behind a load balancer."""
-
-    cookies: dict[str, str] = field(default_factory=dict)
-
-    async def get(self, client: httpx.AsyncClient, url: str, **kwargs: object) -> httpx.Response:
-        headers = {"Accept": "text/html"}
-        if self.cookies:
-            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
-        response = await client.request("GET", url, headers=headers, **kwargs)  # type: ignore[arg-type]
-        self.remember(response)
-        return response
-
-    def remember(self, response: httpx.Response) -> None:
-        for header in response.headers.get_list("set-cookie"):
-            name, _, rest = header.partition("=")
-            value = rest.split(";")[0]
-            if "Max-Age=0" in header or value in ("", '""'):
-                self.cookies.pop(name, None)
-            else:
-                self.cookies[name] = value
-
-
-def on(instance: Instance, url: str) -> str:
-    """The same public URL, sent to one particular instance (the Host header stays public)."""
-    parts = urlsplit(url)
-    return f"{instance.url}{parts.path}" + (f"?{parts.query}" if parts.query else "")
 
 
 async def sign_in(browser: Browser, begin_on: Instance, finish_on: Instance) -> httpx.Response:

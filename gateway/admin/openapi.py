@@ -35,7 +35,8 @@ _ERRORS = {
     409: "Conflicts with another object",
     413: f"Request body over {MAX_BODY} bytes",
     415: "Request body not sent as application/json",
-    422: "Refers to an object that does not exist",
+    422: "Refers to an object that does not exist, or holds a value no schema can check (a "
+    "certificate that does not parse, an Okta Admin Console URL)",
     503: "The store (Redis) cannot be reached",
 }
 
@@ -188,7 +189,7 @@ def paths() -> dict[str, dict[str, Schema]]:
                 "createIdentityProvider",
                 "Create an identity provider (the id is generated)",
                 ref("IdentityProviderCreated"),
-                (409,),
+                (409, 422),
                 body="IdentityProviderInput",
                 status=201,
                 links=tuple((target, idp) for target in idp_ops),

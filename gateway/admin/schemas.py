@@ -195,8 +195,68 @@ _SCIM_CONFIG_IN: Schema = {
 }
 
 
+_PEM_CERT = r"^\s*-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]+-----END CERTIFICATE-----\s*$"
+_HEADER_NAME = r"^[A-Za-z0-9!#$%&'*+.^`|~-]{1,64}$"
+
+
+def _any_case(text: str) -> str:
+    """A regex for `text` in any letter case (JSON Schema patterns have no flags)."""
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in text)
+
+
+# The names the config refuses for a header attribute: the gateway sets or strips these itself.
+_RESERVED_HEADER = (
+    "^("
+    + "|".join(
+        _any_case(p) for p in ("cf-access-", "x-forwarded-", "host", "cookie", "x-request-id")
+    )
+    + ")"
+)
+_SAML_CONFIG_IN: dict[str, Schema] = {
+    "issuer_url": _text(1),
+    "sso_target_url": _URL_IN,
+    "idp_public_certs": {
+        "type": "array",
+        "minItems": 1,
+        "items": _text(1, pattern=_PEM_CERT, description="An X.509 certificate, PEM."),
+    },
+    "metadata_url": _URL_IN,
+    "email_attribute_name": _text(),
+    "attributes": _strings(),
+    "sign_request": {"type": "boolean"},
+    "header_attributes": {
+        "type": "array",
+        "items": obj(
+            {
+                "attribute_name": _text(1),
+                "header_name": {
+                    "type": "string",
+                    "pattern": _HEADER_NAME,
+                    "not": {"pattern": _RESERVED_HEADER},
+                    "description": "Not one the gateway sets (Cf-Access-*, X-Forwarded-*...).",
+                },
+            },
+            ("attribute_name", "header_name"),
+        ),
+    },
+}
+
+
+def _saml_config_in() -> Schema:
+    """The IdP by `issuer_url`, `sso_target_url` and `idp_public_certs`, or by `metadata_url`."""
+    by_hand = ("issuer_url", "sso_target_url", "idp_public_certs")
+    common = {k: v for k, v in _SAML_CONFIG_IN.items() if k not in (*by_hand, "metadata_url")}
+    return {
+        "oneOf": [
+            obj({**common, **{k: _SAML_CONFIG_IN[k] for k in by_hand}}, by_hand),
+            obj({**common, "metadata_url": _SAML_CONFIG_IN["metadata_url"]}, ("metadata_url",)),
+        ]
+    }
+
+
 def _idp_in(*, put: bool) -> Schema:
-    """Okta (the default type) needs `okta_account`; generic OIDC its four endpoints."""
+    """Okta (the default type) needs `okta_account`; generic OIDC its four endpoints; SAML its
+    issuer, SSO URL and certificates, or a metadata URL."""
     secrets = () if put else ("client_secret",)  # a PUT that leaves a secret out keeps it
     okta_config = obj(_IDP_CONFIG_IN, ("client_id", *secrets, "okta_account"))
     oidc_config = obj(
@@ -217,6 +277,10 @@ def _idp_in(*, put: bool) -> Schema:
                 {**common, "type": {"const": "oidc"}, "config": oidc_config},
                 ("name", "type", "config"),
             ),
+            obj(
+                {**common, "type": {"const": "saml"}, "config": _saml_config_in()},
+                ("name", "type", "config"),
+            ),
         ]
     }
 
@@ -231,6 +295,28 @@ _IDP_CONFIG_OUT: dict[str, Schema] = {
     "redirect_url": {
         "type": "string",
         "description": "The sign-in redirect URI to register in Okta.",
+    },
+}
+
+
+_SAML_CONFIG_OUT: dict[str, Schema] = {
+    "issuer_url": _OUT_STRING,
+    "sso_target_url": _OUT_STRING,
+    "idp_public_certs": {"type": "array", "items": _OUT_STRING},
+    "metadata_url": _OUT_STRING,
+    "email_attribute_name": _OUT_STRING,
+    "attributes": {"type": "array", "items": _OUT_STRING},
+    "sign_request": _OUT_BOOL,
+    "header_attributes": {
+        "type": "array",
+        "items": obj(
+            {"attribute_name": _OUT_STRING, "header_name": _OUT_STRING},
+            ("attribute_name", "header_name"),
+        ),
+    },
+    "redirect_url": {
+        "type": "string",
+        "description": "The Single sign-on URL and Audience URI to enter in the SAML app.",
     },
 }
 
@@ -250,18 +336,23 @@ def _idp_out(*, secret: bool | None) -> Schema:
     properties: dict[str, Schema] = {
         "id": _OUT_STRING,
         "name": _OUT_STRING,
-        "type": {"enum": ["okta", "oidc"]},
-        "config": obj(
-            _IDP_CONFIG_OUT,
-            (
-                "client_id",
-                "claims",
-                "email_claim_name",
-                "pkce_enabled",
-                "backchannel_logout",
-                "redirect_url",
-            ),
-        ),
+        "type": {"enum": ["okta", "oidc", "saml"]},
+        "config": {
+            "oneOf": [
+                obj(
+                    _IDP_CONFIG_OUT,
+                    (
+                        "client_id",
+                        "claims",
+                        "email_claim_name",
+                        "pkce_enabled",
+                        "backchannel_logout",
+                        "redirect_url",
+                    ),
+                ),
+                obj(_SAML_CONFIG_OUT, tuple(_SAML_CONFIG_OUT)),
+            ]
+        },
         "scim_config": obj(scim, scim_required),
         "read_only": _OUT_BOOL,
         "scim_base_url": {"type": "string", "description": "The SCIM 2.0 base URL for Okta."},
@@ -316,6 +407,11 @@ _IDENTITY: dict[str, Schema] = {
     "groups": {"type": "array", "items": _OUT_STRING},
     "idp": obj({"id": _OUT_STRING, "type": _OUT_STRING}, ("id", "type")),
     "oidc_fields": {"type": "object"},
+    # a SAML user's kept attributes (SPEC 10); absent for other IdPs
+    "saml_attributes": {
+        "type": "object",
+        "additionalProperties": {"type": "array", "items": _OUT_STRING},
+    },
     "amr": {"type": "array", "items": _OUT_STRING},
     "iat": {"type": "integer"},
     "ip": _OUT_STRING,
@@ -575,7 +671,7 @@ def schemas() -> dict[str, Schema]:
             ("email", "user_ids", "revoked_sessions"),
         ),
         "User": obj(_USER, tuple(_USER)),
-        "Identity": obj(_IDENTITY, tuple(_IDENTITY)),
+        "Identity": obj(_IDENTITY, tuple(k for k in _IDENTITY if k != "saml_attributes")),
         "ActiveSession": _active_session(),
         "ScimResource": {
             "type": "object",

@@ -26,6 +26,7 @@ from gateway.authz.app_tokens import SigningKey
 from gateway.authz.service_tokens import ServiceToken
 from gateway.config import (
     App,
+    HeaderAttribute,
     IdentityProvider,
     Policy,
     parse_app,
@@ -45,6 +46,7 @@ _SET_BY_GATEWAY = "is set by the gateway; leave it out"
 MAX_DURATION = 87600 * 3600.0  # 87600h (ten years): beyond it a TTL or a timestamp overflows
 _MAX_DURATION_TEXT = "87600h"
 _BAD_URL = "must be an absolute https or http URL"  # the validator's own message
+_BAD_CERTIFICATE = "is not a PEM X.509 certificate"  # the validator's own message
 
 
 def format_duration(seconds: float) -> str:
@@ -108,7 +110,11 @@ def idp_json(idp: IdentityProvider, *, read_only: bool, public_url: str) -> dict
     for field in dataclasses.fields(idp.config):  # the fields of its type, each shown
         if field.name not in IDP_SECRETS:
             value = getattr(idp.config, field.name)
-            config[field.name] = list(value) if isinstance(value, tuple) else value
+            if isinstance(value, tuple):  # a list; of strings, or of tables (header_attributes)
+                value = [
+                    dataclasses.asdict(v) if isinstance(v, HeaderAttribute) else v for v in value
+                ]
+            config[field.name] = value
     config["redirect_url"] = public_url + CALLBACK_PATH
     scim = idp.scim_config
     return {
@@ -241,7 +247,12 @@ def idp_document(
     try:
         idp = parse_identity_provider(document)
     except ConfigError as exc:
-        raise ConfigError(exc.problems + problems) from exc
+        every = exc.problems + problems
+        if all(_BAD_CERTIFICATE in p for p in every):
+            # Well-formed, valid per the schema, and yet no certificate: 422, as no schema can
+            # say which base64 is an X.509 certificate.
+            raise GatewayError("; ".join(every), error="unprocessable", status=422) from exc
+        raise ConfigError(every) from exc
     if problems:
         raise ConfigError(problems)
     return document, idp
@@ -296,7 +307,16 @@ def _seconds(value: Any) -> float:
 
 _IDP_URLS = tuple(
     f"config.{k}"
-    for k in ("okta_account", "issuer", "auth_url", "token_url", "certs_url", "userinfo_url")
+    for k in (
+        "okta_account",
+        "issuer",
+        "auth_url",
+        "token_url",
+        "certs_url",
+        "userinfo_url",
+        "sso_target_url",
+        "metadata_url",
+    )
 )
 
 

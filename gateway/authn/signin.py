@@ -124,5 +124,6 @@ async def finish(
         amr=outcome.amr,
         oidc_fields=outcome.oidc_fields,
         sid=sid if isinstance(sid, str) else "",
+        saml_attributes=outcome.saml_attributes,
     )
     return SignedIn(identity, outcome)

@@ -25,7 +25,7 @@ from starlette.responses import RedirectResponse, Response
 from gateway.authn import signin
 from gateway.authn.providers import SignInResult
 from gateway.authn.providers.okta import TooManyGroupsError
-from gateway.config import IdentityProvider
+from gateway.config import IdentityProvider, SamlConfig
 from gateway.errors import SignInError
 from gateway.runtime import CALLBACK_PATH, Runtime, reference_id
 from gateway.web.cookies import LOGIN_BINDING_COOKIE, set_binding_cookie
@@ -47,6 +47,17 @@ _STEP_LABELS = {
     "email": "Email address",
     "groups": "Reading groups from the Okta Groups API",
     "state": "Sign-in state",
+    # SAML (gateway/authn/providers/saml.py)
+    "metadata": "Reading the SAML IdP metadata",
+    "response": "The SAML Response",
+    "signature": "SAML signature (the IdP certificate)",
+    "issuer": "SAML Issuer",
+    "audience": "SAML Audience (the SP entity id)",
+    "recipient": "SAML Recipient / Destination (the Single sign-on URL)",
+    "time": "SAML validity period (clock skew)",
+    "unsolicited": "SAML InResponseTo (IdP-initiated sign-in)",
+    "replay": "SAML assertion already used",
+    "status": "The IdP's SAML status",
 }
 
 
@@ -70,7 +81,9 @@ async def begin(rt: Runtime, idp_id: str, binding_cookie: str) -> Response:
         return rt.pages.show(failure_page(rt, idp, exc))
     response = RedirectResponse(authorize_url, status_code=302)
     response.headers["Cache-Control"] = "no-store"
-    set_binding_cookie(rt, response, LOGIN_BINDING_COOKIE, binding)
+    set_binding_cookie(
+        rt, response, LOGIN_BINDING_COOKIE, binding, cross_site_post=idp.type == "saml"
+    )
     return response
 
 
@@ -88,8 +101,26 @@ def _choose(rt: Runtime, status: int, reason: str) -> Response:
 def success_page(rt: Runtime, idp: IdentityProvider, signed_in: signin.SignedIn) -> Kept:
     """The page for a test sign-in that worked: what the sign-in learned, as it learned it."""
     result = signed_in.result
-    kept = result.oidc_fields
     log.info("idp test ok idp=%s user=%s", idp.id, signed_in.identity.user_uuid)
+    config = idp.config
+    if isinstance(config, SamlConfig):
+        wanted = sorted(config.kept_attributes)
+        return _page(
+            200,
+            title="Your connection works!",
+            ok=True,
+            idp_name=idp.name,
+            idp_type=idp.type,
+            identity_json=_pretty(signed_in.identity.to_json()),
+            groups_source=_groups_source(result),
+            groups_note=result.groups_note,
+            email_source=f"The email address came from {result.email_source}.",
+            attributes_json=_pretty(result.id_token_claims),
+            claims_configured=bool(wanted),
+            oidc_fields_json=_pretty({k: list(v) for k, v in result.saml_attributes.items()}),
+            claims_not_sent=[name for name in wanted if name not in result.id_token_claims],
+        )
+    kept = result.oidc_fields
     return _page(
         200,
         title="Your connection works!",
@@ -99,9 +130,9 @@ def success_page(rt: Runtime, idp: IdentityProvider, signed_in: signin.SignedIn)
         identity_json=_pretty(signed_in.identity.to_json()),
         groups_source=_groups_source(result),
         groups_note=result.groups_note,
-        claims_configured=bool(idp.config.claims),
+        claims_configured=bool(config.claims),
         oidc_fields_json=_pretty(kept),
-        claims_not_sent=[name for name in idp.config.claims if name not in kept],
+        claims_not_sent=[name for name in config.claims if name not in kept],
         id_token_claims_json=_pretty(result.id_token_claims),
     )
 
@@ -162,6 +193,8 @@ def _groups_source(result: SignInResult) -> str:
     count = _plural(len(result.groups), "group")
     if result.groups_source == "claim":
         return f"{count} from the groups claim of the ID token."
+    if result.groups_source == "attribute":
+        return f"{count} from the 'groups' attribute of the SAML assertion."
     if result.groups_source == "userinfo":
         return f"{count} from the groups claim of the userinfo answer."
     if result.groups_source == "api":

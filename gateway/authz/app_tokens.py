@@ -7,7 +7,9 @@ already handed out keep verifying. Rotation takes a short lock in the store, so 
 never rotate at once.
 
 The same machinery, under another store key, keeps the keys that sign the Security Event Tokens
-sent to Okta (`gateway/ssf/`): `SigningKeys(store, clock, name=..., purpose=...)`.
+sent to Okta (`gateway/ssf/`) and the SAML service provider's key (`authn/providers/saml.py`,
+which never rotates by itself: an IdP holds its certificate):
+`SigningKeys(store, clock, name=..., purpose=..., rotate_after=...)`.
 
 Tokens are minted off the hot path: once per session and app, kept in the session record, and
 minted again only when near expiry (`AppTokens.cached` and `AppTokens.mint`).
@@ -33,7 +35,7 @@ from joserfc.jwk import RSAKey
 
 from gateway.authz.service_tokens import ServiceToken
 from gateway.config import App
-from gateway.identity import Identity, thaw
+from gateway.identity import Identity
 from gateway.state.sessions import Session, SessionManager
 from gateway.state.store import Clock, Store
 from gateway.state.store.lock import held
@@ -44,6 +46,7 @@ TOKEN_LIFETIME = 3600.0  # an app token lives at most an hour, then is minted ag
 REMINT_BEFORE = 60.0  # a token this close to expiry is replaced before it is sent
 
 _KEYS = "signing_keys"
+_MAX_CERT_LIFETIME = 10 * 365 * 86400.0  # a key that never rotates: a ten-year certificate
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +62,7 @@ class SigningKey:
         return {**public, "kid": self.kid, "alg": "RS256", "use": "sig"}
 
 
-def _new_key(now: float, purpose: str) -> SigningKey:
+def _new_key(now: float, purpose: str, valid_for: float) -> SigningKey:
     kid = secrets.token_hex(16)
     key = RSAKey.generate_key(2048, parameters={"kid": kid}, private=True)
     private = key.private_key
@@ -73,7 +76,7 @@ def _new_key(now: float, purpose: str) -> SigningKey:
         .public_key(private.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(start - datetime.timedelta(minutes=5))
-        .not_valid_after(start + datetime.timedelta(seconds=ROTATE_AFTER + KEEP_PREVIOUS + 86400))
+        .not_valid_after(start + datetime.timedelta(seconds=valid_for))
         .sign(private, hashes.SHA256())
     )
     pem = cert.public_bytes(serialization.Encoding.PEM).decode()
@@ -81,15 +84,26 @@ def _new_key(now: float, purpose: str) -> SigningKey:
 
 
 class SigningKeys:
-    """The signing keys in the store: current, previous, rotation. `name` is their store key
-    (the app-token keys by default), `purpose` names them in their certificates."""
+    """The signing keys in the store: current, previous, rotation.
+
+    The app-token keys by default; another key set (the SAML service provider's, whose
+    certificate an IdP holds, so it never rotates by itself) lives under its own `name`, with
+    its own `rotate_after` and certificate `purpose`.
+    """
 
     def __init__(
-        self, store: Store, clock: Clock, *, name: str = _KEYS, purpose: str = "app token"
+        self,
+        store: Store,
+        clock: Clock,
+        *,
+        name: str = _KEYS,
+        rotate_after: float = ROTATE_AFTER,
+        purpose: str = "app token",
     ):
         self.store = store
         self.clock = clock
         self.name = name
+        self.rotate_after = rotate_after
         self.purpose = purpose
 
     async def _load(self) -> list[SigningKey]:
@@ -101,7 +115,7 @@ class SigningKeys:
     async def current(self) -> SigningKey:
         """The key that signs now; the first one is made, and an old one replaced, on demand."""
         keys = await self._load()
-        if keys and self.clock() - keys[0].created < ROTATE_AFTER:
+        if keys and self.clock() - keys[0].created < self.rotate_after:
             return keys[0]
         return (await self.rotate(only_if_stale=True))[0]
 
@@ -121,14 +135,15 @@ class SigningKeys:
         async with held(self.store, f"{self.name}:lock", ttl=10, attempts=50, pause=0.1, busy=busy):
             now = self.clock()
             keys = await self._load()
-            if only_if_stale and keys and now - keys[0].created < ROTATE_AFTER:
+            if only_if_stale and keys and now - keys[0].created < self.rotate_after:
                 return keys
             retired = [
                 SigningKey(k.kid, k.jwk, k.cert, k.created, k.retired or now)
                 for k in keys
                 if k.retired is None or now - k.retired < KEEP_PREVIOUS
             ]
-            keys = [_new_key(now, self.purpose), *retired]
+            valid_for = min(self.rotate_after, _MAX_CERT_LIFETIME) + KEEP_PREVIOUS + 86400
+            keys = [_new_key(now, self.purpose, valid_for), *retired]
             await self.store.set(self.name, json.dumps([_as_dict(k) for k in keys]).encode())
             return keys
 
@@ -157,7 +172,7 @@ def mint_app_token(
         "nbf": int(now),
         "exp": int(expires),
         "identity_nonce": identity.id,
-        "custom": thaw(identity.oidc_fields),
+        "custom": identity.custom,
     }
     return sign_jwt(key, claims)
 

@@ -343,6 +343,24 @@ class UserRiskScoreRule(Rule):
         return identity is not None and facts.risk_level in self.user_risk_score
 
 
+@dataclass(frozen=True, slots=True)
+class SamlAttributeRule(Rule):
+    """A SAML attribute the IdP sent and the gateway kept (SPEC 10); a multi-valued attribute
+    matches if any value does."""
+
+    attribute_name: str
+    attribute_value: str
+
+    kind = "saml"
+    fields = (Field("attribute_name"), Field("attribute_value"))
+    summary = "SAML attribute {attribute_name!r} is {attribute_value!r}"
+
+    def matches(self, identity: Identity | None, facts: RequestFacts, anonymous: bool) -> bool:
+        if identity is None:
+            return False
+        return self.attribute_value in identity.saml_attributes.get(self.attribute_name, ())
+
+
 RULE_TYPES: dict[str, type[Rule]] = {
     rule_type.kind: rule_type
     for rule_type in (
@@ -358,6 +376,7 @@ RULE_TYPES: dict[str, type[Rule]] = {
         ServiceTokenRule,
         AnyValidServiceTokenRule,
         UserRiskScoreRule,
+        SamlAttributeRule,
     )
 }
 

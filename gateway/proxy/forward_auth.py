@@ -102,8 +102,11 @@ def _answer(rt: Runtime, verdict: Verdict) -> Response:
     """`decide`'s verdict in forward-auth terms."""
     match verdict:
         case Forward(headers=headers):
+            # Every SAML attribute header is answered, empty when this user has no value: the
+            # front proxy copies them over what the client sent (client copies never pass).
+            blank = {name.decode(): "" for name in rt.attribute_header_names}
             identity = {name.decode(): value.decode("latin-1") for name, value in headers}
-            return Response(status_code=200, headers={**_NO_STORE, **identity})
+            return Response(status_code=200, headers={**_NO_STORE, **blank, **identity})
         case SignIn(login_url=""):
             return plain(401, SIGN_IN_FIRST)
         case SignIn(login_url=url, binding=binding):

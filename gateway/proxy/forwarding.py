@@ -102,6 +102,7 @@ async def forward(
     proto: str,
     host: str,
     identity_headers: list[tuple[bytes, bytes]],
+    reserved_headers: frozenset[bytes] = frozenset(),
 ) -> None:
     """Relay the HTTP exchange in `scope` to `upstream` and stream the answer back.
 
@@ -119,6 +120,7 @@ async def forward(
         proto=proto,
         host=host,
         identity_headers=identity_headers,
+        reserved_headers=reserved_headers,
     )
     downstream = _Downstream(scope, receive, upstreams.body_timeout)
     if not has_body:
@@ -302,8 +304,11 @@ def request_headers(
     proto: str,
     host: str,
     identity_headers: list[tuple[bytes, bytes]],
+    reserved_headers: frozenset[bytes] = frozenset(),
 ) -> tuple[list[tuple[bytes, bytes]], bool, bool]:
-    """The headers for the upstream, whether the request has a body, and if it is chunked."""
+    """The headers for the upstream, whether the request has a body, and if it is chunked.
+    `reserved_headers` (lowercase): more names only the gateway sets (SAML attribute headers),
+    dropped from the client's."""
     # Lowercased again although ASGI lowercases names: a mixed-case "Cf-Access-..." slipped in
     # by some middleware must not dodge the stripping below.
     pairs = [(name.lower(), value) for name, value in client_headers]
@@ -323,6 +328,7 @@ def request_headers(
             name in _HOP_BY_HOP
             or name in listed
             or name in _CLIENT_CLAIMS
+            or name in reserved_headers
             or name.startswith((b"cf-access-", b"x-forwarded-"))
             # CGI/WSGI servers read "_" as "-": Cf_Access_Authenticated_User_Email would arrive
             # as the identity header. No legitimate client header needs an underscore.

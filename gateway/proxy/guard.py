@@ -34,6 +34,7 @@ from gateway.authz.verdict import (
 )
 from gateway.config import App
 from gateway.errors import GatewayError, UpstreamError
+from gateway.identity import Identity
 from gateway.ops.logs import RequestRecord
 from gateway.proxy.forwarding import forward, request_headers
 from gateway.proxy.websocket import relay
@@ -164,10 +165,26 @@ async def decide(rt: Runtime, app: App, host: str, scope: Scope, info: ClientInf
         headers = (
             (b"cf-access-jwt-assertion", app_token.encode()),
             (b"cf-access-authenticated-user-email", identity.email.encode()),
+            *_attribute_headers(rt, identity),
         )
         return Forward("allow", decision.policy_name, headers, user, email)
     except GatewayError as exc:
         return Undecided(exc, user, email)
+
+
+def _attribute_headers(rt: Runtime, identity: Identity) -> tuple[tuple[bytes, bytes], ...]:
+    """The SAML `header_attributes` of the identity's IdP with the values it has (SPEC 10);
+    several values are joined with ", ", and control characters never reach a header."""
+    wanted = rt.attribute_headers.get(identity.idp_id)
+    if not wanted:
+        return ()
+    headers = []
+    for attribute, name in wanted:
+        values = identity.saml_attributes.get(attribute)
+        if values:
+            text = ", ".join(values)
+            headers.append((name, "".join(c for c in text if c >= " " and c != "\x7f").encode()))
+    return tuple(headers)
 
 
 # --- rendering ------------------------------------------------------------------------------
@@ -293,6 +310,7 @@ async def guard_request(
             proto="https" if info.proto in ("https", "wss") else "http",
             host=header(scope, b"host") or host,
             identity_headers=identity_headers,
+            reserved_headers=rt.attribute_header_names,
         )
         await relay(
             scope,
@@ -316,6 +334,7 @@ async def guard_request(
             proto=info.proto,
             host=header(scope, b"host") or host,
             identity_headers=identity_headers,
+            reserved_headers=rt.attribute_header_names,
         )
     except UpstreamError as exc:  # raised only while no response has started
         rt.metrics.upstream_error(app.id, exc.error)

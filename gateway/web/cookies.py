@@ -54,15 +54,22 @@ def binding_hash(binding: str) -> str:
     return hashlib.sha256(binding.encode()).hexdigest()
 
 
-def set_binding_cookie(rt: Runtime, response: Response, name: str, binding: str) -> None:
+def set_binding_cookie(
+    rt: Runtime, response: Response, name: str, binding: str, *, cross_site_post: bool = False
+) -> None:
+    """A binding cookie; `cross_site_post` for a SAML sign-in, whose answer is a POST from the
+    IdP's site: a SameSite=Lax cookie is not sent with it, so this one is SameSite=None (which
+    browsers take only with Secure: over plain http it stays Lax). Lax or None, what it binds
+    stays safe: the RelayState and the AuthnRequest ID it guards are random and single-use."""
+    secure = rt.settings.gateway.cookie_secure
     response.set_cookie(
         name,
         rt.bindings.sign(binding),
         max_age=BINDING_TTL,
         path="/",
-        secure=rt.settings.gateway.cookie_secure,
+        secure=secure,
         httponly=True,
-        samesite="lax",
+        samesite="none" if cross_site_post and secure else "lax",
     )
 
 

@@ -159,7 +159,9 @@ def gateway_routes() -> RouteTable:
                 "any",
                 (
                     Route(f"{ACCESS}/login/{{app_host}}", views.login),
-                    Route(f"{ACCESS}/callback", views.callback),
+                    # GET: OIDC's redirect; POST: a SAML Response (HTTP-POST binding)
+                    Route(f"{ACCESS}/callback", views.callback, methods=["GET", "POST"]),
+                    Route(f"{views.SAML_METADATA_PATH}/{{idp_id}}", views.saml_metadata),
                     Route(f"{ACCESS}/authorized", views.authorized),
                     Route(f"{ACCESS}/get-identity", views.get_identity),
                     Route(f"{ACCESS}/logout", views.logout, methods=["GET", "POST"]),

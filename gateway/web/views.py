@@ -13,13 +13,15 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import Mapping
 from typing import NoReturn
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 
 from gateway.authn import handoff, login_limit, signin, testpage
+from gateway.authn.providers.saml import SamlProvider
 from gateway.authz.app_tokens import certs_document
 from gateway.authz.policy import RequestFacts, app_session_duration, evaluate
 from gateway.authz.routing import split_host
@@ -52,9 +54,12 @@ from gateway.web.cookies import (
 log = logging.getLogger("gateway.views")
 
 _MAX_REDIRECT_URL = 2048  # kept in the store with each sign-in: bounded
+_MAX_CALLBACK_FORM = 512 * 1024  # a SAML Response form: Okta's are a few KiB
+_SAML_FIELDS = ("SAMLResponse", "RelayState")
 _BINDING_HASH = re.compile(r"[0-9a-f]{64}")
 DENIED_PATH = "/cdn-cgi/access/denied"
 TEST_RESULT_PATH = "/test-idp/result"
+SAML_METADATA_PATH = "/cdn-cgi/access/saml-metadata"
 
 
 def _rt(request: Request) -> Runtime:
@@ -158,7 +163,9 @@ async def login(request: Request) -> Response:
     )
     authorize_url = await signin.start(rt.store, rt.providers[idp.id], state)
     response = _no_store(RedirectResponse(authorize_url, status_code=302))
-    set_binding_cookie(rt, response, LOGIN_BINDING_COOKIE, binding)
+    set_binding_cookie(
+        rt, response, LOGIN_BINDING_COOKIE, binding, cross_site_post=idp.type == "saml"
+    )
     return response
 
 
@@ -258,17 +265,47 @@ def _port_suffix(request: Request) -> str:
 # --- callback -------------------------------------------------------------------------------
 
 
+async def _posted_form(request: Request) -> dict[str, str]:
+    """A SAML HTTP-POST binding's form (`SAMLResponse`, `RelayState`), size-bounded."""
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != (
+        "application/x-www-form-urlencoded"
+    ):
+        raise GatewayError("Expected a SAML Response form.", error="bad_request", status=400)
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > _MAX_CALLBACK_FORM:
+            raise GatewayError("The sign-in answer is too large.", error="too_large", status=413)
+    try:
+        fields = parse_qs(body.decode("latin-1"), max_num_fields=16)
+    except ValueError as exc:  # more fields than any SAML form has
+        raise GatewayError("Malformed sign-in answer.", error="bad_request", status=400) from exc
+    return {name: values[0] for name, values in fields.items() if name in _SAML_FIELDS}
+
+
 async def callback(request: Request) -> Response:
-    """The OIDC redirect URI: state check, code exchange, ID token, session, app decision.
+    """The redirect URI (OIDC, GET) and Assertion Consumer Service (SAML, POST): state check,
+    the provider's validation, session, app decision.
 
     A sign-in started by the IdP test page (`purpose == "test"`) runs the same steps, then
     renders what it learned, or where it failed, instead of creating a session.
     """
     rt = _rt(request)
-    params = request.query_params
+    params: Mapping[str, str] = request.query_params
+    state_param = params.get("state")
+    if request.method == "POST":  # SAML HTTP-POST binding: the RelayState is the state
+        params = await _posted_form(request)
+        state_param = params.get("RelayState")
+        if not state_param:
+            rt.metrics.sign_in("", "failure", "unsolicited")
+            raise SignInError(
+                "This sign-in was not started here (IdP-initiated sign-in, such as an Okta "
+                "dashboard tile, is not accepted). Start from the application's address.",
+                step="unsolicited",
+            )
     binding = rt.bindings.unsign(read_cookie(request.scope, LOGIN_BINDING_COOKIE) or "")
     try:
-        state = await signin.take_state(rt.store, params.get("state"), binding)
+        state = await signin.take_state(rt.store, state_param, binding)
     except SignInError as exc:
         rt.metrics.sign_in("", "failure", exc.step)  # which IdP is in the state it lacks
         raise
@@ -393,6 +430,24 @@ async def _refuse_deactivated(rt: Runtime, identity: Identity, app: App) -> NoRe
     )
     await rt.risk.deactivated_sign_in(identity)
     raise error
+
+
+# --- SAML service-provider metadata ---------------------------------------------------------
+
+
+async def saml_metadata(request: Request) -> Response:
+    """`/cdn-cgi/access/saml-metadata/<idp-id>` on the team host: this gateway as a SAML SP for
+    that IdP (SPEC 10); public, as metadata is. 404 for an unknown or non-SAML id."""
+    rt = _rt(request)
+    provider = rt.providers.get(request.path_params["idp_id"])
+    if _host(request) != rt.team_host or not isinstance(provider, SamlProvider):
+        raise NotFoundError("There is no SAML identity provider with that id.")
+    document = await provider.metadata_document()
+    return Response(
+        document,
+        media_type="application/samlmetadata+xml",
+        headers={"Cache-Control": "public, max-age=300"},
+    )
 
 
 # --- the IdP test page ----------------------------------------------------------------------

@@ -4,8 +4,8 @@ A provider turns a sign-in into two legs. `begin` says where to send the browser
 keep, server side, until the answer comes back; `finish` takes the parameters of that answer
 (the callback's query or form) with what was kept, and says who signed in, or that the browser
 must go to the IdP once more. Nothing in the interface is OpenID Connect: `oidc.py` is the core
-that the `okta` and `generic` (type "oidc") providers share, and SAML will be a third provider
-beside them. The runtime builds one provider per configured IdP, chosen by its type
+that the `okta` and `generic` (type "oidc") providers share, and `saml.py` (type "saml") is a
+third provider beside them. The runtime builds one provider per configured IdP, chosen by its type
 (`gateway.runtime`); `gateway.authn.signin` keeps what `begin` asks for under the state. A value
 an IdP sent reaches a message or the log only through `shorten`.
 """
@@ -13,12 +13,12 @@ an IdP sent reaches a message or the log only through `shorten`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from gateway.config import IdentityProvider
 
-GroupsSource = Literal["claim", "userinfo", "api", "none"]
+GroupsSource = Literal["claim", "userinfo", "api", "attribute", "none"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +40,8 @@ class SignInResult:
     """Who signed in, as the provider established it (validated token, userinfo, Groups API).
 
     `restarted`: the provider sent the browser back to the IdP once before this answer.
+    For SAML, `id_token_claims` holds the assertion's attributes (all of them, for the test
+    page), `saml_attributes` the ones kept, and `email_source` where the email came from.
     """
 
     sub: str
@@ -53,6 +55,8 @@ class SignInResult:
     amr: tuple[str, ...]
     id_token_claims: dict[str, Any]
     restarted: bool = False
+    saml_attributes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    email_source: str = ""
 
 
 class Provider(Protocol):
