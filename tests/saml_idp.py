@@ -3,11 +3,14 @@
 `SamlIdP` plays Okta's SAML app (OKTA.md "Okta as a SAML 2.0 IdP"): its SSO endpoint takes the
 gateway's HTTP-Redirect AuthnRequest, parses it with pysaml2 (a request it cannot parse is a
 400, as at Okta) and answers the HTTP-POST form (`SAMLResponse`, `RelayState`) for a user,
-signed with xmlsec1 by the IdP's key. Keys and self-signed certificates are made at start.
+signed with xmlsec1 (RSA-SHA256) by the IdP's key. The IdP's key and self-signed certificate,
+and an attacker's, are made when it is built.
 
 The knobs of one Response are a `ResponseOptions` (what is signed and by which key, audience,
-recipient, destination, times, `InResponseTo`, an edit after signing, raw XML). A test sets
-them on `idp.options` before the browser reaches the IdP, or passes them to `response_xml`.
+recipient, destination, issuer, times, `InResponseTo`, an edit after signing, encryption for
+the SP, raw XML). A test sets them on `idp.options` before the browser reaches the IdP, or
+passes them to `response_xml`. The end of the module is the gateway's side: its config for
+this IdP and the browser's walk through a SAML sign-in.
 """
 
 from __future__ import annotations
@@ -37,11 +40,14 @@ from saml2.config import IdPConfig
 from saml2.metadata import entity_descriptor
 from saml2.server import Server
 from saml2.sigver import (
+    ASSERT_XPATH,
     CryptoBackendXmlSec1,
     SecurityContext,
+    pre_encryption_part,
     pre_signature_part,
     signed_instance_factory,
 )
+from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
 
 XMLSEC1 = "/usr/bin/xmlsec1"
 ISSUER = "http://www.okta.com/exk-samltest"  # Okta's IdP issuer shape
@@ -50,6 +56,7 @@ NS = {
     "saml": "urn:oasis:names:tc:SAML:2.0:assertion",
     "ds": "http://www.w3.org/2000/09/xmldsig#",
 }
+RSA_SHA256 = {"sign_alg": SIG_RSA_SHA256, "digest_alg": DIGEST_SHA256}  # Okta's algorithms
 Signed = Literal["assertion", "response", "both", "none"]
 Signer = Literal["idp", "foreign"]
 Tamper = Callable[[etree._Element], None]
@@ -83,6 +90,8 @@ class ResponseOptions:
     - `skew`: shifts every timestamp (an IdP clock ahead or behind); `not_before` and
       `not_on_or_after` place the Conditions (and the SubjectConfirmationData expiry) alone.
     - `tamper`: edits the lxml tree of the signed Response before it is encoded.
+    - `encrypt_for`: a PEM certificate (the SP's): the assertion the IdP made is encrypted for
+      it (AES-256-CBC, RSA-OAEP) after signing and `tamper`, as Okta's "Assertion Encryption".
     - `raw`: the XML to send instead of anything made here, or a function of the signed XML
       (bytes) that returns it (XML bombs, external entities, DOCTYPEs).
     """
@@ -99,6 +108,7 @@ class ResponseOptions:
     not_before: float | None = None
     not_on_or_after: float | None = None
     tamper: Tamper | None = None
+    encrypt_for: str | None = None
     raw: bytes | Callable[[bytes], bytes] | None = None
 
 
@@ -203,6 +213,7 @@ class SamlIdP:
         self.acs_url = acs_url
         self.clock = clock
         self.users = {user.email: user for user in users}
+        self._directory = directory
         self.issuer = ISSUER
         self.keys = KeyPair.generate(directory, "idp")
         self.foreign = KeyPair.generate(directory, "foreign")
@@ -301,10 +312,14 @@ class SamlIdP:
         to_sign = []
         if options.signed in ("assertion", "both"):
             assertion = response.assertion
-            assertion.signature = pre_signature_part(assertion.id, signer.cert_base64(), 2)
+            assertion.signature = pre_signature_part(
+                assertion.id, signer.cert_base64(), 2, **RSA_SHA256
+            )
             to_sign.append((saml.Assertion.c_tag, assertion.id))
         if options.signed in ("response", "both"):
-            response.signature = pre_signature_part(response.id, signer.cert_base64(), 1)
+            response.signature = pre_signature_part(
+                response.id, signer.cert_base64(), 1, **RSA_SHA256
+            )
             to_sign.append((samlp.Response.c_tag, response.id))
         xml = signed_instance_factory(response, signer.security_context(), to_sign)
         signed = (xml if isinstance(xml, str) else xml.to_string().decode()).encode()
@@ -312,7 +327,41 @@ class SamlIdP:
             tree = etree.fromstring(signed)
             options.tamper(tree)
             signed = etree.tostring(tree)
+        if options.encrypt_for is not None:
+            signed = self._encrypted(signed, response.assertion.id, options.encrypt_for)
         return signed if options.raw is None else options.raw(signed)
+
+    def _encrypted(self, xml: bytes, assertion_id: str, certificate: str) -> bytes:
+        """`xml` with its assertion `assertion_id` moved into an EncryptedAssertion and
+        encrypted there for `certificate` by xmlsec1 (pysaml2's backend)."""
+        tree = etree.fromstring(xml)
+        assertion = tree.xpath("saml:Assertion[@ID=$id]", namespaces=NS, id=assertion_id)[0]
+        holder = etree.Element(f"{{{NS['saml']}}}EncryptedAssertion")
+        holder.text = "ASSERTION"
+        assertion.addprevious(holder)
+        tree.remove(assertion)
+        # Decrypted, the assertion is read on its own: it declares every prefix it uses, as
+        # lxml writes a lone element (and would drop again were it put back into the tree).
+        document = (
+            etree.tostring(tree)
+            .decode()
+            .replace("ASSERTION", etree.tostring(assertion).decode(), 1)
+        )
+        certificate_file = self._directory / "encrypt-for.crt"
+        certificate_file.write_text(certificate)
+        template = pre_encryption_part(
+            msg_enc="http://www.w3.org/2001/04/xmlenc#aes256-cbc",
+            encrypt_cert="".join(certificate.strip().splitlines()[1:-1]),
+        )
+        backend = self.keys.security_context().crypto
+        encrypted = backend.encrypt_assertion(
+            document,
+            str(certificate_file),
+            str(template),
+            key_type="aes-256",
+            node_xpath=ASSERT_XPATH,
+        )
+        return str(encrypted).encode()
 
     def _unsigned(
         self, user: SamlUser, in_response_to: str | None, options: ResponseOptions

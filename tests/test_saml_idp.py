@@ -21,7 +21,7 @@ from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
 from saml2.client import Saml2Client
 from saml2.config import SPConfig
 from saml2.response import AuthnResponse
-from saml_idp import ALICE, BOB, NS, ResponseOptions, SamlIdP, as_user, redirect_query
+from saml_idp import ALICE, BOB, NS, KeyPair, ResponseOptions, SamlIdP, as_user, redirect_query
 
 SP = "https://access.example.com/cdn-cgi/access/callback"
 
@@ -34,9 +34,23 @@ async def idp(tmp_path: Path) -> AsyncIterator[SamlIdP]:
     await server.stop()
 
 
-def sp_client(idp: SamlIdP, *, want_response_signed: bool = False) -> Saml2Client:
+def sp_client(
+    idp: SamlIdP, *, want_response_signed: bool = False, keys: KeyPair | None = None
+) -> Saml2Client:
+    own_keys = (
+        {}
+        if keys is None
+        else {
+            "key_file": str(keys.key_file),
+            "cert_file": str(keys.cert_file),
+            "encryption_keypairs": [
+                {"key_file": str(keys.key_file), "cert_file": str(keys.cert_file)}
+            ],
+        }
+    )
     config = SPConfig().load(
         {
+            **own_keys,
             "entityid": SP,
             "xmlsec_binary": "/usr/bin/xmlsec1",
             "metadata": {"inline": [idp.metadata_xml()]},
@@ -114,6 +128,16 @@ async def test_a_signed_response_is_accepted_by_an_sp_that_wants_one(
     idp.options = ResponseOptions(signed=signed)  # type: ignore[arg-type]
     client = sp_client(idp, want_response_signed=True)
     request_id, form = await answer(idp, client)
+    assert parse(client, request_id, form).ava["email"] == ["alice@example.com"]
+
+
+async def test_an_encrypted_assertion_is_read_with_the_sp_key(idp: SamlIdP, tmp_path: Path) -> None:
+    sp_keys = KeyPair.generate(tmp_path, "sp")
+    idp.options = ResponseOptions(encrypt_for=sp_keys.cert_pem)
+    client = sp_client(idp, keys=sp_keys)
+    request_id, form = await answer(idp, client)
+    xml = base64.b64decode(form.fields["SAMLResponse"])
+    assert b"EncryptedAssertion" in xml and ALICE.email.encode() not in xml
     assert parse(client, request_id, form).ava["email"] == ["alice@example.com"]
 
 

@@ -20,7 +20,7 @@ MD = "urn:oasis:names:tc:SAML:2.0:metadata"
 METADATA_PATH = f"/cdn-cgi/access/saml-metadata/{SAML_IDP_ID}"
 
 
-async def sp_metadata(client: httpx.AsyncClient) -> bytes:
+async def fetch_sp_metadata(client: httpx.AsyncClient) -> bytes:
     answer = await client.get(METADATA_PATH)
     assert answer.status_code == 200, answer.text
     assert "xml" in answer.headers["content-type"]
@@ -30,7 +30,7 @@ async def sp_metadata(client: httpx.AsyncClient) -> bytes:
 async def test_the_sp_metadata_validates_against_the_saml_metadata_schema(
     saml_client: httpx.AsyncClient,
 ) -> None:
-    document = etree.fromstring(await sp_metadata(saml_client))
+    document = etree.fromstring(await fetch_sp_metadata(saml_client))
     assert document.tag == f"{{{MD}}}EntityDescriptor"
     validate(document)  # raises XMLSchemaError, with what failed
 
@@ -39,10 +39,10 @@ async def test_the_schema_check_catches_metadata_that_breaks_the_schema(
     saml_client: httpx.AsyncClient,
 ) -> None:
     """The validator above can fail: the same document, made invalid in two ways, does."""
-    missing_binding = etree.fromstring(await sp_metadata(saml_client))
+    missing_binding = etree.fromstring(await fetch_sp_metadata(saml_client))
     for service in missing_binding.iter(f"{{{MD}}}AssertionConsumerService"):
         del service.attrib["Binding"]
-    stray_element = etree.fromstring(await sp_metadata(saml_client))
+    stray_element = etree.fromstring(await fetch_sp_metadata(saml_client))
     descriptor = stray_element.find(f"{{{MD}}}SPSSODescriptor")
     assert descriptor is not None
     descriptor.insert(0, etree.Element(f"{{{MD}}}NotInTheSchema"))
@@ -56,7 +56,7 @@ async def test_an_idp_loads_the_sp_metadata_and_finds_the_callback(
 ) -> None:
     """pysaml2's metadata store (what its IdP reads SPs from) takes the document as it is."""
     store = MetadataStore(ac_factory(), saml_idp.server.config)
-    store.load("inline", (await sp_metadata(saml_client)).decode())
+    store.load("inline", (await fetch_sp_metadata(saml_client)).decode())
     assert list(store.keys()) == [SP_ENTITY_ID]
     services = store.assertion_consumer_service(SP_ENTITY_ID, BINDING_HTTP_POST)
     assert [service["location"] for service in services] == [SP_ENTITY_ID]

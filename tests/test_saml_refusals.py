@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import logging
 import re
 from collections.abc import AsyncIterator, Callable
 
@@ -18,6 +19,7 @@ import pytest
 import pytest_asyncio
 from harness import EchoUpstream, assert_rejected, browser, session_cookie
 from lxml import etree
+from redis_server import RedisServer
 from saml_idp import (
     ALICE,
     BOB,
@@ -36,6 +38,7 @@ from gateway.state.registry import Registry
 
 APP_URL = "/docs/page?x=1"
 MALLORY = "mallory@example.com"
+MALLORY_USER = SamlUser(MALLORY, ("Engineering",))  # whom the policy would admit
 ELSEWHERE = "https://elsewhere.example.com/cdn-cgi/access/callback"
 FORBIDDEN_FILE = "root:x:0:0"  # the first line of /etc/passwd, which must never be read
 
@@ -226,6 +229,13 @@ def _evil_with_the_same_id_before(tree: etree._Element) -> None:
     signed.addprevious(evil)
 
 
+def _evil_with_the_same_id_after(tree: etree._Element) -> None:
+    signed = _signed_assertion(tree)
+    evil = _evil_copy(signed)
+    evil.set("ID", signed.get("ID", ""))
+    signed.addnext(evil)
+
+
 def _evil_around_in_advice(tree: etree._Element) -> None:
     """The evil assertion in the signed one's place, holding it in its Advice."""
     signed = _signed_assertion(tree)
@@ -266,6 +276,7 @@ def _signed_response_wrapped(tree: etree._Element) -> None:
         ("assertion", _evil_before),
         ("assertion", _evil_after),
         ("assertion", _evil_with_the_same_id_before),
+        ("assertion", _evil_with_the_same_id_after),
         ("assertion", _evil_around_in_advice),
         ("assertion", _signed_hidden_in_extensions),
         ("response", _evil_before),
@@ -285,6 +296,63 @@ async def test_signature_wrapping_is_refused(
 ) -> None:
     options = ResponseOptions(signed=signed, tamper=wrap)  # type: ignore[arg-type]
     answer = await refused_sign_in(saml_client, saml_idp, upstream, saml_gateway, options)
+    assert MALLORY not in answer.text
+
+
+# --- encrypted assertions: encryption (for the SP's public certificate, which anyone can
+# read in its metadata) proves nothing about who wrote the assertion; the signature does.
+
+
+async def sp_certificate(client: httpx.AsyncClient) -> str:
+    """The SP's certificate as its metadata publishes it, in PEM."""
+    metadata = etree.fromstring(
+        (await client.get(f"/cdn-cgi/access/saml-metadata/{SAML_IDP_ID}")).content
+    )
+    der = metadata.xpath("string(//ds:X509Certificate)", namespaces=NS).strip()
+    return f"-----BEGIN CERTIFICATE-----\n{der}\n-----END CERTIFICATE-----\n"
+
+
+async def test_an_encrypted_signed_assertion_is_accepted(
+    saml_client: httpx.AsyncClient, saml_idp: SamlIdP, upstream: EchoUpstream
+) -> None:
+    saml_idp.options = ResponseOptions(encrypt_for=await sp_certificate(saml_client))
+    done = await saml_sign_in(saml_client, saml_idp, ALICE)
+    assert done.status_code == 302, done.text
+    identity = await saml_client.get("/cdn-cgi/access/get-identity")
+    assert identity.json()["email"] == ALICE.email
+
+
+@pytest.mark.parametrize(
+    ("signed", "signer", "wrap", "user"),
+    [
+        ("none", "idp", None, MALLORY_USER),
+        ("assertion", "foreign", None, MALLORY_USER),
+        ("assertion", "idp", _evil_after, ALICE),
+        ("assertion", "idp", _evil_before, ALICE),
+    ],
+    ids=["unsigned", "unknown-cert", "plain-evil-after", "plain-evil-before"],
+)
+async def test_an_encrypted_assertion_not_signed_by_the_idp_is_refused(
+    saml_client: httpx.AsyncClient,
+    saml_idp: SamlIdP,
+    saml_gateway: Gateway,
+    upstream: EchoUpstream,
+    signed: str,
+    signer: str,
+    wrap: Callable[[etree._Element], None] | None,
+    user: SamlUser,
+) -> None:
+    """An attacker encrypts an assertion of their own for the SP (unsigned, or signed by their
+    key), or puts a plain unsigned one beside the IdP's encrypted one."""
+    saml_idp.users[MALLORY] = MALLORY_USER
+    saml_idp.options = ResponseOptions(
+        signed=signed,  # type: ignore[arg-type]
+        signer=signer,  # type: ignore[arg-type]
+        tamper=wrap,
+        encrypt_for=await sp_certificate(saml_client),
+    )
+    answer = await saml_sign_in(saml_client, saml_idp, user)
+    await assert_refused(saml_client, answer, upstream, saml_gateway)
     assert MALLORY not in answer.text
 
 
@@ -382,6 +450,25 @@ async def test_a_response_to_another_browsers_request_is_refused(
     await assert_refused(attacker, answer, upstream, saml_gateway)
 
 
+async def test_a_victims_signed_assertion_in_a_response_to_the_attackers_request_is_refused(
+    saml_gateway_browsers: tuple[httpx.AsyncClient, httpx.AsyncClient],
+    saml_gateway: Gateway,
+    saml_idp: SamlIdP,
+    upstream: EchoUpstream,
+) -> None:
+    """Only the assertion is signed, so the Response around it is the attacker's to write: its
+    InResponseTo names the attacker's own request; the assertion's still names the victim's."""
+    victim, attacker = saml_gateway_browsers
+    stolen = await saml_form(victim, saml_idp, ALICE)
+    own = await saml_form(attacker, saml_idp, BOB)
+    attackers_request = saml_idp.requests[-1].id
+    envelope = etree.fromstring(base64.b64decode(stolen.fields["SAMLResponse"]))
+    envelope.set("InResponseTo", attackers_request)
+    own.fields["SAMLResponse"] = base64.b64encode(etree.tostring(envelope)).decode()
+    answer = await post_to_callback(attacker, own)
+    await assert_refused(attacker, answer, upstream, saml_gateway)
+
+
 async def test_the_same_response_posted_twice_is_refused_the_second_time(
     saml_client: httpx.AsyncClient, saml_idp: SamlIdP, upstream: EchoUpstream
 ) -> None:
@@ -420,6 +507,23 @@ async def test_an_idp_initiated_response_during_a_sign_in_is_refused(
     answer = await saml_sign_in(saml_client, saml_idp, ALICE)
     await assert_refused(saml_client, answer, upstream, saml_gateway)
     assert _start_from_the_app(answer), answer.text
+
+
+async def test_redis_down_at_the_callback_is_a_503_page_and_no_session(
+    saml_client: httpx.AsyncClient,
+    saml_idp: SamlIdP,
+    upstream: EchoUpstream,
+    redis_server: RedisServer,
+) -> None:
+    """Fail closed: a good Response cannot be checked against its pending sign-in."""
+    form = await saml_form(saml_client, saml_idp, ALICE)
+    redis_server.stop()
+    try:
+        answer = await post_to_callback(saml_client, form)
+    finally:
+        redis_server.start()
+    await assert_rejected(answer, upstream, 503)
+    assert "CF_Authorization" not in saml_client.cookies
 
 
 # --- what the IdP says, and how a signed value is read ----------------------------------------
@@ -556,3 +660,48 @@ async def test_a_response_that_is_not_base64_xml_is_refused(
     form.fields["SAMLResponse"] = junk
     answer = await post_to_callback(saml_client, form)
     await assert_refused(saml_client, answer, upstream, saml_gateway)
+
+
+# --- the log --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ResponseOptions(),
+        ResponseOptions(signed="none"),
+        ResponseOptions(signer="foreign"),
+        ResponseOptions(tamper=_become_mallory),
+        ResponseOptions(not_on_or_after=-600),
+        ResponseOptions(audience="https://elsewhere.example.com/sp"),
+    ],
+    ids=["accepted", "unsigned", "unknown-cert", "tampered", "expired", "audience"],
+)
+async def test_no_response_or_assertion_reaches_the_log(
+    saml_client: httpx.AsyncClient,
+    saml_idp: SamlIdP,
+    options: ResponseOptions,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An assertion is a bearer credential: neither it (as XML), its signature nor the posted
+    Response is logged, whether the sign-in succeeds or not. (Its ID may be: pysaml2 names it
+    when a signature check fails, and it opens nothing on its own.)"""
+    saml_idp.options = options
+    form = await saml_form(saml_client, saml_idp, ALICE)
+    posted = form.fields["SAMLResponse"]
+    xml = etree.fromstring(base64.b64decode(posted))
+    signature_values = [
+        "".join(value.split())[:40]
+        for value in xml.xpath("//ds:SignatureValue/text()", namespaces=NS)
+    ]
+    with caplog.at_level(logging.DEBUG, logger="gateway"):
+        await post_to_callback(saml_client, form)
+    logged = "\n".join(
+        f"{record.getMessage()} {record.__dict__} {record.exc_text or ''}"
+        for record in caplog.records
+    )
+    assert caplog.records, "nothing was logged at all"
+    assert posted[:40] not in logged
+    assert re.search(r"<(\w+:)?(Assertion|Response|NameID)\b", logged) is None  # no XML
+    for value in signature_values:
+        assert value not in "".join(logged.split())
