@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import logging
 import math
 import os
@@ -278,6 +279,11 @@ class SamlProvider:
             raise self._refusal(exc) from exc
         if not isinstance(response, AuthnResponse) or response.assertion is None:
             raise self._fail("The SAML Response holds no valid assertion.", "response")
+        if response.name_id is not None:
+            # pysaml2's client remembers every user it saw, in memory, for SAML logout flows
+            # this gateway does not use: forgotten, so memory does not grow with the users.
+            with contextlib.suppress(KeyError):  # not kept (encrypted), or already forgotten
+                client.users.remove_person(response.name_id)
         assertion = response.assertion
         issuers = {response.issuer(), assertion.issuer.text if assertion.issuer else None}
         if issuers != {metadata.entity_id}:
