@@ -175,10 +175,20 @@ class GatewaySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsoleSettings:
+    """`[console]`: who may use the operator console (SPEC 9). `policy` is an allow policy
+    (include / require / exclude as SPEC 3); None: nobody signs in to it, only a console-link
+    holder gets in."""
+
+    policy: Policy | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     gateway: GatewaySettings
     identity_providers: tuple[IdentityProvider, ...] = ()
     apps: tuple[App, ...] = ()
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
 
     def idp(self, idp_id: str) -> IdentityProvider | None:
         return next((idp for idp in self.identity_providers if idp.id == idp_id), None)
@@ -404,6 +414,29 @@ def _policy(reader: _Reader) -> Policy:
     return policy
 
 
+CONSOLE_POLICY_NAME = "console"
+
+
+def _console(reader: _Reader) -> ConsoleSettings:
+    """`[console.policy]`: include / require / exclude; the decision is allow, implied."""
+    if not reader.has("policy"):
+        reader.finish()
+        return ConsoleSettings()
+    table = reader.table("policy")
+    policy = Policy(
+        name=CONSOLE_POLICY_NAME,
+        decision="allow",
+        include=_rules(table, "include"),
+        require=_rules(table, "require"),
+        exclude=_rules(table, "exclude"),
+    )
+    if not table.data.get("include"):
+        table.problem("include", "needs at least one rule")
+    table.finish()
+    reader.finish()
+    return ConsoleSettings(policy)
+
+
 def _app(reader: _Reader, default_duration: float) -> App:
     app_id = reader.identifier("id")
     domain = reader.string("domain", required=True).lower().rstrip("/")
@@ -613,6 +646,7 @@ def parse_settings(data: Mapping[str, Any], env: Mapping[str, str] | None = None
         gateway=gateway,
         identity_providers=tuple(_idp(r) for r in root.tables("identity_providers")),
         apps=tuple(_app(r, gateway.session_duration) for r in root.tables("apps")),
+        console=_console(root.table("console")),
     )
     root.finish()
     _check_references(settings, problems)

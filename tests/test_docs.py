@@ -47,7 +47,7 @@ def example_keys() -> tuple[set[str], set[str], set[tuple[str, str]]]:
             full = f"{path}.{key}" if path else key
             keys.add(full)
             items = value if isinstance(value, list) else [value]
-            if key in RULE_LISTS and path == "apps.policies":
+            if key in RULE_LISTS and path in ("apps.policies", "console.policy"):
                 for rule in items:
                     for name, fields in rule.items():
                         rules.update({(name, f) for f in fields} or {(name, "")})

@@ -30,7 +30,8 @@ log = logging.getLogger("gateway.signin")
 LOGIN_STATE_TTL = 600.0  # SPEC 4: state and nonce expire in 10 minutes
 _STATE_KEY = "login_state:"
 
-Purpose = Literal["login", "test"]
+# "console": a sign-in to the operator console (gateway/console/signin.py), no app
+Purpose = Literal["login", "test", "console"]
 
 
 @dataclass(frozen=True, slots=True)

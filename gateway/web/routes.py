@@ -9,8 +9,9 @@ never `/apix`. Any other path, on a host an app covers, is the app's, so an app 
 Host scopes (SPEC 4):
 
     any    every host: `/cdn-cgi/access/...` (sign-in legs, identity, logout, certs, forward-auth)
-    team   the team host only: the IdP test page, the admin API, SCIM. On an app host the same
-           path is the app's: any name pointing at the gateway is not a second door to them
+    team   the team host only: the IdP test page, the admin API, SCIM, the console. On an app
+           host the same path is the app's: any name pointing at the gateway is not a second
+           door to them
     probe  the team host, and hosts no app covers: load balancers and Prometheus probe each
            instance by its address (`/metrics` still needs the admin token)
 
@@ -34,6 +35,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway.admin import OPERATIONS
 from gateway.admin.api import AdminAPI
 from gateway.admin.envelope import envelope_invalid_path
+from gateway.console.app import ConsoleApp
 from gateway.proxy import forward_auth
 from gateway.runtime import Runtime
 from gateway.scim.routes import routes as scim_routes
@@ -191,6 +193,8 @@ def gateway_routes() -> RouteTable:
                 invalid_path=scim_invalid_path,
                 name="scim",
             ),
+            # The operator console (SPEC 9): every path below it, for its access check first.
+            GatewayRoute("/console", "team", mount=True, app=ConsoleApp(), name="console"),
             _one_path("/healthz", "probe", views.healthz),
             _one_path("/readyz", "probe", views.readyz),
             _one_path("/metrics", "probe", views.metrics),

@@ -22,8 +22,11 @@ from gateway.authn import handoff, login_limit, signin, testpage
 from gateway.authz.app_tokens import certs_document
 from gateway.authz.policy import RequestFacts, app_session_duration, evaluate
 from gateway.authz.routing import split_host
-from gateway.config import App
+from gateway.config import CONSOLE_POLICY_NAME, App
+from gateway.console import access
+from gateway.console.signin import console_path
 from gateway.errors import GatewayError, NotFoundError, SignInError, StoreUnavailableError
+from gateway.identity import Identity
 from gateway.ops.logs import REQUEST_ID
 from gateway.ops.metrics import CONTENT_TYPE_LATEST
 from gateway.proxy.guard import denied_page
@@ -292,6 +295,8 @@ async def callback(request: Request) -> Response:
         # The IdP test stops here, before any session or cookie exists (SPEC 4 "Test page").
         return await _test_result(rt, testpage.success_page(rt, idp, outcome))
     identity = outcome.identity
+    if state.purpose == "console":
+        return await _console_sign_in(rt, request, identity, state.redirect_url)
     app = rt.app_by_id(state.app_id)
     if app is None:
         raise SignInError("The application of this sign-in no longer exists.", step="state")
@@ -320,6 +325,36 @@ async def callback(request: Request) -> Response:
         state.app_binding,
         cookie_value,
     )
+
+
+async def _console_sign_in(
+    rt: Runtime, request: Request, identity: Identity, redirect_url: str
+) -> Response:
+    """A sign-in started by the console (`console/signin.py`): the team session, then back to
+    the console page, which decides whether this identity may use it. The console's decision
+    goes to the access log as an app decision does, under the app name "console"."""
+    await rt.registry.record_sign_in(identity)
+    session, cookie_value = await rt.sessions.create(
+        identity, kind="global", duration=rt.settings.gateway.session_duration
+    )
+    admitted = access.admits(
+        rt.settings, identity, _facts(rt, request), rt.accepts_sign_in(identity)
+    )
+    await rt.access_log.record(
+        "sign_in",
+        "allow" if admitted else "deny",
+        reference=REQUEST_ID.get(),
+        app="console",
+        email=identity.email,
+        user_uuid=identity.user_uuid,
+        identity_provider_id=identity.idp_id,
+        policy=CONSOLE_POLICY_NAME if rt.settings.console.policy else "",
+        rule="" if admitted else "not admitted by [console.policy]",
+        ip=identity.ip,
+    )
+    response = _no_store(RedirectResponse(console_path(redirect_url), status_code=302))
+    set_session_cookie(rt, response, cookie_value, None, session.expires - rt.clock())
+    return response
 
 
 # --- the IdP test page ----------------------------------------------------------------------

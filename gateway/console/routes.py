@@ -1,0 +1,69 @@
+"""The console's pages: one line per method and path below `/console` (SPEC 9 fixes the paths).
+
+`PUBLIC` pages are served to anyone (static files, starting a sign-in, the console-link page);
+every page of `PAGES` only to a user the console admits, and its POSTs only with the CSRF token
+and from the gateway's origin (`app.py` sees to both before a handler runs). A new page is one
+line in `PAGES`: the access tests walk this list, so they cover it at once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import compile_path
+
+from gateway.console import overview, signin, static
+from gateway.console.context import Console
+from gateway.runtime import Runtime
+
+PREFIX = "/console"
+
+Handler = Callable[[Console], Awaitable[Response]]
+PublicHandler = Callable[[Request, Runtime], Awaitable[Response]]
+H = TypeVar("H", Handler, PublicHandler)
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[H]):
+    """One method on one path below `/console` (Starlette path syntax: "/apps/{app_id}")."""
+
+    method: str
+    path: str
+    handler: H
+    pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pattern", compile_path(self.path)[0])
+
+    def params(self, path: str) -> dict[str, str]:
+        found = self.pattern.fullmatch(path)
+        return found.groupdict() if found is not None else {}
+
+
+def match(pages: Sequence[Page[H]], method: str, path: str) -> tuple[Page[H] | None, list[str]]:
+    """The page for this method and path, else the methods the path allows."""
+    allowed: list[str] = []
+    for page in pages:
+        if page.pattern.fullmatch(path) is None:
+            continue
+        if page.method == method:
+            return page, allowed
+        allowed.append(page.method)
+    return None, allowed
+
+
+PUBLIC: list[Page[PublicHandler]] = [
+    Page("GET", "/static/{name}", static.serve),
+    Page("GET", "/login", signin.start),
+    Page("GET", "/link", signin.link_page),
+    Page("POST", "/link", signin.redeem_link),
+]
+
+PAGES: list[Page[Handler]] = [
+    Page("GET", "/", overview.show),
+]
