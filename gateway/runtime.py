@@ -26,6 +26,7 @@ from gateway.ops.metrics import Metrics
 from gateway.proxy.forwarding import Upstreams
 from gateway.scim.secret import ScimSecrets
 from gateway.state.access_log import AccessLog
+from gateway.state.audit_log import AuditLog
 from gateway.state.catalog import Catalog
 from gateway.state.provisioning_log import ProvisioningLog
 from gateway.state.registry import Registry
@@ -60,6 +61,7 @@ class Runtime:
     registry: Registry = field(init=False)
     provisioning_log: ProvisioningLog = field(init=False)
     access_log: AccessLog = field(init=False)
+    audit_log: AuditLog = field(init=False)
     scim_secrets: ScimSecrets = field(init=False)
 
     def __post_init__(self) -> None:
@@ -73,6 +75,7 @@ class Runtime:
         self.registry = Registry(self.store, self.clock)
         self.provisioning_log = ProvisioningLog(self.store, self.clock)
         self.access_log = AccessLog(self.store, self.clock)
+        self.audit_log = AuditLog(self.store, self.clock)
         self.scim_secrets = ScimSecrets(self.store)
         self.signing_keys = SigningKeys(self.store, self.clock)
         self.app_tokens = AppTokens(

@@ -78,6 +78,7 @@ CALLS: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {
     ("POST", "/keys/rotate"): ("/api/keys/rotate", None),
     ("GET", "/logs/scim"): ("/api/logs/scim", None),
     ("GET", "/logs/access"): ("/api/logs/access", None),
+    ("GET", "/logs/audit"): ("/api/logs/audit", None),
 }
 PROTECTED = [op for op in OPERATIONS if not op.public]
 WITH_BODY = [op for op in PROTECTED if CALLS[(op.method, op.path)][1] is not None]

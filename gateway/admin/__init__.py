@@ -47,4 +47,5 @@ OPERATIONS: list[Operation] = [
     Operation("POST", "/keys/rotate", tokens.rotate_keys),
     Operation("GET", "/logs/scim", users.scim_log),
     Operation("GET", "/logs/access", users.access_log_entries),
+    Operation("GET", "/logs/audit", users.audit_log_entries),
 ]

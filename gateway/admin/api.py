@@ -21,10 +21,7 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.admin.auth import check_bearer
 from gateway.admin.envelope import error_envelope, failure
-from gateway.config import Settings
 from gateway.errors import (
-    ConfigError,
-    ConflictError,
     GatewayError,
     StoreUnavailableError,
 )
@@ -108,15 +105,3 @@ class AdminAPI:
                 return operation, allowed
             allowed.append(operation.method)
         return None, allowed
-
-
-async def commit(rt: Runtime, change: Awaitable[Settings]) -> None:
-    """Await a catalog change and serve its result on this instance at once (the others
-    pick it up within the catalog's poll interval)."""
-    try:
-        settings = await change
-    except ConfigError as exc:
-        # The object was valid on its own and against the settings this instance serves, but
-        # not against the catalog as stored: another change got there first.
-        raise ConflictError("; ".join(exc.problems)) from exc
-    rt.apply(settings)

@@ -22,6 +22,7 @@ from gateway.admin.users import MAX_USERS_PER_PAGE, USERS_PER_PAGE
 from gateway.runtime import Runtime
 from gateway.scim.schema import MAX_RESULTS
 from gateway.state.access_log import LIMIT as ACCESS_LOG_LIMIT
+from gateway.state.audit_log import LIMIT as AUDIT_LOG_LIMIT
 from gateway.state.provisioning_log import FAILURE_LIMIT
 from gateway.state.provisioning_log import LIMIT as LOG_LIMIT
 
@@ -386,6 +387,17 @@ def paths() -> dict[str, dict[str, Schema]]:
                 _list("AccessLogEntry"),
                 query=(
                     _query("limit", ACCESS_LOG_LIMIT, f"How many entries (default {DEFAULT_LOG})."),
+                ),
+            ),
+        },
+        "/api/logs/audit": {
+            "get": _op(
+                "listAuditLog",
+                "Every change made through the admin API or the console (who, what, when), "
+                "newest first",
+                _list("AuditLogEntry"),
+                query=(
+                    _query("limit", AUDIT_LOG_LIMIT, f"How many entries (default {DEFAULT_LOG})."),
                 ),
             ),
         },

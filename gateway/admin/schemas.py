@@ -12,6 +12,7 @@ from typing import Any
 
 from gateway.admin.serialize import MAX_DURATION
 from gateway.authz.rules import RULE_TYPES, Field
+from gateway.state.audit_log import ACTIONS, OBJECT_TYPES
 
 Schema = dict[str, Any]
 
@@ -327,6 +328,17 @@ _ACCESS_ENTRY: dict[str, Schema] = {
         )
     },
 }
+_AUDIT_ENTRY: dict[str, Schema] = {
+    "time": _TIMESTAMP,
+    "actor": {
+        "type": "string",
+        "description": '"admin-api", the console user\'s email, or "console-link"',
+    },
+    "action": {"enum": list(ACTIONS)},
+    "object_type": {"enum": list(OBJECT_TYPES)},
+    "object_id": _OUT_STRING,
+    "object_name": _OUT_STRING,
+}
 _LOG_ENTRY: dict[str, Schema] = {
     "time": _TIMESTAMP,
     "identity_provider_id": _OUT_STRING,
@@ -455,6 +467,7 @@ def schemas() -> dict[str, Schema]:
         ),
         "Explanation": obj(_EXPLANATION, tuple(_EXPLANATION)),
         "AccessLogEntry": obj(_ACCESS_ENTRY, tuple(_ACCESS_ENTRY)),
+        "AuditLogEntry": obj(_AUDIT_ENTRY, tuple(_AUDIT_ENTRY)),
         "SigningKey": obj(
             {
                 "kid": _OUT_STRING,

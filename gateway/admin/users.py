@@ -1,5 +1,5 @@
-"""`/api/users`, `/api/revoke_user`, `/api/logs/scim`, `/api/logs/access`: the user registry,
-what it allows, and what happened to users.
+"""`/api/users`, `/api/revoke_user`, `/api/logs/scim`, `/api/logs/access`, `/api/logs/audit`:
+the user registry, what it allows, what happened to users, and who changed what.
 
 Users are the registry's records (SPEC 5), one per person and identity provider, in
 Cloudflare's shape. `revoke_user` takes an email and ends every session of every record with
@@ -10,7 +10,9 @@ first, of all IdPs or of one (`?identity_provider_id=`, a deleted one's included
 instead, in the same shape with the client's address and the reason added. The access log is
 read newest first: sign-ins (allowed, denied or failed) and refused requests, each with who,
 which app, the policy and the rule (`state/access_log.py` says why allowed requests are not in
-it).
+it). The audit log is read newest first: every change made through the API or the console
+(`state/audit_log.py`). Revocation and the logs are the service layer's (`gateway/services/`),
+which the console calls too.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from gateway.admin.envelope import envelope, page_of, query_int, read_json
 from gateway.admin.serialize import session_json
 from gateway.errors import ConfigError, GatewayError, NotFoundError
 from gateway.runtime import Runtime
-from gateway.state import access_log
+from gateway.services import ADMIN_API, logs, users
+from gateway.state import access_log, audit_log
 from gateway.state.provisioning_log import LIMIT
 from gateway.state.registry import UserRecord
 
@@ -74,15 +77,9 @@ def _email(body: dict[str, Any]) -> str:
 
 
 async def revoke_user(request: Request, rt: Runtime) -> Response:
-    email = _email(await read_json(request))
-    records = await rt.registry.by_email(email)
-    if not records:
-        raise NotFoundError(f"No user with email {email!r}.")
-    revoked = 0
-    for record in records:
-        revoked += await rt.sessions.revoke_user(record.id)
+    revoked = await users.revoke_user(rt, _email(await read_json(request)), ADMIN_API)
     return envelope(
-        {"email": email, "user_ids": [r.id for r in records], "revoked_sessions": revoked}
+        {"email": revoked.email, "user_ids": revoked.user_ids, "revoked_sessions": revoked.sessions}
     )
 
 
@@ -96,11 +93,15 @@ def _flag(request: Request, name: str) -> bool:
 async def scim_log(request: Request, rt: Runtime) -> Response:
     limit = query_int(request, "limit", DEFAULT_LOG_ENTRIES, LIMIT)
     idp_id = request.query_params.get("identity_provider_id") or None
-    if _flag(request, "auth_failures"):
-        return envelope(await rt.provisioning_log.auth_failures(idp_id, limit))
-    return envelope(await rt.provisioning_log.entries(idp_id, limit))
+    auth_failures = _flag(request, "auth_failures")
+    return envelope(await logs.provisioning_entries(rt, idp_id, limit, auth_failures=auth_failures))
 
 
 async def access_log_entries(request: Request, rt: Runtime) -> Response:
     limit = query_int(request, "limit", DEFAULT_LOG_ENTRIES, access_log.LIMIT)
-    return envelope(await rt.access_log.entries(limit))
+    return envelope(await logs.access_entries(rt, limit))
+
+
+async def audit_log_entries(request: Request, rt: Runtime) -> Response:
+    limit = query_int(request, "limit", DEFAULT_LOG_ENTRIES, audit_log.LIMIT)
+    return envelope(await logs.audit_entries(rt, limit))

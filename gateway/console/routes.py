@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import compile_path
 
-from gateway.console import overview, signin, static
+from gateway.console import identity_providers, overview, signin, static
 from gateway.console.context import Console
 from gateway.runtime import Runtime
 
@@ -66,4 +66,11 @@ PUBLIC: list[Page[PublicHandler]] = [
 
 PAGES: list[Page[Handler]] = [
     Page("GET", "/", overview.show),
+    Page("GET", "/identity-providers", identity_providers.list_page),
+    Page("GET", "/identity-providers/new", identity_providers.new_page),
+    Page("POST", "/identity-providers/new", identity_providers.create),
+    Page("GET", "/identity-providers/{idp_id}", identity_providers.edit_page),
+    Page("POST", "/identity-providers/{idp_id}", identity_providers.update),
+    Page("POST", "/identity-providers/{idp_id}/scim-secret", identity_providers.regenerate_secret),
+    Page("POST", "/identity-providers/{idp_id}/delete", identity_providers.delete),
 ]
