@@ -11,12 +11,12 @@ from test_rules import EXAMPLES
 
 from gateway.admin.serialize import app_document, policy_json
 from gateway.authz.rules import RULE_TYPES
+from gateway.console.context import field_errors
 from gateway.console.rule_forms import (
     MAX_ROWS,
     PolicyForm,
     RuleRow,
     apply_action,
-    field_errors,
     group_choices,
     policy_documents,
     policy_forms,
@@ -65,10 +65,10 @@ def saved(form: dict[str, str]) -> list[dict[str, Any]]:
     return [policy_json(p) for p in app.policies]
 
 
-def problems(form: dict[str, str]) -> dict[str, list[str]]:
+def problems(form: dict[str, str]) -> dict[str, str]:
     with pytest.raises(ConfigError) as caught:
         app_document(app_body(policy_documents(policy_forms(form))), "wiki", DAY)
-    return field_errors(caught.value.problems)
+    return field_errors(caught.value)
 
 
 # --- every rule type, derived from the model ------------------------------------------------
@@ -158,16 +158,9 @@ def test_each_problem_is_filed_under_the_input_it_is_about() -> None:
         "policies[0].exclude[0]",
         "policies[1].include",
     }
-    assert errors["policies[0].include[0].okta.name"] == ["is required"]
-    assert errors["policies[0].exclude[0]"] == ["unknown rule 'grop'"]
-    assert errors["policies[1].include"] == ["needs at least one rule"]
-
-
-def test_a_problem_without_a_key_path_is_about_the_whole_form() -> None:
-    assert field_errors(["the store is unreachable: try again", "domain: taken"]) == {
-        "": ["the store is unreachable: try again"],
-        "domain": ["taken"],
-    }
+    assert errors["policies[0].include[0].okta.name"] == "is required"
+    assert errors["policies[0].exclude[0]"] == "unknown rule 'grop'"
+    assert errors["policies[1].include"] == "needs at least one rule"
 
 
 def test_a_field_of_another_rule_type_is_not_read() -> None:

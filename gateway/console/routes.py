@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import compile_path
 
-from gateway.console import identity_providers, overview, signin, static
+from gateway.console import apps, identity_providers, logs, overview, signin, static, users
 from gateway.console.context import Console
 from gateway.runtime import Runtime
 
@@ -73,4 +73,14 @@ PAGES: list[Page[Handler]] = [
     Page("POST", "/identity-providers/{idp_id}", identity_providers.update),
     Page("POST", "/identity-providers/{idp_id}/scim-secret", identity_providers.regenerate_secret),
     Page("POST", "/identity-providers/{idp_id}/delete", identity_providers.delete),
+    Page("GET", "/apps", apps.list_page),
+    Page("GET", "/apps/new", apps.new_page),  # before "/apps/{app_id}": "new" is no app's page
+    Page("POST", "/apps/new", apps.create),
+    Page("GET", "/apps/{app_id}", apps.edit_page),
+    Page("POST", "/apps/{app_id}", apps.update),
+    Page("GET", "/users", users.list_page),
+    Page("GET", "/users/{user_id}", users.show),
+    Page("GET", "/users/{user_id}/revoke", users.confirm_revoke),
+    Page("POST", "/users/{user_id}/revoke", users.revoke),
+    Page("GET", "/logs", logs.show),
 ]

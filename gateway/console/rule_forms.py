@@ -2,8 +2,8 @@
 
 Every form field is named by the key path the config validator reports its problems under
 (`policies[0].include[2].okta.name`), so a problem found when the app is saved lands next to
-the input it is about (`field_errors`), and nothing here repeats a validation rule. The rule
-types offered, their fields and their labels are derived from `RULE_TYPES`
+the input it is about (`context.field_errors`), and nothing here repeats a validation rule. The
+rule types offered, their fields and their labels are derived from `RULE_TYPES`
 (`gateway/authz/rules.py`): a rule added there is in the builder without a line here.
 
 The builder works without JavaScript: a row is added by choosing a rule type and pressing "Add"
@@ -278,20 +278,7 @@ def apply_action(
     return Edit((*policies[:i], policy.with_rows(listed, rows), *policies[i + 1 :]))
 
 
-# --- problems next to their fields -----------------------------------------------------------
-
-
-def field_errors(problems: Iterable[str]) -> dict[str, list[str]]:
-    """The validator's problems (`policies[0].include[2].okta.name: is required`) by the form
-    field they are about, which is named by that key path. A problem without a key path is
-    filed under "" (the form as a whole)."""
-    errors: dict[str, list[str]] = {}
-    for problem in problems:
-        path, sep, message = problem.partition(": ")
-        if not sep or " " in path:
-            path, message = "", problem
-        errors.setdefault(path, []).append(message)
-    return errors
+# --- the group picker ---------------------------------------------------------------------
 
 
 async def group_choices(store: Store, idp_ids: Iterable[str]) -> list[str]:
