@@ -272,12 +272,11 @@ async def test_a_users_page_shows_the_identity_sessions_and_revokes_them(
         assert "&#34;email&#34;: &#34;carol@example.com&#34;" in page.text  # the identity JSON
         assert "<li>Engineering</li>" in page.text
         assert '<td data-label="Where">Wiki</td>' in page.text
-        confirm = await alice.get(f"/console/users/{record.id}/revoke")
-        assert "Revoke the sessions of carol@example.com?" in confirm.text
+        path = f"/console/users/{record.id}/revoke"
+        confirm = await post_form(alice, path, {}, csrf=csrf_of(page))
+        assert "Revoke every session of carol@example.com?" in confirm.text
         assert await rt.sessions.active_sessions(record.id)  # a confirmation changes nothing
-        done = await post_form(
-            alice, f"/console/users/{record.id}/revoke", {}, csrf=csrf_of(confirm)
-        )
+        done = await post_form(alice, path, {"confirm": "yes"}, csrf=csrf_of(confirm))
         assert done.status_code == 303
         assert await rt.sessions.active_sessions(record.id) == []
         after = await alice.get(done.headers["location"])
@@ -288,10 +287,12 @@ async def test_a_users_page_shows_the_identity_sessions_and_revokes_them(
 
 
 async def test_an_unknown_user_is_a_404_page(alice: httpx.AsyncClient) -> None:
-    for path in ("/console/users/nobody", "/console/users/nobody/revoke"):
-        page = await alice.get(path)
-        assert page.status_code == 404
-        assert "No user with id" in page.text
+    page = await alice.get("/console/users/nobody")
+    assert page.status_code == 404
+    assert "No user with id" in page.text
+    token = csrf_of(await alice.get("/console/apps/new"))
+    revoke = await post_form(alice, "/console/users/nobody/revoke", {"confirm": "yes"}, csrf=token)
+    assert revoke.status_code == 404
 
 
 # --- logs -------------------------------------------------------------------------------------

@@ -2,8 +2,8 @@
 provisioning, and the audit of every change made through the console or the admin API.
 
 Each log is read through the same functions as `/api/logs/*` (`services/logs.py`) and shown
-bounded (`SHOWN` entries each); `?idp=<id>` narrows the SCIM log to one login method (the
-"View logs" link of a login method's SCIM panel).
+bounded (`SHOWN` entries each); `?identity_provider_id=<id>` narrows the SCIM log to one login
+method (the "View logs" link of a login method's SCIM panel).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ SHOWN = 50  # entries of each log on the page
 
 async def show(console: Console) -> Response:
     rt = console.rt
-    idp_id = console.request.query_params.get("idp") or None
+    idp_id = console.request.query_params.get("identity_provider_id") or None
     idp = rt.settings.idp(idp_id) if idp_id is not None else None
     return console.render(
         "logs.html",

@@ -80,7 +80,6 @@ PAGES: list[Page[Handler]] = [
     Page("POST", "/apps/{app_id}", apps.update),
     Page("GET", "/users", users.list_page),
     Page("GET", "/users/{user_id}", users.show),
-    Page("GET", "/users/{user_id}/revoke", users.confirm_revoke),
     Page("POST", "/users/{user_id}/revoke", users.revoke),
     Page("GET", "/logs", logs.show),
 ]

@@ -3,8 +3,9 @@ sees each person.
 
 The list searches the registry by email (a part of it, any letter case). A user's page shows
 their last-seen identity (the SPEC 4 document, as `get-identity` returns it), their groups,
-their active sessions, their SCIM state, and revokes their sessions: a confirmation page first,
-then the same service as `POST /api/revoke_user` (every session of every record with that
+their active sessions, their SCIM state, and revokes their sessions: a confirmation page first
+(`confirm.html`, as every destructive console action), then the same service as
+`POST /api/revoke_user` (every session of every record with that
 email, on every instance by their next request).
 """
 
@@ -84,15 +85,24 @@ async def show(console: Console) -> Response:
     )
 
 
-async def confirm_revoke(console: Console) -> Response:
-    record = await _record(console)
-    sessions = await console.rt.sessions.active_sessions(record.id)
-    return console.render(
-        "user_revoke.html", title=f"Revoke {record.email}", user=record, count=len(sessions)
-    )
-
-
 async def revoke(console: Console) -> Response:
+    """Revoke the user's sessions: first a confirmation page, then (confirmed) the revocation."""
+    rt = console.rt
     record = await _record(console)
-    revoked = await user_service.revoke_user(console.rt, record.email, console.actor)
+    form = await console.read_form()
+    if form.get("confirm") != "yes":
+        live = len(await rt.sessions.active_sessions(record.id))
+        return console.render(
+            "confirm.html",
+            title=f"Revoke the sessions of {record.email}?",
+            question=f"Revoke every session of {record.email}?",
+            consequence=f"Their {live} active session(s) end on every application and every "
+            "instance of the gateway, and so do those of any other login method they used "
+            "with this email. Their next request signs in again, where the policies are "
+            "judged afresh.",
+            action=f"/console/users/{record.id}/revoke",
+            button="Revoke sessions",
+            back=f"/console/users/{record.id}",
+        )
+    revoked = await user_service.revoke_user(rt, record.email, console.actor)
     return console.redirect(f"/console/users/{record.id}?revoked={revoked.sessions}")
