@@ -1,4 +1,4 @@
-"""The `gateway` command: serve, check-config, demo, explain, scim-secret.
+"""The `gateway` command: serve, check-config, demo, explain, scim-secret, console-link.
 
 `serve` runs the gateway under uvicorn (uvloop + httptools; `web/serverprotocol.py` drops
 trailer fields). `check-config` prints every problem of a config file with its key path, then
@@ -8,7 +8,8 @@ no Redis: the gateway with its admin API, the development IdP (`demo/devidp.py`)
 the echo upstream and the memory store, from the TOML `--print-config` shows
 (`demo/config.py`). `explain` says whether a user would get into an app, and why, from the
 registry in the configured store. `scim-secret` makes a new SCIM secret for an identity
-provider, stores its hash in the configured store and prints it once.
+provider, stores its hash in the configured store and prints it once. `console-link` prints a
+one-time URL, valid 10 minutes, that signs the operator in to the console (`console/link.py`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import logging.config
 import os
 import signal
 import sys
+import time
 import tomllib
 from collections.abc import Sequence
 from types import FrameType
@@ -286,6 +288,7 @@ def _demo_banner(
         f"  {u.email:<20} password: {u.password}  groups: {', '.join(u.groups)}" for u in users
     ]
     lines += [
+        f"Console: {public_url}/console/ (sign in as alice@example.com)",
         f"Admin API: {public_url}/api/ (described at {public_url}/api/openapi.json)",
         f"  admin token: {token}",
         f'  try: curl -H "Authorization: Bearer {token}" {public_url}/api/users',
@@ -351,6 +354,39 @@ def _scim_secret(args: argparse.Namespace) -> int:
         print(exc.description, file=sys.stderr)
         return 1
     print(secret)
+    return 0
+
+
+async def _new_console_link(config: str) -> str:
+    """A one-time console URL, its hash stored in the config's store (SPEC 1)."""
+    from gateway.console import link
+    from gateway.state.store import open_store
+
+    settings = load_config(config)
+    if settings.gateway.store == "memory":
+        raise GatewayError(
+            "The store is `memory`: a link kept there ends with this command. "
+            "Console links need the store the gateway runs with (Redis)."
+        )
+    store = open_store(settings.gateway.store)
+    try:
+        token = await link.issue(store, time.time)
+    finally:
+        await store.close()
+    return link.link_url(settings.gateway.public_url, token)
+
+
+def _console_link(args: argparse.Namespace) -> int:
+    try:
+        url = asyncio.run(_new_console_link(args.config))
+    except ConfigError as exc:
+        _print_problems(exc)
+        return 1
+    except GatewayError as exc:
+        print(exc.description, file=sys.stderr)
+        return 1
+    print(url)
+    print("One use, within 10 minutes: it signs you in to the console.", file=sys.stderr)
     return 0
 
 
@@ -471,6 +507,13 @@ def build_parser() -> argparse.ArgumentParser:
     scim.add_argument("--config", required=True)
     scim.add_argument("idp_id")
     scim.set_defaults(handler=_scim_secret)
+
+    console_link = commands.add_parser(
+        "console-link",
+        help="print a one-time URL (10 minutes) that signs you in to the console (break-glass)",
+    )
+    console_link.add_argument("--config", required=True)
+    console_link.set_defaults(handler=_console_link)
     return parser
 
 

@@ -3,6 +3,7 @@ it, and the check of Cloudflare's failure envelope."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -58,3 +59,12 @@ async def instance(redis_url: str, doc: dict[str, Any]) -> AsyncIterator[Gateway
             yield app
     finally:
         await store.close()
+
+
+async def eventually_ok(client: httpx.AsyncClient, path: str, within: float) -> None:
+    """Poll `path` until it answers 200; fails after `within` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while (response := await client.get(path)).status_code != 200:
+        assert loop.time() < deadline, response.text
+        await asyncio.sleep(0.02)

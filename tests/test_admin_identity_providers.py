@@ -6,7 +6,6 @@ with `FakeOkta`, on the instance that made it and, through the shared Redis, on 
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from admin_harness import admin_client, admin_doc, assert_failure, instance
+from admin_harness import admin_client, admin_doc, assert_failure, eventually_ok, instance
 from fake_okta import API_TOKEN, BASE, CLIENT_ID, CLIENT_SECRET, FakeOkta
 from harness import TEAM, WIKI, EchoUpstream, browser, running
 
@@ -417,15 +416,6 @@ async def test_replace_validates_too(api: httpx.AsyncClient) -> None:
 
 
 # --- several instances ----------------------------------------------------------------------
-
-
-async def eventually_ok(client: httpx.AsyncClient, path: str, within: float) -> None:
-    """Poll `path` until it answers 200; fails after `within` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while (response := await client.get(path)).status_code != 200:
-        assert loop.time() < deadline, response.text
-        await asyncio.sleep(0.02)
 
 
 async def test_an_idp_made_on_one_instance_signs_in_on_another(

@@ -58,6 +58,30 @@ def test_bob_gets_the_403_page(demo: tuple[int, dict[str, str], list[str]]) -> N
     assert "Demo app" in page.text
 
 
+def console_sign_in(base_url: str, email: str, password: str) -> httpx.Response:
+    """Open the console in a fresh browser, pick the development IdP, sign in there."""
+    with httpx.Client(headers={"Accept": "text/html"}, follow_redirects=True, timeout=10) as web:
+        choose = web.get(f"{base_url}/console/")
+        assert choose.status_code == 401
+        start = choose.text.split('href="/console/login?')[1].split('"')[0].replace("&amp;", "&")
+        form_page = web.get(f"{base_url}/console/login?{start}")
+        form = LoginForm(form_page.text)
+        fields = {**form.fields, "username": email, "password": password}
+        return web.post(urljoin(str(form_page.url), form.action), data=fields)
+
+
+def test_alice_is_the_demos_console_admin(demo: tuple[int, dict[str, str], list[str]]) -> None:
+    port, passwords, output = demo
+    base = f"http://localhost:{port}"
+    assert printed(output, "Console") == f"{base}/console/"
+    page = console_sign_in(base, "alice@example.com", passwords["alice@example.com"])
+    assert page.status_code == 200
+    assert str(page.url) == f"{base}/console/"
+    assert "Login methods" in page.text
+    refused = console_sign_in(base, "bob@example.com", passwords["bob@example.com"])
+    assert refused.status_code == 403
+
+
 def test_a_wrong_password_does_not_get_in(demo: tuple[int, dict[str, str], list[str]]) -> None:
     port, _, _ = demo
     page = sign_in(f"http://localhost:{port}", "alice@example.com", "not-the-password")

@@ -68,15 +68,18 @@ async def edit_page(console: Console) -> Response:
 
 
 async def update(console: Console) -> Response:
-    """The settings form, or (`form=scim`) the SCIM panel; both replace the whole object."""
+    """The settings form, or (`form=scim`) the SCIM panel; both replace the whole object,
+    starting from the stored one (so what the form does not show is kept)."""
     rt = console.rt
     idp_id = console.request.path_params["idp_id"]
     current = service.as_json(rt, service.find(rt, idp_id))
+    service.writable(rt, idp_id)  # a file-defined IdP: the read-only page, nothing read
+    stored = await rt.catalog.document(service.KIND, idp_id)
     form = await console.read_form()
     if form.get("form") == "scim":
-        body = {**editable(current), "scim_config": scim_from_form(form)}
+        body = {**editable(stored), "scim_config": scim_from_form(form)}
     else:
-        body = body_from_form(form, current["type"], current)
+        body = body_from_form(form, current["type"], stored)
     try:
         saved = await service.replace(rt, idp_id, body, console.actor)
     except GatewayError as exc:

@@ -110,7 +110,7 @@ SCIM_BEHAVIORS = (
 
 
 def editable(current: Mapping[str, Any]) -> dict[str, Any]:
-    """The stored object as a body: without what the gateway sets."""
+    """The stored object (the catalog's document) as a body: without what the gateway sets."""
     body = {k: v for k, v in current.items() if k not in _SET_BY_GATEWAY}
     config = {k: v for k, v in body.get("config", {}).items() if k != "redirect_url"}
     return {**body, "config": config, "scim_config": dict(body.get("scim_config", {}))}
@@ -119,8 +119,8 @@ def editable(current: Mapping[str, Any]) -> dict[str, Any]:
 def body_from_form(
     form: Mapping[str, str], idp_type: str, current: Mapping[str, Any] | None
 ) -> dict[str, Any]:
-    """The API object a submitted login-method form describes (`current`: the stored one,
-    on an edit)."""
+    """The API object a submitted login-method form describes (`current`: the stored document,
+    on an edit; its secrets stay unless the form gives new ones)."""
     body = editable(current) if current is not None else {"config": {}, "scim_config": {}}
     body["name"] = form.get("name", "").strip()
     body["type"] = idp_type

@@ -17,7 +17,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import compile_path
 
-from gateway.console import apps, identity_providers, logs, overview, signin, static, users
+from gateway.console import (
+    apps,
+    identity_providers,
+    logs,
+    overview,
+    settings,
+    signin,
+    static,
+    users,
+)
 from gateway.console.context import Console
 from gateway.runtime import Runtime
 
@@ -82,4 +91,8 @@ PAGES: list[Page[Handler]] = [
     Page("GET", "/users/{user_id}", users.show),
     Page("POST", "/users/{user_id}/revoke", users.revoke),
     Page("GET", "/logs", logs.show),
+    Page("GET", "/settings", settings.show),
+    Page("POST", "/settings/keys/rotate", settings.rotate_keys),
+    Page("POST", "/settings/service-tokens", settings.create_service_token),
+    Page("POST", "/settings/service-tokens/{token_id}/delete", settings.delete_service_token),
 ]

@@ -44,6 +44,9 @@ store = "memory"
 session_duration = "8h"
 cookie_secure = false   # plain http: a browser would not send a Secure cookie back
 
+[console.policy]   # who may use the console at {public_url}/console/: alice
+include = [{{ email = {{ email = "alice@example.com" }} }}]
+
 [[identity_providers]]   # the development IdP, an Okta-like OIDC provider run by the demo
 id = "{idp_id}"
 name = "Development Okta"
