@@ -364,15 +364,17 @@ def test_the_okta_guide_through_the_console(
     admin.find_element(By.LINK_TEXT, "Login methods").click()
     wait_for(admin, lambda d: heading(d) == "Login methods", "the login methods")
     shots.take(admin, "identity-providers")
-    press(admin, "Add a login method")
+    press(admin, "Add Okta")
+    wait_for(admin, lambda d: heading(d) == "Add a login method", "the new login method form")
     fill(admin, "Name", "Okta")
     fill(admin, "App ID", CLIENT_ID)
     fill(admin, "Client secret", CLIENT_SECRET)
     fill(admin, "Okta account URL", walk.idp_url)
-    press(admin, "Save")
-    wait_for(admin, lambda d: "/console/identity-providers/" in d.current_url, "the saved IdP")
+    press(admin, "Add login method")
+    wait_for(admin, lambda d: "?saved=1" in d.current_url, "the saved login method")
     idp_id = admin.current_url.split("/console/identity-providers/")[1].split("?")[0]
-    assert f"{walk.public_url}/cdn-cgi/access/callback" in page_text(admin)  # to paste in Okta
+    redirect_url = admin.find_element(By.ID, "redirect-url").get_attribute("value")
+    assert redirect_url == f"{walk.public_url}/cdn-cgi/access/callback"  # to paste into Okta
     shots.take(admin, "identity-provider")
 
     # 3. Test: the /test-idp outcome, signed in at the IdP as Carol.
@@ -384,9 +386,10 @@ def test_the_okta_guide_through_the_console(
 
     # 4. SCIM: enable, read the secret shown once.
     admin.get(idp_page)
-    field(admin, "Enable SCIM provisioning").click()
+    field(admin, "Enable SCIM").click()
     press(admin, "Save SCIM settings")
     wait_for(admin, lambda d: d.find_elements(By.ID, "scim-secret"), "the SCIM secret")
+    assert "it is shown this once" in page_text(admin)
     secret = admin.find_element(By.ID, "scim-secret").get_attribute("value")
     assert secret
     shots.take(admin, "scim-secret")
@@ -471,8 +474,11 @@ def test_the_okta_guide_through_the_console(
     admin.find_element(By.LINK_TEXT, "Logs").click()
     wait_for(admin, lambda d: heading(d) == "Logs", "the logs")
     text = page_text(admin)
-    assert CAROL.email in text and "POST Users" in text and "POST Groups" in text
-    assert "console-link" in text and "revoke sessions" in text
+    assert f"sign-in {CAROL.email} Wiki allow Contractors" in text
+    assert f"POST User {CAROL.email} 201 success" in text
+    assert f"POST Group {GROUP} 201 success" in text
+    assert f"console-link revoke sessions user {CAROL.email}" in text
+    assert "console-link create app Wiki" in text
     shots.take(admin, "logs")
 
     # 12. The remaining pages, each on a laptop and on a phone.

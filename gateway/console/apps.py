@@ -98,7 +98,7 @@ async def _form(
     return console.render(
         "app.html",
         status,
-        title=values["name"] or "New application" if app is None else app.name,
+        title="New application" if app is None else app.name,
         app=app,
         values=values,
         policies=policies,
