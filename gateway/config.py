@@ -26,6 +26,8 @@ from urllib.parse import urlsplit
 from gateway.authz.rules import Network as Network
 from gateway.authz.rules import Rule, parse_rule
 from gateway.errors import ConfigError
+from gateway.risk.behaviors import BEHAVIORS, DEFAULTS, BehaviorSetting
+from gateway.risk.changes import RISK_LEVELS
 
 Decision = Literal["allow", "deny", "bypass", "non_identity"]
 SameSite = Literal["none", "lax", "strict"]
@@ -184,11 +186,20 @@ class ConsoleSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RiskSettings:
+    """`[risk]`: the behaviours' settings as the file gives them (SPEC 8); the admin API's
+    changes, kept in the store, take precedence (gateway/risk/engine.py)."""
+
+    behaviors: Mapping[str, BehaviorSetting] = field(default_factory=lambda: dict(DEFAULTS))
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     gateway: GatewaySettings
     identity_providers: tuple[IdentityProvider, ...] = ()
     apps: tuple[App, ...] = ()
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
+    risk: RiskSettings = field(default_factory=RiskSettings)
 
     def idp(self, idp_id: str) -> IdentityProvider | None:
         return next((idp for idp in self.identity_providers if idp.id == idp_id), None)
@@ -592,6 +603,26 @@ def _gateway(reader: _Reader) -> GatewaySettings:
     return settings
 
 
+def _risk(reader: _Reader) -> RiskSettings:
+    """`[risk.behaviors.<name>]` tables: `enabled` and `risk_level`, each defaulting to the
+    behaviour's own default."""
+    tables = reader.table("behaviors")
+    behaviors = dict(DEFAULTS)
+    for name in tables.data:
+        table = tables.table(name)
+        if name not in BEHAVIORS:
+            tables.problem(name, f"unknown behavior (known: {', '.join(BEHAVIORS)})")
+            continue
+        default = DEFAULTS[name]
+        behaviors[name] = BehaviorSetting(
+            table.boolean("enabled", default.enabled),
+            table.choice("risk_level", RISK_LEVELS, default.risk_level),  # type: ignore[arg-type]
+        )
+        table.finish()
+    reader.finish()
+    return RiskSettings(behaviors)
+
+
 _LOGO_TYPES = (".png", ".svg", ".jpg", ".jpeg", ".gif", ".webp")
 MAX_LOGO_BYTES = 256 * 1024  # inlined into every page
 
@@ -647,6 +678,7 @@ def parse_settings(data: Mapping[str, Any], env: Mapping[str, str] | None = None
         identity_providers=tuple(_idp(r) for r in root.tables("identity_providers")),
         apps=tuple(_app(r, gateway.session_duration) for r in root.tables("apps")),
         console=_console(root.table("console")),
+        risk=_risk(root.table("risk")),
     )
     root.finish()
     _check_references(settings, problems)

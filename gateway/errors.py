@@ -64,7 +64,9 @@ class StoreUnavailableError(GatewayError):
 
 
 class SignInError(GatewayError):
-    """A sign-in failed. `hint` tells an operator what to check; shown on the error page."""
+    """A sign-in failed. `hint` tells an operator what to check; shown on the error page.
+    `subject` and `subject_email` are set when it failed after the IdP proved who the user
+    is (its `sub` and the email it sent): such a failure counts towards their risk level."""
 
     error = "sign_in_failed"
     status = 400
@@ -77,10 +79,14 @@ class SignInError(GatewayError):
         status: int | None = None,
         hint: str = "",
         step: str = "",
+        subject: str = "",
+        subject_email: str = "",
     ):
         super().__init__(description, error=error, status=status)
         self.hint = hint
         self.step = step
+        self.subject = subject
+        self.subject_email = subject_email
         self.logged = False  # the provider logs a failure once, where it is first known
 
 

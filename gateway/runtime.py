@@ -24,6 +24,8 @@ from gateway.errors import GatewayError, RateLimitedError
 from gateway.identity import Identity
 from gateway.ops.metrics import Metrics
 from gateway.proxy.forwarding import Upstreams
+from gateway.risk.changes import LevelChangeListener
+from gateway.risk.engine import RiskEngine
 from gateway.scim.secret import ScimSecrets
 from gateway.state.access_log import AccessLog
 from gateway.state.audit_log import AuditLog
@@ -63,6 +65,9 @@ class Runtime:
     access_log: AccessLog = field(init=False)
     audit_log: AuditLog = field(init=False)
     scim_secrets: ScimSecrets = field(init=False)
+    risk: RiskEngine = field(init=False)
+    # Told of every change of a user's risk level (the SSF transmitter registers here).
+    risk_listeners: list[LevelChangeListener] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         keys = self.settings.gateway.cookie_secret
@@ -82,6 +87,15 @@ class Runtime:
             self.signing_keys, self.sessions, self.settings.gateway.public_url, self.clock
         )
         self.catalog = Catalog(self.store, self.settings)
+        self.risk = RiskEngine(
+            self.store,
+            self.sessions,
+            self.registry,
+            lambda: self.settings.risk.behaviors,
+            self.clock,
+            listeners=self.risk_listeners,
+        )
+        self.sessions.risk = self.risk  # new sessions start with their user's risk level
         self.providers = {}
         self.apply(self.settings)
 

@@ -79,6 +79,14 @@ CALLS: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {
     ("GET", "/logs/scim"): ("/api/logs/scim", None),
     ("GET", "/logs/access"): ("/api/logs/access", None),
     ("GET", "/logs/audit"): ("/api/logs/audit", None),
+    ("GET", "/zt_risk_scoring/behaviors"): ("/api/zt_risk_scoring/behaviors", None),
+    ("PUT", "/zt_risk_scoring/behaviors"): (
+        "/api/zt_risk_scoring/behaviors",
+        {"behaviors": {"new_network": {"enabled": True, "risk_level": "low"}}},
+    ),
+    ("GET", "/zt_risk_scoring/summary"): ("/api/zt_risk_scoring/summary", None),
+    ("GET", "/zt_risk_scoring/{user_id}"): ("/api/zt_risk_scoring/nope", None),
+    ("POST", "/zt_risk_scoring/{user_id}/reset"): ("/api/zt_risk_scoring/nope/reset", None),
 }
 PROTECTED = [op for op in OPERATIONS if not op.public]
 WITH_BODY = [op for op in PROTECTED if CALLS[(op.method, op.path)][1] is not None]

@@ -853,6 +853,7 @@ SPEC_RULES = {
     "ip",
     "service_token",
     "any_valid_service_token",
+    "user_risk_score",
 }
 SECRET_KEYS = {"cookie_secret", "admin_token", "client_secret", "api_token", "secret"}
 

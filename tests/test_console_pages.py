@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -54,7 +55,7 @@ def runtime(gateway: Gateway) -> Runtime:
     return gateway.runtime
 
 
-def new_app_form(**changes: str) -> dict[str, str]:
+def new_app_form(**changes: Any) -> dict[str, Any]:
     """The new-application form as a browser posts it: one policy with one Okta rule."""
     form = {
         "name": "Payroll",
@@ -76,7 +77,7 @@ def new_app_form(**changes: str) -> dict[str, str]:
     return form | changes
 
 
-async def create_app_in_console(client: httpx.AsyncClient, **changes: str) -> httpx.Response:
+async def create_app_in_console(client: httpx.AsyncClient, **changes: Any) -> httpx.Response:
     page = await client.get("/console/apps/new")
     assert page.status_code == 200, page.text
     return await post_form(client, "/console/apps/new", new_app_form(**changes), csrf=csrf_of(page))
@@ -143,6 +144,26 @@ async def test_an_app_changed_through_the_api_shows_in_the_console_form(
     page = await alice.get(location)
     assert 'name="policies[0].exclude[0].kind" value="email"' in page.text
     assert 'value="mallory@example.com"' in page.text
+
+
+async def test_a_risk_rule_is_built_from_checkboxes(
+    alice: httpx.AsyncClient, api: httpx.AsyncClient
+) -> None:
+    name = "policies[1].include[0].user_risk_score.user_risk_score"
+    form: dict[str, Any] = {
+        "policies[1].name": "Risky",
+        "policies[1].decision": "deny",
+        "policies[1].include[0].kind": "user_risk_score",
+        name: ["medium", "high"],  # two checked boxes
+    }
+    saved = await create_app_in_console(alice, **form)
+    assert saved.status_code == 303, saved.text
+    app_id = saved.headers["location"].removeprefix("/console/apps/").removesuffix("?saved=1")
+    shown = (await api.get(f"/api/apps/{app_id}")).json()["result"]["policies"][1]
+    assert shown["include"] == [{"user_risk_score": {"user_risk_score": ["medium", "high"]}}]
+    page = await alice.get(saved.headers["location"])
+    assert f'name="{name}" value="high" checked' in page.text
+    assert f'name="{name}" value="low">' in page.text
 
 
 async def test_a_builder_button_redraws_the_form_and_stores_nothing(

@@ -36,6 +36,7 @@ PUBLIC_URL = f"http://{PUBLIC_HOST}"
 CLIENT_ID = "0oainstances"
 CLIENT_SECRET = "instances-client-secret"
 SCIM_SECRET = "instances-scim-secret-0123456789"
+ADMIN_TOKEN = "instances-admin-token-0123456789"
 ALICE = DevUser.generate("alice@example.com", "Alice Example", ("Engineering",))
 
 
@@ -105,6 +106,7 @@ def instances(
             cookie_secret = "instances-cookie-secret-0123456789abcdef"
             store = "{redis_url}"
             cookie_secure = false
+            admin_token = "{ADMIN_TOKEN}"
 
             [[identity_providers]]
             id = "dev-okta"
@@ -128,6 +130,17 @@ def instances(
             name = "Engineering"
             decision = "allow"
             include = [ {{ okta = {{ name = "Engineering" }} }} ]
+            require = [ {{ user_risk_score = {{ user_risk_score = ["low"] }} }} ]
+
+            [[apps]]
+            id = "docs-admin"
+            name = "Docs admin"
+            domain = "{PUBLIC_HOST}/admin"
+            upstream = "{upstream.url}"
+            [[apps.policies]]
+            name = "Root only"
+            decision = "allow"
+            include = [ {{ email = {{ email = "root@example.com" }} }} ]
         """)
     )
     started = []
@@ -286,6 +299,32 @@ async def test_a_scim_deprovision_through_one_instance_bounces_the_user_on_the_o
         bounced = await browser.get(gw, f"{b.url}/docs")
         assert bounced.status_code == 302
         assert "/cdn-cgi/access/login/" in bounced.headers["location"]
+
+
+async def test_a_user_who_turns_risky_on_one_instance_is_refused_on_the_other_until_a_reset(
+    instances: list[Instance], upstream: EchoUpstream
+) -> None:
+    """SPEC 8: ten denials by policy on one instance make the user `medium`; the other
+    instance refuses them on their very next request (the app requires a low level), and lets
+    them in again once the API resets them."""
+    a, b = instances
+    browser = Browser()
+    await sign_in(browser, begin_on=a, finish_on=a)
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    async with httpx.AsyncClient(headers={"Host": PUBLIC_HOST}, timeout=10) as gw:
+        assert (await browser.get(gw, f"{b.url}/docs")).status_code == 200
+        for _ in range(10):
+            assert (await browser.get(gw, f"{a.url}/admin/")).status_code == 403
+        hits = len(upstream.requests)
+        refused = await browser.get(gw, f"{b.url}/docs")
+        assert refused.status_code == 403
+        assert len(upstream.requests) == hits
+        (alice,) = (await gw.get(f"{b.url}/api/users", headers=admin)).json()["result"]
+        risk = await gw.get(f"{b.url}/api/zt_risk_scoring/{alice['id']}", headers=admin)
+        assert risk.json()["result"]["risk_level"] == "medium"
+        reset = await gw.post(f"{a.url}/api/zt_risk_scoring/{alice['id']}/reset", headers=admin)
+        assert reset.status_code == 200, reset.text
+        assert (await browser.get(gw, f"{b.url}/docs")).status_code == 200
 
 
 async def test_redis_stopped_means_503_and_it_resumes_without_a_restart(

@@ -33,10 +33,11 @@ from gateway.state.store import Store
 DAY = 86400.0
 
 
-def posted(policies: list[PolicyForm]) -> dict[str, str]:
+def posted(policies: list[PolicyForm]) -> dict[str, Any]:
     """The fields a browser posts for these policies, named as the console's template names
-    them: each input by the key path the validator reports it under."""
-    form = {}
+    them: each input by the key path the validator reports it under (a checkbox field by the
+    list of its checked values)."""
+    form: dict[str, Any] = {}
     for i, policy in enumerate(policies):
         prefix = f"policies[{i}]"
         form[f"{prefix}.name"] = policy.name
@@ -45,8 +46,9 @@ def posted(policies: list[PolicyForm]) -> dict[str, str]:
         for rule_list in ("include", "require", "exclude"):
             for j, row in enumerate(policy.rows(rule_list)):
                 form[f"{prefix}.{rule_list}[{j}].kind"] = row.kind
-                for key, text in row.values.items():
-                    form[f"{prefix}.{rule_list}[{j}].{row.kind}.{key}"] = text
+                for key, value in row.values.items():
+                    name = f"{prefix}.{rule_list}[{j}].{row.kind}.{key}"
+                    form[name] = value if isinstance(value, str) else list(value)
     return form
 
 
@@ -59,13 +61,13 @@ def app_body(policies: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def saved(form: dict[str, str]) -> list[dict[str, Any]]:
+def saved(form: dict[str, Any]) -> list[dict[str, Any]]:
     """The app's policies as the admin API would store and show them after this form."""
     _, app = app_document(app_body(policy_documents(policy_forms(form))), "wiki", DAY)
     return [policy_json(p) for p in app.policies]
 
 
-def problems(form: dict[str, str]) -> dict[str, str]:
+def problems(form: dict[str, Any]) -> dict[str, str]:
     with pytest.raises(ConfigError) as caught:
         app_document(app_body(policy_documents(policy_forms(form))), "wiki", DAY)
     return field_errors(caught.value)
@@ -161,6 +163,21 @@ def test_each_problem_is_filed_under_the_input_it_is_about() -> None:
     assert errors["policies[0].include[0].okta.name"] == "is required"
     assert errors["policies[0].exclude[0]"] == "unknown rule 'grop'"
     assert errors["policies[1].include"] == "needs at least one rule"
+
+
+def test_a_list_field_is_its_checked_choices() -> None:
+    kind = rule_kind("user_risk_score")
+    assert kind is not None and kind.inputs[0].choices == ("low", "medium", "high")
+    form = posted(
+        [PolicyForm(name="Risky", decision="deny", include=(RuleRow("user_risk_score"),))]
+    )
+    name = "policies[0].include[0].user_risk_score.user_risk_score"
+    form[name] = ["high", "bogus", "medium", "high"]  # a value no checkbox has is not read
+    assert saved(form)[0]["include"] == [
+        {"user_risk_score": {"user_risk_score": ["high", "medium"]}}
+    ]
+    form[name] = []
+    assert problems(form) == {name: "is required"}
 
 
 def test_a_field_of_another_rule_type_is_not_read() -> None:

@@ -33,7 +33,6 @@ REFERENCE = ROOT / "docs" / "configuration.md"
 
 # Rows of SPEC 3 that later work adds; each is skipped only while the model lacks it.
 NOT_YET = {
-    "user_risk_score": "added by issue 14, continuous access (SPEC 8)",
     "saml": "added by issue 15, SAML sign-in (SPEC 10)",
 }
 
@@ -71,7 +70,7 @@ def _token(token_id: str) -> RequestFacts:
 class Example:
     """One rule as the config writes it (every field set), and a request it decides."""
 
-    rule: dict[str, dict[str, str]]
+    rule: dict[str, dict[str, Any]]
     decision: Outcome  # the policy it goes in, and the outcome when it matches
     matching: tuple[Identity | None, RequestFacts]
     other: tuple[Identity | None, RequestFacts]  # otherwise alike, denied by default
@@ -120,6 +119,12 @@ EXAMPLES = {
     ),
     "any_valid_service_token": Example(
         {"any_valid_service_token": {}}, "non_identity", (None, _token("tok-2")), (None, NO_FACTS)
+    ),
+    "user_risk_score": Example(
+        {"user_risk_score": {"user_risk_score": ["high", "medium"]}},
+        "deny",
+        (ALICE, RequestFacts(risk_level="medium")),
+        (ALICE, RequestFacts(risk_level="low")),
     ),
 }
 
@@ -232,8 +237,22 @@ def test_a_rule_round_trips_through_the_admin_json(kind: str) -> None:
 def test_a_rule_value_is_read_from_the_environment_in_the_file(kind: str) -> None:
     example = EXAMPLES[kind].rule
     value = example[kind]
-    from_env = {kind: {key: f"${{RULE_{i}}}" for i, key in enumerate(value)}}
-    env = {f"RULE_{i}": text for i, text in enumerate(value.values())}
+    env: dict[str, str] = {}
+
+    def reference(name: str, text: str) -> str:
+        env[name] = text
+        return f"${{{name}}}"
+
+    from_env = {
+        kind: {
+            key: (
+                [reference(f"RULE_{i}_{j}", item) for j, item in enumerate(text)]
+                if isinstance(text, list)
+                else reference(f"RULE_{i}", text)
+            )
+            for i, (key, text) in enumerate(value.items())
+        }
+    }
     settings = parse_settings(settings_doc(from_env), env)
     assert settings.apps[0].policies[0].include[0].to_json() == example
 
@@ -248,8 +267,9 @@ def test_bad_rule_values_are_problems_with_their_key_paths(kind: str) -> None:
     assert problems_of({kind: "x"}) == [f"{path}: must be a table"] + [
         f"{path}.{key}: is required" for key in required
     ]
-    for key in value:
-        assert problems_of({kind: {**value, key: 5}}) == [f"{path}.{key}: must be a string"]
+    for f in RULE_TYPES[kind].fields:
+        wanted = "a list of strings" if f.format == "levels" else "a string"
+        assert problems_of({kind: {**value, f.key: 5}}) == [f"{path}.{f.key}: must be {wanted}"]
     for key in (f.key for f in RULE_TYPES[kind].fields if f.format == "cidr"):
         assert problems_of({kind: {**value, key: "192.0.2.0/33"}}) == [
             f"{path}.{key}: invalid IP address or CIDR '192.0.2.0/33'"
@@ -302,6 +322,10 @@ def test_every_rule_is_in_the_openapi_document(kind: str, schema: str) -> None:
     assert value_schema.get("required", []) == required
     for key, text in value.items():  # the example is what the schema admits
         field_schema = value_schema["properties"][key]
+        if isinstance(text, list):  # risk levels
+            assert len(text) >= field_schema["minItems"]
+            assert set(text) <= set(field_schema["items"]["enum"])
+            continue
         assert len(text) >= field_schema.get("minLength", 0)
         assert re.search(field_schema.get("pattern", ""), text)
 

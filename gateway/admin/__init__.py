@@ -10,7 +10,7 @@ answers whether a user would get into an app, and why.
 
 from __future__ import annotations
 
-from gateway.admin import apps, explain, identity_providers, openapi, tokens, users
+from gateway.admin import apps, explain, identity_providers, openapi, risk, tokens, users
 from gateway.admin.api import Operation
 
 OPERATIONS: list[Operation] = [
@@ -48,4 +48,10 @@ OPERATIONS: list[Operation] = [
     Operation("GET", "/logs/scim", users.scim_log),
     Operation("GET", "/logs/access", users.access_log_entries),
     Operation("GET", "/logs/audit", users.audit_log_entries),
+    # The fixed paths before `{user_id}`, which would take them as an id.
+    Operation("GET", "/zt_risk_scoring/behaviors", risk.get_behaviors),
+    Operation("PUT", "/zt_risk_scoring/behaviors", risk.put_behaviors),
+    Operation("GET", "/zt_risk_scoring/summary", risk.summary),
+    Operation("GET", "/zt_risk_scoring/{user_id}", risk.get_user),
+    Operation("POST", "/zt_risk_scoring/{user_id}/reset", risk.reset_user),
 ]

@@ -43,6 +43,12 @@ _ERRORS = {
 # An object's id in a path: every id is made of URL-unreserved characters; "." and ".." alone,
 # or a backslash, would be an ambiguous path, which the gateway refuses (400).
 _PATH_ID: Schema = {"type": "string", "pattern": "^[A-Za-z0-9._~-]+$", "not": {"enum": [".", ".."]}}
+# A user id under /zt_risk_scoring: a user uuid (Cloudflare's `format: uuid`), so never one of
+# the fixed paths beside it (`behaviors`, `summary`, ...), which are routed to those.
+_RISK_USER_ID: Schema = {
+    "type": "string",
+    "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
+}
 
 
 def _failure(status: int) -> Schema:
@@ -86,6 +92,7 @@ def _op(
     body: str | None = None,
     status: int = 200,
     param: str | None = None,
+    param_schema: Schema = _PATH_ID,
     query: tuple[Schema, ...] = (),
     links: tuple[tuple[str, str], ...] = (),
 ) -> Schema:
@@ -124,7 +131,9 @@ def _op(
         }
     parameters = list(query)
     if param is not None:
-        parameters.insert(0, {"name": param, "in": "path", "required": True, "schema": _PATH_ID})
+        parameters.insert(
+            0, {"name": param, "in": "path", "required": True, "schema": param_schema}
+        )
     if parameters:
         operation["parameters"] = parameters
     return operation
@@ -377,6 +386,44 @@ def paths() -> dict[str, dict[str, Schema]]:
                         "schema": {"type": "boolean"},
                     },
                 ),
+            ),
+        },
+        "/api/zt_risk_scoring/behaviors": {
+            "get": _op(
+                "getRiskBehaviors",
+                "Every risk behaviour with its setting in force (the API's over the file's)",
+                ref("RiskBehaviors"),
+            ),
+            "put": _op(
+                "updateRiskBehaviors",
+                "Change the behaviours named, on every instance; the others keep theirs",
+                ref("RiskBehaviorsUpdated"),
+                body="RiskBehaviorsInput",
+            ),
+        },
+        "/api/zt_risk_scoring/summary": {
+            "get": _op(
+                "getRiskSummary",
+                "Every user with risk events kept: their level now and how many events",
+                ref("RiskSummary"),
+            ),
+        },
+        "/api/zt_risk_scoring/{user_id}": {
+            "get": _op(
+                "getUserRisk",
+                "One user's risk level and events, newest first",
+                ref("UserRisk"),
+                param=user,
+                param_schema=_RISK_USER_ID,
+            ),
+        },
+        "/api/zt_risk_scoring/{user_id}/reset": {
+            "post": _op(
+                "resetUserRisk",
+                "Reset the user's risk level to low and clear their events",
+                ref("UserRisk"),
+                param=user,
+                param_schema=_RISK_USER_ID,
             ),
         },
         "/api/logs/access": {

@@ -12,6 +12,8 @@ from typing import Any
 
 from gateway.admin.serialize import MAX_DURATION
 from gateway.authz.rules import RULE_TYPES, Field
+from gateway.risk.behaviors import BEHAVIORS
+from gateway.risk.changes import RISK_LEVELS
 from gateway.state.audit_log import ACTIONS, OBJECT_TYPES
 
 Schema = dict[str, Any]
@@ -56,6 +58,13 @@ def _strings() -> Schema:
 
 
 _OUT_STRING: Schema = {"type": "string"}
+RISK_LEVEL: Schema = {"enum": list(RISK_LEVELS)}
+RISK_LEVELS_LIST: Schema = {
+    "type": "array",
+    "items": RISK_LEVEL,
+    "minItems": 1,
+    "uniqueItems": True,
+}
 _OUT_BOOL: Schema = {"type": "boolean"}
 _URL_IN: Schema = _text(1, pattern=_URL)
 _OPTIONAL_URL_IN: Schema = {"anyOf": [{"const": ""}, _URL_IN]}
@@ -73,6 +82,8 @@ def _rules(text: Schema, optional_text: Schema, cidr: Schema) -> Schema:
     `gateway.authz.rules` declares, whose value has exactly that type's fields."""
 
     def field(f: Field) -> Schema:
+        if f.format == "levels":
+            return RISK_LEVELS_LIST
         return cidr if f.format == "cidr" else optional_text if f.optional else text
 
     return {
@@ -373,6 +384,67 @@ def _active_session() -> Schema:
     )
 
 
+def _risk() -> dict[str, Schema]:
+    """`/api/zt_risk_scoring`: behaviours (every one named, each both keys) and users' risk."""
+    setting = {"enabled": _OUT_BOOL, "risk_level": RISK_LEVEL}
+    names = tuple(BEHAVIORS)
+    described = {"name": _OUT_STRING, "description": _OUT_STRING, **setting}
+    event = obj(
+        {
+            "id": _OUT_STRING,
+            "name": {"enum": list(names)},
+            "risk_level": RISK_LEVEL,
+            "timestamp": _TIMESTAMP,
+            "event_details": {"type": "object", "additionalProperties": _OUT_STRING},
+        },
+        ("id", "name", "risk_level", "timestamp", "event_details"),
+    )
+    summary_user = {
+        "user_id": _OUT_STRING,
+        "email": _OUT_STRING,
+        "name": _OUT_STRING,
+        "event_count": {"type": "integer", "minimum": 1},
+        "last_event": _TIMESTAMP,
+        "max_risk_level": RISK_LEVEL,
+    }
+    user_risk = {
+        "email": _OUT_STRING,
+        "name": _OUT_STRING,
+        "risk_level": RISK_LEVEL,
+        "last_reset_time": {"anyOf": [_TIMESTAMP, {"type": "null"}]},
+        "events": {"type": "array", "items": event},
+    }
+    return {
+        "RiskBehaviorsInput": obj(
+            {
+                "behaviors": obj(
+                    {
+                        name: obj(
+                            {"enabled": {"type": "boolean"}, "risk_level": RISK_LEVEL},
+                            ("enabled", "risk_level"),
+                        )
+                        for name in names
+                    }
+                )
+            },
+            ("behaviors",),
+        ),
+        "RiskBehaviors": obj(
+            {"behaviors": obj({n: obj(described, tuple(described)) for n in names}, names)},
+            ("behaviors",),
+        ),
+        "RiskBehaviorsUpdated": obj(
+            {"behaviors": obj({n: obj(setting, tuple(setting)) for n in names}, names)},
+            ("behaviors",),
+        ),
+        "RiskSummary": obj(
+            {"users": {"type": "array", "items": obj(summary_user, tuple(summary_user))}},
+            ("users",),
+        ),
+        "UserRisk": obj(user_risk, tuple(user_risk)),
+    }
+
+
 def schemas() -> dict[str, Schema]:
     rule_in = _rules(_text(1), _text(), _text(1, pattern=_CIDR))
     rule_out = _rules(_OUT_STRING, _OUT_STRING, _OUT_STRING)
@@ -427,6 +499,7 @@ def schemas() -> dict[str, Schema]:
             },
             (*_SERVICE_TOKEN, "client_secret"),
         ),
+        **_risk(),
         "RevokeUserInput": obj({"email": NON_BLANK}, ("email",)),
         "RevokedUser": obj(
             {

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal, Protocol
 
 from gateway.identity import Identity, thaw
+from gateway.risk.changes import RISK_LEVELS, RiskLevel
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -33,11 +34,12 @@ class RequestFacts:
 
     client_ip: IPAddress | None = None
     service_token_id: str = ""  # a service token that authenticated this request, if any
+    risk_level: RiskLevel = "low"  # the signed-in user's risk level now (SPEC 8)
 
 
 # --- the shape of a rule's value -------------------------------------------------------------
 
-FieldFormat = Literal["text", "cidr"]
+FieldFormat = Literal["text", "cidr", "levels"]
 # What a field's value names, when it is another object's name or id: the console's rule builder
 # offers the known ones as choices (gateway/console/rule_forms.py).
 FieldNames = Literal["", "group", "identity_provider", "service_token"]
@@ -50,7 +52,9 @@ class Field:
 
     key: str
     optional: bool = False  # may be left out or empty; an empty one is left out of the JSON
-    format: FieldFormat = "text"  # "cidr": an IP address or CIDR, held as a network
+    # "cidr": an IP address or CIDR, held as a network; "levels": a non-empty list of risk
+    # levels, held as a tuple
+    format: FieldFormat = "text"
     normalise: Callable[[str], str] | None = None  # applied to the text once it is read
     names: FieldNames = ""  # the kind of object the value names, if any
 
@@ -62,6 +66,12 @@ class FieldReader(Protocol):
     def string(self, key: str, default: str = "", *, required: bool = False) -> str: ...
 
     def network(self, key: str, text: str) -> Network | None: ...
+
+    def strings(self, key: str) -> tuple[str, ...]: ...
+
+    def raw(self, key: str) -> object: ...
+
+    def problem(self, key: str, message: str) -> None: ...
 
     def finish(self) -> None: ...
 
@@ -86,6 +96,8 @@ class Rule(ABC):
     @classmethod
     def parse(cls, reader: FieldReader) -> Rule | None:
         """The rule from its value's table; None, with the problems on `reader`, if invalid."""
+        if any(f.format == "levels" for f in cls.fields):
+            return cls._parse_levels(reader)
         texts = [reader.string(f.key, required=not f.optional) for f in cls.fields]
         reader.finish()
         if any(not text for f, text in zip(cls.fields, texts, strict=True) if not f.optional):
@@ -101,21 +113,46 @@ class Rule(ABC):
                 values[f.key] = f.normalise(text) if f.normalise else text
         return cls(**values)
 
+    @classmethod
+    def _parse_levels(cls, reader: FieldReader) -> Rule | None:
+        """A rule whose one field is a list of risk levels: each known, none twice."""
+        (f,) = cls.fields
+        if reader.raw(f.key) in (None, "", []):
+            reader.problem(f.key, "is required")
+            reader.finish()
+            return None
+        levels = reader.strings(f.key)  # a value that is no list of strings is reported
+        reader.finish()
+        unknown = [level for level in levels if level not in RISK_LEVELS]
+        if unknown:
+            reader.problem(f.key, f"unknown risk level {unknown[0]!r} (use low, medium, high)")
+        elif len(set(levels)) != len(levels):
+            reader.problem(f.key, "lists a risk level twice")
+        elif levels:
+            return cls(**{f.key: levels})
+        return None
+
+    def _text(self, key: str) -> str:
+        held = getattr(self, key)
+        return ", ".join(held) if isinstance(held, tuple) else str(held)
+
     def describe(self) -> str:
         """The rule in a few words, for an explanation: `in group 'Engineering'`."""
-        values = {f.key: str(getattr(self, f.key)) for f in self.fields}
+        values = {f.key: self._text(f.key) for f in self.fields}
         text = self.summary.format(**values)
         for f in self.fields:
             if f.optional and values[f.key] and "{" + f.key not in self.summary:
                 text += f" ({f.key} {values[f.key]!r})"
         return text
 
-    def to_json(self) -> dict[str, dict[str, str]]:
+    def to_json(self) -> dict[str, dict[str, str | list[str]]]:
         """The rule in the config's own spelling, as the admin API writes it."""
-        value: dict[str, str] = {}
+        value: dict[str, str | list[str]] = {}
         for f in self.fields:
             held = getattr(self, f.key)
-            if held or not f.optional:
+            if f.format == "levels":
+                value[f.key] = list(held)
+            elif held or not f.optional:
                 value[f.key] = str(held)
         return {self.kind: value}
 
@@ -298,6 +335,21 @@ class AnyValidServiceTokenRule(Rule):
         return bool(facts.service_token_id)
 
 
+@dataclass(frozen=True, slots=True)
+class UserRiskScoreRule(Rule):
+    """The user's current risk level (SPEC 8) is one of these. Judged on every request: the
+    level rides in the session record the proxy reads anyway (gateway/risk/levels.py)."""
+
+    user_risk_score: tuple[RiskLevel, ...]
+
+    kind = "user_risk_score"
+    fields = (Field("user_risk_score", format="levels"),)
+    summary = "user risk level is one of {user_risk_score}"
+
+    def matches(self, identity: Identity | None, facts: RequestFacts, anonymous: bool) -> bool:
+        return identity is not None and facts.risk_level in self.user_risk_score
+
+
 RULE_TYPES: dict[str, type[Rule]] = {
     rule_type.kind: rule_type
     for rule_type in (
@@ -312,6 +364,7 @@ RULE_TYPES: dict[str, type[Rule]] = {
         IpRule,
         ServiceTokenRule,
         AnyValidServiceTokenRule,
+        UserRiskScoreRule,
     )
 }
 

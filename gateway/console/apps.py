@@ -131,15 +131,16 @@ async def _choices(console: Console) -> dict[str, list[tuple[str, str]]]:
     }
 
 
-async def _posted(console: Console) -> tuple[dict[str, Any], tuple[PolicyForm, ...]]:
-    """The app's fields and policies as posted, every value as typed."""
+async def _posted(console: Console) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """The app's fields as posted, every value as typed, and the whole form with every value
+    of each field (the rule builder's checkboxes repeat a name)."""
     form = await console.read_form()
     values: dict[str, Any] = {key: form.get(key, "") for key in _TEXTS}
     values |= {key: form.get(key) == "true" for key in _FLAGS}
     values["same_site_cookie_attribute"] = form.get("same_site_cookie_attribute", "")
     values["allowed_idps"] = await console.form_list("allowed_idps")
     values["read_only"] = False
-    return values, rule_forms.policy_forms(form)
+    return values, {key: await console.form_list(key) for key in form}
 
 
 def body_of(values: dict[str, Any], policies: tuple[PolicyForm, ...]) -> dict[str, Any]:
@@ -156,9 +157,9 @@ def body_of(values: dict[str, Any], policies: tuple[PolicyForm, ...]) -> dict[st
 
 
 async def _save(console: Console, app: App | None) -> Response:
-    values, policies = await _posted(console)
-    form = await console.read_form()
-    edit = rule_forms.apply_action(policies, form.get("action", ""), form)
+    values, form = await _posted(console)
+    policies = rule_forms.policy_forms(form)
+    edit = rule_forms.apply_action(policies, (form.get("action") or [""])[0], form)
     if edit is not None:  # a builder button: draw the form again, store nothing
         errors = {edit.field: edit.problem} if edit.problem else None
         return await _form(console, app, values, edit.policies, errors)

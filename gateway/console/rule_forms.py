@@ -21,9 +21,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from gateway.authz.rules import RULE_TYPES, FieldNames, Rule
+from gateway.authz.rules import RULE_TYPES, Field, FieldFormat, FieldNames, Rule
 from gateway.checks import known_groups
 from gateway.config import Decision
+from gateway.risk.changes import RISK_LEVELS
 from gateway.state.store import Store
 
 RuleList = Literal["include", "require", "exclude"]
@@ -45,6 +46,12 @@ _ACTION = re.compile(
 # --- the rule types, as the builder offers them ------------------------------------------------
 
 
+# A value format whose field is a set of choices, not text: the choices (checkboxes).
+_CHOICES: dict[FieldFormat, tuple[str, ...]] = {"levels": RISK_LEVELS}
+
+Value = str | tuple[str, ...]  # a text field's text; a choice field's checked choices
+
+
 @dataclass(frozen=True, slots=True)
 class FieldInput:
     """One input of a rule row: `okta`'s `name`, labelled "Name"."""
@@ -53,6 +60,18 @@ class FieldInput:
     label: str
     optional: bool
     names: FieldNames  # "group": the group picker's choices are offered
+    choices: tuple[str, ...] = ()  # a list field (`user_risk_score`): check any of these
+
+    @classmethod
+    def of(cls, f: Field) -> FieldInput:
+        return cls(f.key, _label(f.key), f.optional, f.names, _CHOICES.get(f.format, ()))
+
+    def read(self, form: Mapping[str, Any], name: str) -> Value:
+        """Its value from the posted form: the text, or the choices checked (known ones, each
+        once, as posted)."""
+        if self.choices:
+            return tuple(dict.fromkeys(t for t in _texts(form, name) if t in self.choices))
+        return _text(form, name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,9 +94,7 @@ def _rule_kind(rule_type: type[Rule]) -> RuleKind:
         kind=rule_type.kind,
         label=_label(rule_type.kind),
         help=doc.split("\n\n")[0].replace("\n", " "),
-        inputs=tuple(
-            FieldInput(f.key, _label(f.key), f.optional, f.names) for f in rule_type.fields
-        ),
+        inputs=tuple(FieldInput.of(f) for f in rule_type.fields),
     )
 
 
@@ -99,16 +116,20 @@ class RuleRow:
     """One rule of a list: its type and the text of each of its fields."""
 
     kind: str
-    values: Mapping[str, str] = field(default_factory=dict)
+    values: Mapping[str, Value] = field(default_factory=dict)
 
-    def to_json(self) -> dict[str, dict[str, str]]:
+    def to_json(self) -> dict[str, dict[str, str | list[str]]]:
         """The rule as the config writes it; an empty optional field is left out. A type that
         is not declared is passed on as it is, for the validator to name."""
         described = rule_kind(self.kind)
         inputs = described.inputs if described is not None else ()
-        value = {}
+        value: dict[str, str | list[str]] = {}
         for entry in inputs:
-            text = self.values.get(entry.key, "").strip()
+            held = self.values.get(entry.key, ())
+            if entry.choices:
+                value[entry.key] = list(held)
+                continue
+            text = held.strip() if isinstance(held, str) else ""
             if text or not entry.optional:
                 value[entry.key] = text
         return {self.kind: value}
@@ -159,12 +180,24 @@ class PolicyForm:
 
 def _row_from_json(rule: Mapping[str, Mapping[str, Any]]) -> RuleRow:
     ((kind, value),) = rule.items()
-    return RuleRow(kind, {key: str(text) for key, text in value.items()})
+    values: dict[str, Value] = {
+        key: tuple(str(v) for v in held) if isinstance(held, list) else str(held)
+        for key, held in value.items()
+    }
+    return RuleRow(kind, values)
+
+
+def _texts(form: Mapping[str, Any], name: str) -> list[str]:
+    """Every value posted under `name`: a form maps a name to its text, or to the list of
+    texts of a repeated field (checkboxes)."""
+    value = form.get(name)
+    values = value if isinstance(value, list | tuple) else [value]
+    return [v for v in values if isinstance(v, str)]  # an uploaded file is not text
 
 
 def _text(form: Mapping[str, Any], name: str) -> str:
-    value = form.get(name)
-    return value if isinstance(value, str) else ""  # an uploaded file is not text
+    texts = _texts(form, name)
+    return texts[0] if texts else ""
 
 
 def _indexes(pattern: re.Pattern[str], form: Iterable[str], limit: int) -> list[int]:
@@ -173,8 +206,9 @@ def _indexes(pattern: re.Pattern[str], form: Iterable[str], limit: int) -> list[
 
 
 def policy_forms(form: Mapping[str, Any]) -> tuple[PolicyForm, ...]:
-    """The policies a posted form holds, numbered afresh in their order. A row without a rule
-    type is dropped, so the key paths the validator reports are those of the rows drawn."""
+    """The policies a posted form holds (each name mapped to its text, or to the list of texts
+    of a repeated field), numbered afresh in their order. A row without a rule type is dropped,
+    so the key paths the validator reports are those of the rows drawn."""
     policies = []
     for i in _indexes(_POLICY, form, MAX_POLICIES):
         prefix = f"policies[{i}]"
@@ -192,8 +226,8 @@ def policy_forms(form: Mapping[str, Any]) -> tuple[PolicyForm, ...]:
                 if not kind:
                     continue
                 described = rule_kind(kind)
-                keys = [entry.key for entry in described.inputs] if described else []
-                values = {key: _text(form, f"{row_prefix}.{kind}.{key}") for key in keys}
+                inputs = described.inputs if described is not None else ()
+                values = {i.key: i.read(form, f"{row_prefix}.{kind}.{i.key}") for i in inputs}
                 rows.append(RuleRow(kind, values))
             lists[rule_list] = tuple(rows)
         policies.append(

@@ -150,6 +150,10 @@ async def decide(rt: Runtime, app: App, host: str, scope: Scope, info: ClientInf
             return _sign_in(rt, app, host, scope)
         identity = session.identity
         user, email = identity.user_uuid, identity.email
+        if session.risk:  # the user's risk level, from the record just read (SPEC 8)
+            facts = RequestFacts(
+                client_ip=info.address, risk_level=session.risk.level_at(rt.clock())
+            )
         decision = evaluate(app, identity, facts)
         if not decision.allowed:
             return Deny(app, email, user, decision.policy_name, decision.rule)
@@ -227,9 +231,12 @@ _UNEXPECTED_CONDITION = 1011
 
 
 async def note_denial(rt: Runtime, app: App, verdict: Verdict, ip: str, reference: str) -> None:
-    """A policy's refusal goes to the API's access log (it holds refusals, never allows), in
-    the proxy and forward-auth modes alike."""
+    """A policy's refusal goes to the API's access log (it holds refusals, never allows) and
+    counts towards the user's `repeated_denials` (SPEC 8), in the proxy and forward-auth modes
+    alike."""
     if verdict.label == "deny":
+        if verdict.user and verdict.rule != CROSS_SITE_SOCKET:
+            await rt.risk.denied(verdict.user, verdict.email, app.id)
         await rt.access_log.record(
             "access",
             "deny",

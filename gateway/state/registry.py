@@ -134,6 +134,13 @@ class Registry:
         records = await self._records(await self.store.set_members(_USERS_KEY))
         return sorted(records, key=lambda r: (r.email.casefold(), r.id))
 
+    async def deactivated(self, identity: Identity) -> bool:
+        """Whether SCIM says this person is deactivated (`active: false`): in their record,
+        or in the facts waiting for their first sign-in."""
+        record = await self.get(identity.user_uuid)
+        facts = record.scim if record is not None else await self._pending_scim(identity)
+        return facts is not None and facts.get("active") is False
+
     async def last_seen_identity(self, user_id: str) -> dict[str, Any] | None:
         record = await self.get(user_id)
         return record.identity if record is not None else None

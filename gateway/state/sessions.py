@@ -7,18 +7,25 @@ every user has an index `user_sessions:<user uuid>` of their session ids so one 
 all; every app likewise has `app_sessions:<app id>` of its app sessions. Revocation deletes the
 records, so it takes effect on the next request on every instance.
 
+A record also carries its user's risk schedule (`gateway/risk/levels.py`): when the user's
+level can change, the risk engine rewrites it in each of their records (`set_risk`), and a new
+session starts with the user's current one, so the proxy judges `user_risk_score` rules from
+the record it reads anyway. Records are rewritten by compare-and-set, so writing the app tokens
+back (`save`) and writing the risk never undo each other.
+
 A cookie that is tampered with, signed by an unknown key, malformed, expired or revoked is "no
 session", never an error. Reading a session is the hot path: one signature check, one store GET.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, Protocol
@@ -27,6 +34,7 @@ from itsdangerous import BadData, Signer
 from itsdangerous.encoding import base64_decode, base64_encode
 
 from gateway.identity import Identity
+from gateway.risk.levels import NO_RISK, RiskSchedule
 from gateway.state.store import Clock, Store
 
 SessionKind = Literal["global", "app"]
@@ -51,6 +59,7 @@ class Session:
     # (authz/app_tokens.py). Read-only: a session is shared through the decode cache, so a new
     # token makes a new Session (`dataclasses.replace`), never a change to this one.
     tokens: Mapping[str, tuple[str, float]] = field(default_factory=lambda: _NO_TOKENS)
+    risk: RiskSchedule = NO_RISK  # the user's risk level over time, as the engine last wrote it
 
     def __post_init__(self) -> None:
         if not isinstance(self.tokens, MappingProxyType):
@@ -65,6 +74,7 @@ class Session:
                 "created": self.created,
                 "expires": self.expires,
                 "tokens": dict(self.tokens),
+                **({"risk": self.risk.to_json()} if self.risk else {}),
             },
             separators=(",", ":"),
         ).encode()
@@ -80,6 +90,7 @@ class Session:
             created=data["created"],
             expires=data["expires"],
             tokens={app: (t[0], t[1]) for app, t in data.get("tokens", {}).items()},
+            risk=RiskSchedule.from_json(data.get("risk")),
         )
 
 
@@ -140,6 +151,12 @@ class SessionObserver(Protocol):
     def sessions_revoked(self, count: int, *, user_uuid: str = "", app_id: str = "") -> None: ...
 
 
+class RiskSource(Protocol):
+    """Where a new session learns its user's current risk schedule (the risk engine)."""
+
+    async def schedule(self, user_uuid: str) -> RiskSchedule: ...
+
+
 class SessionManager:
     """Creates, reads and revokes sessions in the store."""
 
@@ -155,12 +172,14 @@ class SessionManager:
         self.clock = clock
         self._recent: dict[tuple[str, bytes], Session] = {}
         self.observer = observer
+        self.risk: RiskSource | None = None  # set by the runtime once the engine exists
 
     async def create(
         self, identity: Identity, *, kind: SessionKind, duration: float, app_id: str = ""
     ) -> tuple[Session, str]:
         """A new session and the signed cookie value that names it."""
         now = self.clock()
+        user = identity.user_uuid
         session = Session(
             id=secrets.token_urlsafe(32),
             kind=kind,
@@ -168,9 +187,20 @@ class SessionManager:
             identity=identity,
             created=now,
             expires=now + duration,
+            risk=await self.risk.schedule(user) if self.risk is not None else NO_RISK,
         )
         await self.store.set(_SESSION_KEY + session.id, session.to_bytes(), ttl=duration)
-        await self.store.add_to_set(_USER_INDEX_KEY + identity.user_uuid, session.id, ttl=duration)
+        await self.store.add_to_set(_USER_INDEX_KEY + user, session.id, ttl=duration)
+        if self.risk is not None:
+            # The engine writes the user's schedule first, then into the sessions it finds in
+            # the index: read again now that this one is there, or a change made in between
+            # would pass it by.
+            latest = await self.risk.schedule(user)
+            if latest != session.risk:
+                session = dataclasses.replace(session, risk=latest)
+                await self._rewrite(
+                    session.id, lambda current: dataclasses.replace(current, risk=latest)
+                )
         if app_id:
             await self.store.add_to_set(_APP_INDEX_KEY + app_id, session.id, ttl=duration)
         if self.observer is not None:
@@ -208,12 +238,45 @@ class SessionManager:
         return session
 
     async def save(self, session: Session) -> bool:
-        """Write back a changed session; never brings back one that was revoked or expired
-        meanwhile (False then)."""
-        remaining = session.expires - self.clock()
-        if remaining <= 0:
-            return False
-        return await self.store.replace(_SESSION_KEY + session.id, session.to_bytes(), remaining)
+        """Write back a session's app tokens (with those the record gained meanwhile); never
+        brings back one that was revoked or expired meanwhile (False then), and keeps the risk
+        schedule the record holds."""
+        return await self._rewrite(
+            session.id,
+            lambda current: dataclasses.replace(
+                current, tokens={**current.tokens, **session.tokens}
+            ),
+        )
+
+    async def set_risk(self, user_uuid: str, schedule: RiskSchedule) -> None:
+        """Write the user's risk schedule into each of their live sessions."""
+        for session_id in await self.store.set_members(_USER_INDEX_KEY + user_uuid):
+            await self._rewrite(
+                session_id,
+                lambda current: (
+                    dataclasses.replace(current, risk=schedule)
+                    if current.risk != schedule
+                    else current
+                ),
+            )
+
+    async def _rewrite(self, session_id: str, change: Callable[[Session], Session]) -> bool:
+        """Apply `change` to a live record by compare-and-set, again if another writer came
+        first; False when there is no live record (revoked, expired)."""
+        key = _SESSION_KEY + session_id
+        while True:
+            raw = await self.store.get(key)
+            if raw is None:
+                return False
+            current = Session.from_bytes(session_id, raw)
+            remaining = current.expires - self.clock()
+            if remaining <= 0:
+                return False
+            new = change(current)
+            if new == current:
+                return True
+            if await self.store.compare_and_set(key, raw, new.to_bytes(), remaining):
+                return True
 
     async def end(self, session: Session) -> None:
         """Delete one session. Its id stays in the user's index until that is next revoked."""

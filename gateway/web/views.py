@@ -13,6 +13,7 @@ import logging
 import re
 import secrets
 import time
+from typing import NoReturn
 from urllib.parse import urlencode, urlsplit
 
 from starlette.requests import Request
@@ -26,7 +27,7 @@ from gateway.config import CONSOLE_POLICY_NAME, App
 from gateway.console import access
 from gateway.console.signin import console_path
 from gateway.errors import GatewayError, NotFoundError, SignInError, StoreUnavailableError
-from gateway.identity import Identity
+from gateway.identity import Identity, user_uuid_for
 from gateway.ops.logs import REQUEST_ID
 from gateway.ops.metrics import CONTENT_TYPE_LATEST
 from gateway.proxy.guard import denied_page
@@ -88,10 +89,12 @@ async def _session(rt: Runtime, request: Request) -> Session | None:
     return await rt.sessions.load(read_cookie(request.scope, SESSION_COOKIE))
 
 
-def _facts(rt: Runtime, request: Request) -> RequestFacts:
-    return RequestFacts(
-        client_ip=client_info(request.scope, rt.settings.gateway.trusted_proxies).address
-    )
+def _facts(rt: Runtime, request: Request, session: Session | None = None) -> RequestFacts:
+    """The request's facts; with a session, its user's risk level (from the record)."""
+    address = client_info(request.scope, rt.settings.gateway.trusted_proxies).address
+    if session is None or not session.risk:
+        return RequestFacts(client_ip=address)
+    return RequestFacts(client_ip=address, risk_level=session.risk.level_at(rt.clock()))
 
 
 # --- login ----------------------------------------------------------------------------------
@@ -175,7 +178,7 @@ async def continue_to_app(
     A deny is kept and shown at `/cdn-cgi/access/denied/<id>`, a page that can be reloaded. The
     decision goes to the log and the API's access log with the policy and rule behind it.
     """
-    facts = _facts(rt, request)
+    facts = _facts(rt, request, session)
     identity = session.identity
     decision = evaluate(app, identity, facts)
     reference = REQUEST_ID.get()
@@ -285,6 +288,9 @@ async def callback(request: Request) -> Response:
             ip=ip,
             error=f"{exc.step or 'sign-in'}: {exc.description}",
         )
+        if exc.subject:  # it failed after the IdP proved who this is (SPEC 8)
+            user = user_uuid_for(idp.id, exc.subject)
+            await rt.risk.sign_in_failed(user, exc.subject_email, idp.id, exc.step)
         raise
     seconds = time.perf_counter() - started
     if isinstance(outcome, str):  # to the IdP once more (Okta: without the groups scope)
@@ -300,6 +306,8 @@ async def callback(request: Request) -> Response:
     app = rt.app_by_id(state.app_id)
     if app is None:
         raise SignInError("The application of this sign-in no longer exists.", step="state")
+    if await rt.registry.deactivated(identity):
+        await _refuse_deactivated(rt, identity, app)
     facts = _facts(rt, request)
     duration = rt.settings.gateway.session_duration
     if state.app_host == rt.team_host:
@@ -307,6 +315,8 @@ async def callback(request: Request) -> Response:
         duration = min(duration, app_session_duration(app, identity, facts))
     # The registry first: SCIM deprovisioning finds the sessions through it (fails closed).
     await rt.registry.record_sign_in(identity)
+    # Its network (new_network), before the session: it starts with the level that makes.
+    await rt.risk.signed_in(identity)
     session, cookie_value = await rt.sessions.create(identity, kind="global", duration=duration)
     log.info(
         "sign-in ok idp=%s user=%s app=%s",
@@ -355,6 +365,30 @@ async def _console_sign_in(
     response = _no_store(RedirectResponse(console_path(redirect_url), status_code=302))
     set_session_cookie(rt, response, cookie_value, None, session.expires - rt.clock())
     return response
+
+
+async def _refuse_deactivated(rt: Runtime, identity: Identity, app: App) -> NoReturn:
+    """A person SCIM deactivated proved who they are at the IdP: no session, and it counts
+    (`scim_deprovisioned_sign_in`, `failed_sign_ins`)."""
+    error = SignInError(
+        "Your account has been deactivated.",
+        step="deprovisioned",
+        status=403,
+        hint="the identity provider's SCIM provisioning deactivated this user",
+    )
+    await rt.access_log.record(
+        "sign_in",
+        "failure",
+        reference=REQUEST_ID.get(),
+        app=app.id,
+        email=identity.email,
+        user_uuid=identity.user_uuid,
+        identity_provider_id=identity.idp_id,
+        ip=identity.ip,
+        error=f"{error.step}: {error.description}",
+    )
+    await rt.risk.deactivated_sign_in(identity)
+    raise error
 
 
 # --- the IdP test page ----------------------------------------------------------------------

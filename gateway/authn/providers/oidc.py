@@ -337,9 +337,14 @@ class OIDCProvider:
                     hint=f"the ID token and userinfo have no {self._config.email_claim_name!r} "
                     "claim: grant the email scope to the app and give the user an email "
                     "(or fix email_claim_name)",
+                    subject=sub,
                 )
             )
-        self._check_email_verified(lookup)
+        try:
+            self._check_email_verified(lookup)
+        except SignInError as exc:  # the IdP proved who this is: it counts for them
+            exc.subject, exc.subject_email = sub, email
+            raise
         groups = await self._groups(claims, userinfo, sub)
         amr = self._string_list(claims.get("amr"), "amr", "id_token") or ()
         oidc_fields = {
