@@ -160,6 +160,7 @@ def create_app(
             log.warning("catalog not loaded at start: %s", exc.description)
         stop = asyncio.Event()
         watcher = asyncio.create_task(watch(rt.catalog, rt.apply, stop))
+        transmitter = asyncio.create_task(rt.transmitter.run(stop))
         app.state.runtime = gateway.runtime = rt
         try:
             yield
@@ -167,15 +168,19 @@ def create_app(
             app.state.runtime = gateway.runtime = None
             stop.set()
             await watcher
+            await transmitter  # its round's sends finish before the client closes
             await upstreams.close()
             await http.aclose()
             if store is None:
                 await the_store.close()
-            log.info("stopped: upstream pool, IdP client and store closed")
+            log.info("stopped: catalog watcher, SSF transmitter, upstream pool, IdP client, store")
 
     async def on_gateway_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, GatewayError)  # noqa: S101 - registered for GatewayError only
-        return error_page(request.app.state.runtime, exc)
+        rt: Runtime | None = getattr(request.app.state, "runtime", None)
+        if rt is None:  # starting or stopping (a request in flight at shutdown): no pages yet
+            return PlainTextResponse(exc.description, status_code=exc.status)
+        return error_page(rt, exc)
 
     table = gateway_routes()
     routes_app = Starlette(

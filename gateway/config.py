@@ -708,6 +708,43 @@ def parse_app(data: Mapping[str, Any], default_duration: float) -> App:
     return app
 
 
+@dataclass(frozen=True, slots=True)
+class RiskIntegrationBody:
+    """An `/api/zt_risk_scoring/integrations` body, validated (SPEC 7 and 8)."""
+
+    tenant_url: str  # the Okta org's base URL, no trailing "/": the SETs' `aud`
+    reference_id: str  # the IdP whose users' risk changes are sent
+    active: bool
+
+
+_LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def parse_risk_integration(data: Mapping[str, Any]) -> RiskIntegrationBody:
+    """`{"integration_type": "Okta", "tenant_url", "reference_id", "active"}`; `integration_type`
+    may be left out (Okta is the only one) and `active` defaults to true. The tenant URL is an
+    org's base URL: https (http only to a loopback host, for a local test receiver), no user,
+    path, query or fragment, since risk about users goes there."""
+    problems: list[str] = []
+    reader = _Reader(data, "", problems, {})
+    reader.choice("integration_type", ("Okta",), "Okta")
+    tenant_url = reader.url("tenant_url", required=True)
+    if tenant_url and not problems:
+        parts = urlsplit(tenant_url)
+        if parts.scheme != "https" and parts.hostname not in _LOOPBACK_HOSTS:
+            reader.problem("tenant_url", "must be an https URL")
+        elif parts.username is not None or parts.path or parts.query or parts.fragment:
+            reader.problem(
+                "tenant_url", "must be the org's base URL, like https://example.okta.com"
+            )
+    reference_id = reader.string("reference_id", required=True)
+    active = reader.boolean("active", True)
+    reader.finish()
+    if problems:
+        raise ConfigError(problems)
+    return RiskIntegrationBody(tenant_url.lower(), reference_id, active)
+
+
 def check_references(settings: Settings) -> None:
     """Cross-object rules (unique ids and domains, allowed_idps that exist); ConfigError."""
     problems: list[str] = []

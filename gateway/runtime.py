@@ -27,6 +27,9 @@ from gateway.proxy.forwarding import Upstreams
 from gateway.risk.changes import LevelChangeListener
 from gateway.risk.engine import RiskEngine
 from gateway.scim.secret import ScimSecrets
+from gateway.ssf.integrations import Integrations
+from gateway.ssf.outbox import Outbox
+from gateway.ssf.transmitter import Transmitter
 from gateway.state.access_log import AccessLog
 from gateway.state.audit_log import AuditLog
 from gateway.state.catalog import Catalog
@@ -65,6 +68,9 @@ class Runtime:
     access_log: AccessLog = field(init=False)
     audit_log: AuditLog = field(init=False)
     scim_secrets: ScimSecrets = field(init=False)
+    ssf_keys: SigningKeys = field(init=False)
+    risk_integrations: Integrations = field(init=False)
+    transmitter: Transmitter = field(init=False)
     risk: RiskEngine = field(init=False)
     # Told of every change of a user's risk level (the SSF transmitter registers here).
     risk_listeners: list[LevelChangeListener] = field(default_factory=list)
@@ -87,6 +93,18 @@ class Runtime:
             self.signing_keys, self.sessions, self.settings.gateway.public_url, self.clock
         )
         self.catalog = Catalog(self.store, self.settings)
+        self.ssf_keys = SigningKeys(self.store, self.clock, name="ssf:signing_keys", purpose="SSF")
+        self.risk_integrations = Integrations(self.store, self.clock)
+        self.transmitter = Transmitter(
+            self.risk_integrations,
+            Outbox(self.store),
+            self.ssf_keys,
+            self.http,
+            self.metrics,
+            self.clock,
+            issuer=self.settings.gateway.public_url,
+        )
+        self.risk_listeners.append(self.transmitter)
         self.risk = RiskEngine(
             self.store,
             self.sessions,

@@ -40,6 +40,8 @@ APP_BODY = {
     "upstream": "http://127.0.0.1:9",
     "policies": [{"name": "All", "decision": "allow", "include": [{"everyone": {}}]}],
 }
+INTEGRATIONS = "/api/zt_risk_scoring/integrations"
+INTEGRATION_BODY = {"tenant_url": "https://example.okta.com", "reference_id": "okta-test"}
 # One concrete request per operation; path ids name objects that exist in `api` below
 # ("{api_idp}", "{api_app}": made through the API, so they can be replaced).
 CALLS: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {
@@ -79,6 +81,20 @@ CALLS: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {
     ("GET", "/logs/scim"): ("/api/logs/scim", None),
     ("GET", "/logs/access"): ("/api/logs/access", None),
     ("GET", "/logs/audit"): ("/api/logs/audit", None),
+    ("GET", "/zt_risk_scoring/integrations"): (INTEGRATIONS, None),
+    ("POST", "/zt_risk_scoring/integrations"): (INTEGRATIONS, INTEGRATION_BODY),
+    ("GET", "/zt_risk_scoring/integrations/{integration_id}"): (
+        f"{INTEGRATIONS}/{{api_integration}}",
+        None,
+    ),
+    ("PUT", "/zt_risk_scoring/integrations/{integration_id}"): (
+        f"{INTEGRATIONS}/{{api_integration}}",
+        INTEGRATION_BODY,
+    ),
+    ("DELETE", "/zt_risk_scoring/integrations/{integration_id}"): (
+        f"{INTEGRATIONS}/{{api_integration}}",
+        None,
+    ),
     ("GET", "/zt_risk_scoring/behaviors"): ("/api/zt_risk_scoring/behaviors", None),
     ("PUT", "/zt_risk_scoring/behaviors"): (
         "/api/zt_risk_scoring/behaviors",
@@ -141,10 +157,16 @@ async def api(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest_asyncio.fixture
 async def made(api: httpx.AsyncClient) -> dict[str, str]:
-    """Ids of an IdP and an app made through the API (replaceable, unlike the file's)."""
+    """Ids of an IdP and an app made through the API (replaceable, unlike the file's), and of
+    a risk sharing integration."""
     idp = await api.post("/api/identity_providers", json=IDP_BODY)
     app = await api.post("/api/apps", json={**APP_BODY, "domain": "made.example.com"})
-    return {"api_idp": idp.json()["result"]["id"], "api_app": app.json()["result"]["id"]}
+    integration = await api.post(INTEGRATIONS, json=INTEGRATION_BODY)
+    return {
+        "api_idp": idp.json()["result"]["id"],
+        "api_app": app.json()["result"]["id"],
+        "api_integration": integration.json()["result"]["id"],
+    }
 
 
 def target(op: Operation, made: dict[str, str]) -> tuple[str, dict[str, Any] | None]:
@@ -252,6 +274,8 @@ async def test_store_down_is_a_503_envelope(api: httpx.AsyncClient, flaky: Flaky
     assert_failure(await api.post("/api/apps", json=APP_BODY), 503, "store_unavailable")
     assert_failure(await api.get("/api/keys"), 503, "store_unavailable")
     assert_failure(await api.get("/api/service_tokens"), 503, "store_unavailable")
+    assert_failure(await api.get(INTEGRATIONS), 503, "store_unavailable")
+    assert_failure(await api.post(INTEGRATIONS, json=INTEGRATION_BODY), 503, "store_unavailable")
 
 
 async def test_a_bug_is_a_500_envelope_with_a_reference(

@@ -33,6 +33,7 @@ TEAM_ROUTES = [
     "/api",
     "/api/openapi.json",
     SCIM_USERS,
+    "/.well-known/ssf-configuration",
     "/healthz",
     "/readyz",
     "/metrics",
@@ -54,6 +55,8 @@ NEAR_MISSES = [
     "/cdn-cgi/accessx",
     "/cdn-cgi/access-log",
     "/cdn-cgi/other/x",
+    "/.well-known/ssf-configurations",
+    "/.well-known/openid-configuration",
 ]
 
 
@@ -132,6 +135,8 @@ async def test_the_team_routes_answer_on_the_team_host_in_their_formats(
         # A mount covers its own path: `/api` is the admin API's, in its envelope.
         assert_failure(await client.get("/api"), 401, "unauthorized")
         assert_failure(await client.get("/api", headers=AUTH), 404, "no_route")
+        ssf = await client.get("/.well-known/ssf-configuration")
+        assert ssf.status_code == 200 and ssf.json()["issuer"] == TEAM
         scim = await client.get(SCIM_USERS)  # SCIM is not enabled for this IdP
         assert scim.status_code == 404
         assert scim.headers["content-type"] == "application/scim+json"

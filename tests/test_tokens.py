@@ -12,8 +12,8 @@ from joserfc import jwt
 from joserfc.errors import BadSignatureError, JoseError
 from joserfc.jwk import KeySet
 
-from gateway.authz.app_tokens import _LOCK as LOCK
 from gateway.authz.app_tokens import (
+    _KEYS,
     KEEP_PREVIOUS,
     REMINT_BEFORE,
     ROTATE_AFTER,
@@ -28,6 +28,7 @@ from gateway.identity import Identity
 from gateway.state.sessions import CookieSigner, SessionManager
 from gateway.state.store import Store
 
+LOCK = f"{_KEYS}:lock"  # what SigningKeys takes while it rotates
 ISSUER = "https://access.example.com"
 WIKI = App(
     id="wiki",

@@ -4,13 +4,22 @@
 these (a test holds the two together) with the object schemas of `schemas.py`. `api.py` checks
 the admin token and turns every outcome into an envelope; `auth.py` is the token check;
 `envelope.py` the wire format; `serialize.py` maps objects to JSON and back; one module per
-resource holds its handlers (`identity_providers`, `apps`, `tokens`, `users`), and `explain`
-answers whether a user would get into an app, and why.
+resource holds its handlers (`identity_providers`, `apps`, `tokens`, `users`, `integrations`:
+risk sharing with Okta), and `explain` answers whether a user would get into an app, and why.
 """
 
 from __future__ import annotations
 
-from gateway.admin import apps, explain, identity_providers, openapi, risk, tokens, users
+from gateway.admin import (
+    apps,
+    explain,
+    identity_providers,
+    integrations,
+    openapi,
+    risk,
+    tokens,
+    users,
+)
 from gateway.admin.api import Operation
 
 OPERATIONS: list[Operation] = [
@@ -45,6 +54,18 @@ OPERATIONS: list[Operation] = [
     Operation("DELETE", "/service_tokens/{token_id}", tokens.delete_service_token),
     Operation("GET", "/keys", tokens.list_keys),
     Operation("POST", "/keys/rotate", tokens.rotate_keys),
+    # Before any `/zt_risk_scoring/{user_id}` route, which "integrations" would match too.
+    Operation("GET", "/zt_risk_scoring/integrations", integrations.list_integrations),
+    Operation("POST", "/zt_risk_scoring/integrations", integrations.create_integration),
+    Operation(
+        "GET", "/zt_risk_scoring/integrations/{integration_id}", integrations.get_integration
+    ),
+    Operation(
+        "PUT", "/zt_risk_scoring/integrations/{integration_id}", integrations.replace_integration
+    ),
+    Operation(
+        "DELETE", "/zt_risk_scoring/integrations/{integration_id}", integrations.delete_integration
+    ),
     Operation("GET", "/logs/scim", users.scim_log),
     Operation("GET", "/logs/access", users.access_log_entries),
     Operation("GET", "/logs/audit", users.audit_log_entries),

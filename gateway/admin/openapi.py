@@ -162,6 +162,8 @@ def _list(name: str) -> Schema:
 
 def paths() -> dict[str, dict[str, Schema]]:
     idp, app, token, user = "idp_id", "app_id", "token_id", "user_id"
+    integration = "integration_id"
+    integration_ops = ("getRiskIntegration", "replaceRiskIntegration", "deleteRiskIntegration")
     idp_ops = ("getIdentityProvider", "replaceIdentityProvider", "deleteIdentityProvider")
     app_ops = ("getApp", "replaceApp", "deleteApp", "revokeAppTokens")
     return {
@@ -358,6 +360,45 @@ def paths() -> dict[str, dict[str, Schema]]:
         "/api/keys/rotate": {
             "post": _op(
                 "rotateKeys", "Sign app tokens with a new key from now on", _list("SigningKey")
+            ),
+        },
+        "/api/zt_risk_scoring/integrations": {
+            "get": _op(
+                "listRiskIntegrations",
+                "Risk sharing with Okta: the integrations and their delivery status",
+                _list("RiskIntegration"),
+            ),
+            "post": _op(
+                "createRiskIntegration",
+                "Send the risk level changes of one IdP's users to an Okta org (SSF)",
+                ref("RiskIntegration"),
+                (409, 422),
+                body="RiskIntegrationInput",
+                status=201,
+                links=tuple((target, integration) for target in integration_ops),
+            ),
+        },
+        "/api/zt_risk_scoring/integrations/{integration_id}": {
+            "get": _op(
+                "getRiskIntegration",
+                "Get a risk sharing integration",
+                ref("RiskIntegration"),
+                param=integration,
+            ),
+            "put": _op(
+                "replaceRiskIntegration",
+                "Overwrite an integration's tenant_url, reference_id and active",
+                ref("RiskIntegration"),
+                (409, 422),
+                body="RiskIntegrationInput",
+                param=integration,
+            ),
+            "delete": _op(
+                "deleteRiskIntegration",
+                "Delete an integration; the events still waiting for it are dropped",
+                ref("Deleted"),
+                (409,),
+                param=integration,
             ),
         },
         "/api/logs/scim": {

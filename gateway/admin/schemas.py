@@ -26,6 +26,8 @@ _HOST = rf"{_LABEL}(\.{_LABEL})*"
 # A port is 0-65535, as the config's URL check (urlsplit) has it: "h:78602" is refused there.
 _PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
 _URL = rf"^https?://{_HOST}(:0*{_PORT})?(/[A-Za-z0-9._~%!$&'()*+,;=:@/-]*)?$"
+# An Okta org's base URL (the validator also takes http to a loopback host, for tests).
+_TENANT_URL = rf"^https://{_HOST}(:0*{_PORT})?/?$"
 _DOMAIN = rf"^(\*\.)?{_HOST}(/[a-z0-9._~-]+)*(/\*)?$"
 _DURATION = r"^[1-9][0-9]{0,3}(h|m|s|ms)([0-9]{1,2}(m|s|ms))*$"
 _OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
@@ -384,6 +386,47 @@ def _active_session() -> Schema:
     )
 
 
+def _risk_integration() -> Schema:
+    last_error = obj(
+        {
+            "at": _TIMESTAMP,
+            "status": {
+                "anyOf": [{"type": "integer"}, {"type": "null"}],
+                "description": "Okta's HTTP status; null when no answer came",
+            },
+            "err": {
+                "type": "string",
+                "description": "Okta's `err`, or network_error, server_error, rate_limited, "
+                "expired (dropped after 24 hours)",
+            },
+            "description": _OUT_STRING,
+        },
+        ("at", "status", "err", "description"),
+    )
+    delivery = obj(
+        {
+            "pending": {"type": "integer", "minimum": 0},
+            "last_success_at": {"anyOf": [_TIMESTAMP, {"type": "null"}]},
+            "last_error": {"anyOf": [last_error, {"type": "null"}]},
+        },
+        ("pending", "last_success_at", "last_error"),
+    )
+    fields: dict[str, Schema] = {
+        "id": _OUT_STRING,
+        "integration_type": {"const": "Okta"},
+        "tenant_url": _OUT_STRING,
+        "reference_id": _OUT_STRING,
+        "active": _OUT_BOOL,
+        "created_at": _TIMESTAMP,
+        "well_known_url": {
+            "type": "string",
+            "description": "The Security Events Provider's well-known URL, for Okta",
+        },
+        "delivery": delivery,
+    }
+    return obj(fields, tuple(fields))
+
+
 def _risk() -> dict[str, Schema]:
     """`/api/zt_risk_scoring`: behaviours (every one named, each both keys) and users' risk."""
     setting = {"enabled": _OUT_BOOL, "risk_level": RISK_LEVEL}
@@ -541,6 +584,23 @@ def schemas() -> dict[str, Schema]:
         "Explanation": obj(_EXPLANATION, tuple(_EXPLANATION)),
         "AccessLogEntry": obj(_ACCESS_ENTRY, tuple(_ACCESS_ENTRY)),
         "AuditLogEntry": obj(_AUDIT_ENTRY, tuple(_AUDIT_ENTRY)),
+        "RiskIntegrationInput": obj(
+            {
+                "integration_type": {"const": "Okta"},
+                "tenant_url": {
+                    "type": "string",
+                    "pattern": _TENANT_URL,
+                    "description": "The Okta org's base URL, e.g. https://example.okta.com",
+                },
+                "reference_id": {
+                    **_text(1),
+                    "description": "The identity provider whose users' risk changes are sent",
+                },
+                "active": {"type": "boolean", "description": "Default true"},
+            },
+            ("tenant_url", "reference_id"),
+        ),
+        "RiskIntegration": _risk_integration(),
         "SigningKey": obj(
             {
                 "kid": _OUT_STRING,

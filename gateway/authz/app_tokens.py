@@ -6,6 +6,9 @@ is replaced after six weeks, and the one it replaced is still published for seve
 already handed out keep verifying. Rotation takes a short lock in the store, so two instances
 never rotate at once.
 
+The same machinery, under another store key, keeps the keys that sign the Security Event Tokens
+sent to Okta (`gateway/ssf/`): `SigningKeys(store, clock, name=..., purpose=...)`.
+
 Tokens are minted off the hot path: once per session and app, kept in the session record, and
 minted again only when near expiry (`AppTokens.cached` and `AppTokens.mint`).
 """
@@ -41,7 +44,6 @@ TOKEN_LIFETIME = 3600.0  # an app token lives at most an hour, then is minted ag
 REMINT_BEFORE = 60.0  # a token this close to expiry is replaced before it is sent
 
 _KEYS = "signing_keys"
-_LOCK = "signing_keys:lock"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,12 +59,12 @@ class SigningKey:
         return {**public, "kid": self.kid, "alg": "RS256", "use": "sig"}
 
 
-def _new_key(now: float) -> SigningKey:
+def _new_key(now: float, purpose: str) -> SigningKey:
     kid = secrets.token_hex(16)
     key = RSAKey.generate_key(2048, parameters={"kid": kid}, private=True)
     private = key.private_key
     assert isinstance(private, RSAPrivateKey)  # noqa: S101 - generate_key(private=True)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"gateway app token {kid}")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"gateway {purpose} {kid}")])
     start = datetime.datetime.fromtimestamp(now, datetime.UTC)
     cert = (
         x509.CertificateBuilder()
@@ -79,14 +81,19 @@ def _new_key(now: float) -> SigningKey:
 
 
 class SigningKeys:
-    """The signing keys in the store: current, previous, rotation."""
+    """The signing keys in the store: current, previous, rotation. `name` is their store key
+    (the app-token keys by default), `purpose` names them in their certificates."""
 
-    def __init__(self, store: Store, clock: Clock):
+    def __init__(
+        self, store: Store, clock: Clock, *, name: str = _KEYS, purpose: str = "app token"
+    ):
         self.store = store
         self.clock = clock
+        self.name = name
+        self.purpose = purpose
 
     async def _load(self) -> list[SigningKey]:
-        raw = await self.store.get(_KEYS)
+        raw = await self.store.get(self.name)
         if raw is None:
             return []
         return [SigningKey(**k) for k in json.loads(raw)]
@@ -111,7 +118,7 @@ class SigningKeys:
         keys, newest first. With `only_if_stale`, several instances finding the key old at
         once make one new key between them (checked again under the lock)."""
         busy = "Could not take the signing-key lock."
-        async with held(self.store, _LOCK, ttl=10, attempts=50, pause=0.1, busy=busy):
+        async with held(self.store, f"{self.name}:lock", ttl=10, attempts=50, pause=0.1, busy=busy):
             now = self.clock()
             keys = await self._load()
             if only_if_stale and keys and now - keys[0].created < ROTATE_AFTER:
@@ -121,8 +128,8 @@ class SigningKeys:
                 for k in keys
                 if k.retired is None or now - k.retired < KEEP_PREVIOUS
             ]
-            keys = [_new_key(now), *retired]
-            await self.store.set(_KEYS, json.dumps([_as_dict(k) for k in keys]).encode())
+            keys = [_new_key(now, self.purpose), *retired]
+            await self.store.set(self.name, json.dumps([_as_dict(k) for k in keys]).encode())
             return keys
 
 
@@ -152,7 +159,12 @@ def mint_app_token(
         "identity_nonce": identity.id,
         "custom": thaw(identity.oidc_fields),
     }
-    header = {"alg": "RS256", "kid": key.kid, "typ": "JWT"}
+    return sign_jwt(key, claims)
+
+
+def sign_jwt(key: SigningKey, claims: dict[str, Any], *, typ: str = "JWT") -> str:
+    """The compact RS256 JWS of `claims`, header `kid` and `typ`."""
+    header = {"alg": "RS256", "kid": key.kid, "typ": typ}
     return jwt.encode(header, claims, _private_key(key.kid, json.dumps(key.jwk, sort_keys=True)))
 
 
@@ -178,8 +190,7 @@ def mint_service_token_jwt(
         "nbf": int(now),
         "exp": int(expires),
     }
-    header = {"alg": "RS256", "kid": key.kid, "typ": "JWT"}
-    return jwt.encode(header, claims, _private_key(key.kid, json.dumps(key.jwk, sort_keys=True)))
+    return sign_jwt(key, claims)
 
 
 def certs_document(keys: list[SigningKey]) -> dict[str, Any]:

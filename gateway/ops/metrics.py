@@ -28,6 +28,13 @@ let Prometheus scrape each.
     gateway_sessions_created_total{kind}           global and app sessions created
     gateway_sessions_revoked_total                 sessions revoked (logout, admin, SCIM)
     gateway_sessions_active                        see `LiveSessions`
+    gateway_ssf_events_sent_total                  risk SETs Okta accepted (SPEC 8)
+    gateway_ssf_events_failed_total{reason}        SETs given up on: "rejected" (Okta refused
+                                                   it: a 4xx), "expired" (24 hours of retries)
+    gateway_ssf_delivery_retries_total{reason}     failed tries to be tried again: "network",
+                                                   "server_error" (5xx, 408), "rate_limited"
+    gateway_ssf_events_pending                     SETs waiting in the (shared) outbox, as this
+                                                   instance last counted them
 
 The request path pays for one counter increment and, when the request is proxied, one
 histogram observation, on label children cached in plain dicts; everything else is counted off
@@ -196,6 +203,31 @@ class Metrics:
             "Sessions created by this process that have not expired or been revoked through it.",
             registry=registry,
         ).set_function(self.live_sessions.count)
+        self._ssf_sent = Counter(
+            "gateway_ssf_events_sent",
+            "Security Event Tokens (risk level changes) Okta accepted.",
+            registry=registry,
+        )
+        self._ssf_failed = Counter(
+            "gateway_ssf_events_failed",
+            "Security Event Tokens given up on: rejected (refused by Okta) or expired "
+            "(undelivered for 24 hours).",
+            ("reason",),
+            registry=registry,
+        )
+        self._ssf_retries = Counter(
+            "gateway_ssf_delivery_retries",
+            "Failed Security Event Token deliveries that will be tried again, by reason: "
+            "network, server_error, rate_limited.",
+            ("reason",),
+            registry=registry,
+        )
+        self._ssf_pending = Gauge(
+            "gateway_ssf_events_pending",
+            "Security Event Tokens waiting for delivery in the shared outbox, as this instance "
+            "last counted them.",
+            registry=registry,
+        )
         self._request_children: dict[tuple[str, str, int], Counter] = {}
         self._proxied_children: dict[str, Histogram] = {}
 
@@ -247,6 +279,20 @@ class Metrics:
 
     def scim_auth_failure(self, reason: str) -> None:
         self._scim_auth_failures.labels(reason).inc()
+
+    # --- risk sent to Okta (SSF) -----------------------------------------------------------
+
+    def ssf_sent(self) -> None:
+        self._ssf_sent.inc()
+
+    def ssf_failed(self, reason: str) -> None:
+        self._ssf_failed.labels(reason).inc()
+
+    def ssf_retry(self, reason: str) -> None:
+        self._ssf_retries.labels(reason).inc()
+
+    def ssf_pending(self, count: int) -> None:
+        self._ssf_pending.set(count)
 
     # --- identity provider calls ------------------------------------------------------------
 

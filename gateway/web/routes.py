@@ -9,9 +9,9 @@ never `/apix`. Any other path, on a host an app covers, is the app's, so an app 
 Host scopes (SPEC 4):
 
     any    every host: `/cdn-cgi/access/...` (sign-in legs, identity, logout, certs, forward-auth)
-    team   the team host only: the IdP test page, the admin API, SCIM, the console. On an app
-           host the same path is the app's: any name pointing at the gateway is not a second
-           door to them
+    team   the team host only: the IdP test page, the admin API, SCIM, the SSF metadata, the
+           console. On an app host the same path is the app's: any name pointing at the
+           gateway is not a second door to them
     probe  the team host, and hosts no app covers: load balancers and Prometheus probe each
            instance by its address (`/metrics` still needs the admin token)
 
@@ -40,6 +40,7 @@ from gateway.proxy import forward_auth
 from gateway.runtime import Runtime
 from gateway.scim.routes import routes as scim_routes
 from gateway.scim.routes import scim_invalid_path
+from gateway.ssf.events import JWKS_PATH, WELL_KNOWN_PATH
 from gateway.web import views
 
 Hosts = Literal["any", "team", "probe"]
@@ -162,6 +163,7 @@ def gateway_routes() -> RouteTable:
                     Route(f"{ACCESS}/get-identity", views.get_identity),
                     Route(f"{ACCESS}/logout", views.logout, methods=["GET", "POST"]),
                     Route(f"{ACCESS}/certs", views.certs),
+                    Route(JWKS_PATH, views.ssf_jwks),  # the team host's only (SPEC 4)
                     Route(f"{views.DENIED_PATH}/{{result_id}}", views.denied),
                     Route(f"{ACCESS}/authz", forward_auth.authz, methods=forward_auth.METHODS),
                 ),
@@ -195,6 +197,7 @@ def gateway_routes() -> RouteTable:
             ),
             # The operator console (SPEC 9): every path below it, for its access check first.
             GatewayRoute("/console", "team", mount=True, app=ConsoleApp(), name="console"),
+            _one_path(WELL_KNOWN_PATH, "team", views.ssf_configuration),
             _one_path("/healthz", "probe", views.healthz),
             _one_path("/readyz", "probe", views.readyz),
             _one_path("/metrics", "probe", views.metrics),

@@ -32,6 +32,7 @@ from gateway.ops.logs import REQUEST_ID
 from gateway.ops.metrics import CONTENT_TYPE_LATEST
 from gateway.proxy.guard import denied_page
 from gateway.runtime import Runtime
+from gateway.ssf.events import configuration_document, jwks_document
 from gateway.state.sessions import Session
 from gateway.web import pages
 from gateway.web.bearer import bearer_matches
@@ -502,6 +503,22 @@ async def certs(request: Request) -> Response:
     """The app-token verification keys, current and previous (Cloudflare's shape)."""
     rt = _rt(request)
     document = certs_document(await rt.signing_keys.published())
+    return JSONResponse(document, headers={"Cache-Control": "public, max-age=300"})
+
+
+async def ssf_configuration(request: Request) -> Response:
+    """`/.well-known/ssf-configuration` (team host): the SSF transmitter's metadata, the URL an
+    Okta admin gives its Security Events Provider (SPEC 8)."""
+    document = configuration_document(_rt(request).settings.gateway.public_url)
+    return JSONResponse(document, headers={"Cache-Control": "public, max-age=300"})
+
+
+async def ssf_jwks(request: Request) -> Response:
+    """`/cdn-cgi/access/ssf/jwks` (team host): the keys the SETs sent to Okta are signed with."""
+    rt = _rt(request)
+    if _host(request) != rt.team_host:
+        raise NotFoundError("Not found.")
+    document = jwks_document(await rt.ssf_keys.published())
     return JSONResponse(document, headers={"Cache-Control": "public, max-age=300"})
 
 

@@ -1,4 +1,5 @@
-"""A lock held in the store, for a change several gateway instances must not make at once."""
+"""A lock held in the store, for a change several gateway instances must not make at once:
+`held` waits for it, `leased` tries once (for work that another instance may just as well do)."""
 
 from __future__ import annotations
 
@@ -30,3 +31,16 @@ async def held(
         yield
     finally:
         await store.compare_and_set(key, holder, None)
+
+
+@contextlib.asynccontextmanager
+async def leased(store: Store, key: str, *, ttl: float) -> AsyncIterator[bool]:
+    """Try once to hold the lock `key` for the block, which learns whether it does; like
+    `held`, it lapses after `ttl` seconds and only its holder releases it."""
+    holder = secrets.token_bytes(16)
+    taken = await store.set_if_absent(key, holder, ttl=ttl)
+    try:
+        yield taken
+    finally:
+        if taken:
+            await store.compare_and_set(key, holder, None)
