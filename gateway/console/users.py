@@ -3,10 +3,11 @@ sees each person.
 
 The list searches the registry by email (a part of it, any letter case). A user's page shows
 their last-seen identity (the SPEC 4 document, as `get-identity` returns it), their groups,
-their active sessions, their SCIM state, and revokes their sessions: a confirmation page first
+their active sessions, their risk level and events, their SCIM state; it revokes their sessions
+and resets their risk: a confirmation page first
 (`confirm.html`, as every destructive console action), then the same service as
-`POST /api/revoke_user` (every session of every record with that
-email, on every instance by their next request).
+`POST /api/revoke_user` (every session of every record with that email, on every instance by
+their next request) or `POST /api/zt_risk_scoring/{user_id}/reset`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from starlette.responses import Response
 from gateway.admin.serialize import timestamp
 from gateway.console.context import Console
 from gateway.errors import NotFoundError
+from gateway.services import risk as risk_service
 from gateway.services import users as user_service
 from gateway.state.registry import UserRecord
 
@@ -71,6 +73,7 @@ async def show(console: Console) -> Response:
             }
         )
     identity = record.identity
+    risk = await rt.risk.user(record.id)
     revoked = console.request.query_params.get("revoked")
     return console.render(
         "user.html",
@@ -81,6 +84,10 @@ async def show(console: Console) -> Response:
         groups=list((identity or {}).get("groups", [])),
         sessions=sessions,
         revoked=revoked if revoked is not None and revoked.isdigit() else None,
+        risk_reset=console.request.query_params.get("reset") == "1",
+        risk_level=risk.level_at(rt.clock()),
+        risk_events=risk.events,
+        risk_reset_at=_when(risk.reset_at) if risk.reset_at else "",
         when=_when,
     )
 
@@ -106,3 +113,25 @@ async def revoke(console: Console) -> Response:
         )
     revoked = await user_service.revoke_user(rt, record.email, console.actor)
     return console.redirect(f"/console/users/{record.id}?revoked={revoked.sessions}")
+
+
+async def reset_risk(console: Console) -> Response:
+    """Reset the user's risk to low: first a confirmation page, then (confirmed) the reset,
+    through the same service as `POST /api/zt_risk_scoring/{user_id}/reset`."""
+    rt = console.rt
+    record = await _record(console)
+    form = await console.read_form()
+    if form.get("confirm") != "yes":
+        level = (await rt.risk.user(record.id)).level_at(rt.clock())
+        return console.render(
+            "confirm.html",
+            title=f"Reset the risk of {record.email}?",
+            question=f"Reset the risk level of {record.email} (now {level}) to low?",
+            consequence="Their risk events are cleared, and policies with a user risk score "
+            "rule judge them as low from their next request, on every instance.",
+            action=f"/console/users/{record.id}/reset-risk",
+            button="Reset risk",
+            back=f"/console/users/{record.id}#risk",
+        )
+    await risk_service.reset(rt, record.id, console.actor)
+    return console.redirect(f"/console/users/{record.id}?reset=1#risk")
