@@ -348,6 +348,7 @@ def test_the_okta_guide_through_the_console(
     walk: Walk, new_browser: Callable[..., Any], artifacts: Path
 ) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
 
     shots = Shots(artifacts)
     admin = new_browser()
@@ -425,7 +426,8 @@ def test_the_okta_guide_through_the_console(
     assert field(admin, "Name").get_attribute("value") == "Wiki"  # what was typed is kept
     admin.find_element(By.ID, "f-policies[0].include[0].okta.name").send_keys(GROUP)
     shots.take(admin, "app-new")
-    press(admin, "Save")
+    # Enter in a field saves, as the visible Save does (not a row's "Remove" above it).
+    admin.find_element(By.ID, "f-policies[0].include[0].okta.name").send_keys(Keys.ENTER)
     wait_for(admin, lambda d: "Saved." in page_text(d), "the saved application")
     app_page = admin.current_url.split("?")[0]
     shots.take(admin, "app")
@@ -458,6 +460,7 @@ def test_the_okta_guide_through_the_console(
     text = page_text(admin)
     assert GROUP in text and '"email": "carol@example.com"' in text
     assert "Wiki" in text  # her session on the app
+    assert "Level now: low" in text
     shots.take(admin, "user")
     press(admin, "Revoke sessions…")
     wait_for(admin, lambda d: heading(d).startswith("Revoke the sessions"), "the confirmation")
@@ -481,11 +484,15 @@ def test_the_okta_guide_through_the_console(
     assert "console-link create app Wiki" in text
     shots.take(admin, "logs")
 
-    # 12. The remaining pages, each on a laptop and on a phone.
-    for path, name in [("/console/risk", "risk"), ("/console/settings", "settings")]:
-        admin.get(walk.public_url + path)
-        wait_for(admin, lambda d: heading(d) != "", f"the {name} page")
-        shots.take(admin, name)
+    # 12. Risk: the well-known URL to enter in Okta; then the settings; then a phone.
+    admin.find_element(By.LINK_TEXT, "Risk").click()
+    wait_for(admin, lambda d: heading(d) == "Risk", "the risk page")
+    well_known = admin.find_element(By.ID, "well-known-url").get_attribute("value")
+    assert well_known == f"{walk.public_url}/.well-known/ssf-configuration"
+    shots.take(admin, "risk")
+    admin.find_element(By.LINK_TEXT, "Settings").click()
+    wait_for(admin, lambda d: heading(d) == "Settings", "the settings page")
+    shots.take(admin, "settings")
     phone = admin
     phone.set_window_size(390, 844)
     for path, name in [
