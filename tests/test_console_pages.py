@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import AsyncIterator
+from html.parser import HTMLParser
 from typing import Any
 
 import httpx
@@ -349,3 +350,75 @@ async def test_each_log_shows_at_most_its_bound(
     scim = next(s for s in page.text.split('<h2 id="') if s.startswith("scim"))
     assert scim.count("<tr>") == logs_page.SHOWN + 1  # and the header row
     assert f"u{logs_page.SHOWN + 4}" in scim and ">u0<" not in scim
+
+
+# --- accessibility --------------------------------------------------------------------------
+
+
+class Controls(HTMLParser):
+    """Every form control of a page, the labels' targets, the labels wrapping a control, and
+    every element id."""
+
+    def __init__(self, page: str) -> None:
+        super().__init__()
+        self.controls: list[dict[str, str]] = []
+        self.label_targets: set[str] = set()
+        self.ids: list[str] = []
+        self._in_label = 0
+        self.feed(page)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {k: v or "" for k, v in attrs}
+        if "id" in values:
+            self.ids.append(values["id"])
+        if tag == "label":
+            self._in_label += 1
+            if values.get("for"):
+                self.label_targets.add(values["for"])
+        if tag in ("input", "select", "textarea") and values.get("type") != "hidden":
+            self.controls.append({**values, "wrapped": "yes" if self._in_label else ""})
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "label":
+            self._in_label -= 1
+
+
+async def test_every_control_of_these_pages_has_a_label_and_ids_are_unique(
+    gateway: Gateway, alice: httpx.AsyncClient, okta: FakeOkta
+) -> None:
+    rt = runtime(gateway)
+    (record,) = await rt.registry.by_email("alice@example.com")
+    saved = await create_app_in_console(
+        alice,
+        **{
+            "policies[0].require[0].kind": "user_risk_score",
+            "policies[0].require[0].user_risk_score.user_risk_score": ["high"],
+            "policies[0].exclude[0].kind": "ip",
+            "policies[0].exclude[0].ip.ip": "192.0.2.0/24",
+        },
+    )
+    pages = [
+        "/console/apps",
+        "/console/apps/new",
+        "/console/apps/wiki?who=alice@example.com",
+        saved.headers["location"],
+        "/console/users",
+        f"/console/users/{record.id}",
+        "/console/logs",
+        "/console/risk",
+    ]
+    checked = 0
+    for path in pages:
+        page = await alice.get(path)
+        assert page.status_code == 200, path
+        found = Controls(page.text)
+        checked += len(found.controls)
+        for control in found.controls:
+            labelled = (
+                control["wrapped"]
+                or control.get("id", "") in found.label_targets
+                or control.get("aria-label")
+            )
+            assert labelled, (path, control)
+        assert len(found.ids) == len(set(found.ids)), (path, sorted(found.ids))
+    assert checked > 50  # the forms were there to be checked
