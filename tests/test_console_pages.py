@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from admin_harness import admin_client
+from admin_harness import admin_client, eventually_ok, instance
 from console_harness import console_doc, console_sign_in, csrf_of, post_form
 from fake_okta import FakeOkta
 from harness import IDP_ID, EchoUpstream, browser, running, sign_in
@@ -26,6 +26,7 @@ from gateway.console import logs as logs_page
 from gateway.runtime import Runtime
 from gateway.scim.repository import ScimRepository
 from gateway.scim.schema import GROUPS
+from gateway.state.catalog import POLL_INTERVAL
 from gateway.state.store import Store
 
 SCRIPT = "<script>alert(1)</script>"
@@ -422,3 +423,23 @@ async def test_every_control_of_these_pages_has_a_label_and_ids_are_unique(
             assert labelled, (path, control)
         assert len(found.ids) == len(set(found.ids)), (path, sorted(found.ids))
     assert checked > 50  # the forms were there to be checked
+
+
+async def test_an_app_made_in_the_console_is_served_by_another_instance(
+    redis_url: str, upstream: EchoUpstream, okta: FakeOkta
+) -> None:
+    doc = console_doc(upstream.url)
+    async with (
+        instance(redis_url, doc) as one,
+        instance(redis_url, doc) as two,
+        browser(one) as console_one,
+        admin_client(two) as api_two,
+    ):
+        assert (await console_sign_in(console_one, okta, "00ualice")).status_code == 200
+        saved = await create_app_in_console(console_one)
+        app_id = saved.headers["location"].removeprefix("/console/apps/").removesuffix("?saved=1")
+        await eventually_ok(api_two, f"/api/apps/{app_id}", within=10 * POLL_INTERVAL)
+        shown = (await api_two.get(f"/api/apps/{app_id}")).json()["result"]
+        assert shown["policies"][0]["include"] == [{"okta": {"name": "Engineering"}}]
+        audit = (await api_two.get("/api/logs/audit")).json()["result"]
+        assert (audit[0]["actor"], audit[0]["object_id"]) == ("alice@example.com", app_id)
