@@ -440,7 +440,7 @@ def test_the_okta_guide_through_the_console(
 
     # 8. "Who would get in": Carol, by the Contractors policy.
     admin.get(app_page)
-    choose(admin, "User", CAROL.email)
+    fill(admin, "User's email", CAROL.email)
     press(admin, "Check")
     wait_for(admin, lambda d: "gets in" in page_text(d), "the explanation")
     assert "by policy Contractors" in page_text(admin)

@@ -31,6 +31,7 @@ DECISION_LABELS = {
     "bypass": "Bypass (no sign-in, no identity)",
     "non_identity": "Service auth (service tokens, no sign-in)",
 }
+WHO_CHOICES = 500  # emails the "who would get in" field offers; any other can be typed
 _FLAGS = ("auto_redirect_to_identity", "http_only_cookie_attribute")
 _TEXTS = ("name", "domain", "upstream", "session_duration", "custom_deny_message")
 
@@ -111,7 +112,7 @@ async def _form(
         rule_lists=rule_forms.RULE_LISTS,
         request_saved=console.request.query_params.get("saved") == "1",
         choices=await _choices(console),
-        users=await rt.registry.all(),
+        user_emails=sorted({r.email for r in await rt.registry.all()})[:WHO_CHOICES],
         who=who,
         explanations=explanations,
         warnings=warnings,
