@@ -9,13 +9,15 @@ import httpx
 import pytest
 import pytest_asyncio
 from console_harness import console_doc, console_sign_in, post_form
-from fake_okta import FakeOkta
+from fake_okta import BASE, CLIENT_ID, CLIENT_SECRET, FakeOkta
 from harness import COOKIE_SECRET, EchoUpstream, browser, running
 
 from gateway.app import Gateway, create_app
 from gateway.config import parse_settings
 from gateway.console.routes import PAGES
 from gateway.console.security import CONTENT_SECURITY_POLICY, csrf_token
+from gateway.console.signin import console_path
+from gateway.errors import ConfigError
 from gateway.state.sessions import CookieSigner
 from gateway.state.store import Store
 
@@ -103,8 +105,6 @@ async def test_no_policy_admits_nobody(
 
 
 def test_a_console_policy_is_checked_like_an_app_policy(upstream: EchoUpstream) -> None:
-    from gateway.errors import ConfigError
-
     doc = console_doc(upstream.url, policy={"include": [{"grop": {}}], "decision": "deny"})
     with pytest.raises(ConfigError) as caught:
         parse_settings(doc)
@@ -167,3 +167,38 @@ async def test_the_console_is_the_team_hosts_only(gateway: Gateway, okta: FakeOk
     # on an app host the path is the app's: the sign-in redirect, never the console
     assert answer.status_code == 302
     assert "/cdn-cgi/access/login/" in answer.headers["location"]
+
+
+async def test_console_sign_ins_are_in_the_access_log(
+    gateway: Gateway, okta: FakeOkta, api: httpx.AsyncClient
+) -> None:
+    async with browser(gateway) as alice, browser(gateway) as bob:
+        await console_sign_in(alice, okta, "00ualice")
+        await console_sign_in(bob, okta, "00ubob")
+    entries = (await api.get("/api/logs/access")).json()["result"]
+    assert [(e["app"], e["email"], e["decision"], e["kind"]) for e in entries] == [
+        ("console", "bob@example.com", "deny", "sign_in"),
+        ("console", "alice@example.com", "allow", "sign_in"),
+    ]
+    assert entries[0]["rule"] == "not admitted by [console.policy]"
+
+
+async def test_a_deleted_login_method_no_longer_opens_the_console(
+    client: httpx.AsyncClient, okta: FakeOkta, api: httpx.AsyncClient
+) -> None:
+    idp = {
+        "name": "Second Okta",
+        "type": "okta",
+        "config": {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "okta_account": BASE},
+    }
+    idp_id = (await api.post("/api/identity_providers", json=idp)).json()["result"]["id"]
+    assert (await console_sign_in(client, okta, "00ualice", idp_id)).status_code == 200
+    assert (await api.delete(f"/api/identity_providers/{idp_id}")).is_success
+    assert (await client.get("/console/")).status_code == 403
+
+
+def test_a_sign_in_returns_only_to_a_console_page() -> None:
+    assert console_path("/console/settings") == "/console/settings"
+    for elsewhere in ("/api/users", "//evil.example/console/", "/console/../api", None, ""):
+        assert console_path(elsewhere) == "/console/"
+    assert console_path("/console/\\evil") == "/console/"

@@ -280,3 +280,35 @@ async def test_a_console_change_shows_on_another_instance_with_its_author(
         assert shown["name"] == "Okta prod"
         audit = (await api_two.get("/api/logs/audit")).json()["result"]
         assert (audit[0]["actor"], audit[0]["action"]) == ("alice@example.com", "create")
+
+
+async def test_a_generic_oidc_idp_is_added_with_its_endpoints(
+    alice: httpx.AsyncClient, api: httpx.AsyncClient
+) -> None:
+    form = {
+        "type": "oidc",
+        "name": "Keycloak",
+        "config.client_id": "gateway",
+        "config.client_secret": "s3cret",
+        "config.issuer": "https://sso.example.com/realms/main",
+        "config.auth_url": "https://sso.example.com/auth",
+        "config.token_url": "https://sso.example.com/token",
+        "config.certs_url": "https://sso.example.com/certs",
+        "config.scopes": "openid, email, groups",
+    }
+    page = await alice.get(f"{NEW}?type=oidc")
+    assert "JWKS (certificates) URL" in page.text
+    answer = await post_form(alice, NEW, form, csrf=csrf_of(page))
+    assert answer.status_code == 303, answer.text
+    idp_id = answer.headers["location"].split("/")[-1].split("?")[0]
+    config = (await api.get(f"/api/identity_providers/{idp_id}")).json()["result"]["config"]
+    assert config["issuer"] == "https://sso.example.com/realms/main"
+    assert config["scopes"] == ["openid", "email", "groups"]
+
+
+async def test_the_saml_form_has_spec_10s_fields(alice: httpx.AsyncClient) -> None:
+    page = await alice.get(f"{NEW}?type=saml")
+    for field in ("issuer_url", "sso_target_url", "idp_public_certs", "metadata_url"):
+        assert f'name="config.{field}"' in page.text
+    for field in ("email_attribute_name", "attributes", "sign_request"):
+        assert f'name="config.{field}"' in page.text

@@ -164,3 +164,23 @@ def _toml(doc: dict[str, object]) -> str:
     lines.append("[gateway]")
     lines += [f"{key} = {json.dumps(value)}" for key, value in gateway.items()]
     return "\n".join(lines) + "\n"
+
+
+async def test_the_first_setup_starts_with_a_link_and_the_overview_says_what_is_next(
+    store: Store, upstream: EchoUpstream, clock: FakeClock
+) -> None:
+    doc = console_doc(upstream.url, policy=None)
+    doc["identity_providers"] = []
+    async with (
+        running(create_app(parse_settings(doc), store=store, clock=clock)) as app,
+        browser(app) as client,
+    ):
+        first = await client.get("/console/")
+        assert "No login method is set up yet" in first.text
+        assert "gateway console-link" in first.text
+        await follow_link(client, link.link_url(TEAM, await link.issue(store, clock)))
+        overview = await client.get("/console/")
+        assert (
+            'href="/console/identity-providers/new">Add a login method (Okta)</a>' in overview.text
+        )
+        assert "[console.policy]" in overview.text

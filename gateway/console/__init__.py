@@ -9,6 +9,7 @@
     link.py       the one-time console links (`gateway console-link`)
     static.py     `console.css` and `console.js` from the package (`console/static/`)
     <page>.py     one module per page: overview, identity_providers, settings, ...
+    idp_form.py   the login-method form's fields per IdP type, and form <-> API object
 
 Adding a page:
 

@@ -40,7 +40,7 @@ LINK_SESSION_DURATION = 3600.0  # a break-glass session lasts at most an hour
 
 def console_path(path: str | None) -> str:
     """`path` if it is a console page path to return to, else the overview."""
-    if not path or not path.startswith(HOME) or "//" in path or "\\" in path:
+    if not path or not path.startswith(HOME) or "//" in path or "\\" in path or "/." in path:
         return HOME
     if any(ord(c) < 0x21 for c in path) or len(path) > 512:
         return HOME
