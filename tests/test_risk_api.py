@@ -85,6 +85,10 @@ async def test_a_user_who_trips_a_behaviour_is_refused_until_a_reset(
         (ALICE, "medium", 1)
     ]
 
+    (why,) = await result(await api.get("/api/apps/team-app/explain?email=alice@example.com"))
+    assert why["allowed"] is False
+    assert "user risk level is one of low" in why["rule"]
+
     reset = await result(await api.post(f"{RISK}/{ALICE}/reset"))
     assert reset["risk_level"] == "low" and reset["events"] == []
     assert reset["last_reset_time"] is not None

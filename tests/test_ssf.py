@@ -14,20 +14,24 @@ import asyncio
 import contextlib
 import itertools
 from collections.abc import AsyncIterator, Callable
+from email.utils import formatdate
 from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
+import respx
 from admin_harness import AUTH, admin_client, admin_doc, assert_failure
 from clock import FakeClock
-from harness import IDP_ID, TEAM, running
+from fake_okta import FakeOkta
+from harness import IDP_ID, TEAM, EchoUpstream, browser, running, sign_in
 from okta_receiver import EVENT_TYPE, Answer, OktaReceiver
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.app import Gateway, create_app
 from gateway.authz.app_tokens import ROTATE_AFTER
 from gateway.config import parse_settings
+from gateway.errors import StoreUnavailableError
 from gateway.risk.changes import LevelChange, RiskLevel
 from gateway.ssf.outbox import Pending, Queue
 from gateway.ssf.transmitter import DeliveryPolicy
@@ -208,6 +212,35 @@ async def test_a_set_survives_503s_and_a_429_and_arrives_once_in_order(
         assert await metric(app, "gateway_ssf_events_pending") == 0
 
 
+@pytest.mark.parametrize(
+    ("retry_after", "wait"),
+    [
+        (lambda now: "120", 120),
+        (lambda now: formatdate(now + 90, usegmt=True), 90),
+        (lambda now: "soon", 30),  # unreadable: the backoff's own wait
+    ],
+)
+async def test_a_503_s_retry_after_is_a_delay_or_a_date(
+    redis_store: Store,
+    clock: FakeClock,
+    receiver: OktaReceiver,
+    retry_after: Callable[[float], str],
+    wait: int,
+) -> None:
+    receiver.answers = [Answer(503, {"Retry-After": retry_after(clock())})]
+    async with gateway_on(redis_store, clock, receiver) as app:
+        integration = await create_integration(app, receiver.url)
+        await transmitter_of(app).level_changed(change())
+        await receiver.until(1)
+        await tried(app, integration["id"], 1)
+        clock.advance(wait - 1)
+        await round_by_hand(app)
+        assert len(receiver.received) == 1
+        clock.advance(1)
+        await round_by_hand(app)
+    assert [r.answered for r in receiver.received] == [503, 202]
+
+
 async def test_events_waiting_at_a_restart_are_delivered_after_it(
     redis_store: Store, clock: FakeClock, receiver: OktaReceiver
 ) -> None:
@@ -312,6 +345,34 @@ async def test_an_event_undelivered_for_24_hours_is_dropped_and_recorded(
         assert await metric(app, "gateway_ssf_delivery_retries_total", reason="network") >= 1
 
 
+async def test_the_worker_keeps_going_through_a_store_outage(
+    open_store_of: Callable[[str], Store],
+    clock: FakeClock,
+    receiver: OktaReceiver,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = open_store_of("memory")
+    receiver.answers = [Answer(503)]
+    async with gateway_on(store, clock, receiver, BUSY) as app:
+        integration = await create_integration(app, receiver.url)
+        await transmitter_of(app).level_changed(change())
+        await receiver.until(1)
+        await tried(app, integration["id"], 1)
+
+        async def down(*args: object) -> None:
+            raise StoreUnavailableError("store down (test)")
+
+        monkeypatch.setattr(store, "set_members", down)
+        clock.advance(30)
+        async with asyncio.timeout(10):
+            while "ssf delivery round failed: store down (test)" not in caplog.text:
+                await asyncio.sleep(0.01)
+        monkeypatch.undo()
+        await receiver.until(2)  # the same worker, once the store is back
+    assert [r.answered for r in receiver.received] == [503, 202]
+
+
 async def test_only_active_integrations_of_the_user_s_idp_get_events(
     redis_store: Store, clock: FakeClock, receiver: OktaReceiver
 ) -> None:
@@ -348,6 +409,27 @@ async def test_only_active_integrations_of_the_user_s_idp_get_events(
     assert receiver.problems == []
 
 
+async def test_another_tenant_url_drops_the_events_addressed_to_the_old_one(
+    redis_store: Store, clock: FakeClock, receiver: OktaReceiver
+) -> None:
+    receiver.answers = [Answer(503)]
+    async with gateway_on(redis_store, clock, receiver) as app:
+        integration = await create_integration(app, receiver.url)
+        await transmitter_of(app).level_changed(change())
+        await receiver.until(1)
+        await tried(app, integration["id"], 1)
+        async with admin_client(app) as api:
+            path = f"/api/zt_risk_scoring/integrations/{integration['id']}"
+            body = {"tenant_url": "http://localhost:9", "reference_id": IDP_ID}
+            replaced = (await api.put(path, json=body)).json()["result"]
+        assert replaced["delivery"]["pending"] == 0
+        # A change of the same org (active toggled) keeps what waits.
+        await transmitter_of(app).level_changed(change(previous="medium", current="high"))
+        async with admin_client(app) as api:
+            paused = (await api.put(path, json={**body, "active": False})).json()["result"]
+        assert paused["delivery"]["pending"] == 1
+
+
 async def test_deleting_an_integration_forgets_its_waiting_events(
     redis_store: Store, clock: FakeClock, receiver: OktaReceiver
 ) -> None:
@@ -364,6 +446,38 @@ async def test_deleting_an_integration_forgets_its_waiting_events(
         clock.advance(3600)
         await round_by_hand(app)
         assert len(receiver.received) == 1
+
+
+# --- end to end: a behaviour trips, Okta hears of it --------------------------------------------
+
+
+async def test_a_user_denied_ten_times_is_reported_to_okta(
+    redis_store: Store, receiver: OktaReceiver, upstream: EchoUpstream
+) -> None:
+    # Okta's sign-in is mocked (respx); the receiver is reached for real over loopback.
+    with respx.mock(assert_all_called=False) as router:
+        router.route(host="127.0.0.1").pass_through()
+        okta = FakeOkta(router)
+        okta.add_user("00ubob", "bob@example.com", "Bob Example", ["Sales", "Everyone"])
+        settings = parse_settings(admin_doc(upstream.url))
+        app = create_app(settings, store=redis_store)
+        async with running(app), browser(app) as bob:
+            assert app.runtime is not None
+            app.runtime.transmitter.policy = BUSY
+            receiver.gateway = lambda: httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url=TEAM
+            )
+            await create_integration(app, receiver.url)
+            await sign_in(bob, okta, "00ubob", url="/")  # not in Engineering: team-app denies
+            for _ in range(10):
+                assert (await bob.get("/docs")).status_code == 403
+            await receiver.until(1)
+    assert receiver.problems == []
+    [received] = receiver.received
+    assert received.event["subject"] == {"user": {"format": "email", "email": "bob@example.com"}}
+    assert (received.event["previous_level"], received.event["current_level"]) == ("low", "medium")
+    assert received.event["initiating_entity"] == "policy"
+    assert received.event["reason_admin"] == {"en": "repeated_denials"}
 
 
 # --- the metadata and the keys ----------------------------------------------------------------

@@ -5,7 +5,8 @@ The answer comes from the registry's last-seen identity of every person with tha
 identity provider they signed in through): `policy.explain` judges each against the app's
 policies and says which policy decided and, for a deny, which rule settled it. An `ip` rule
 depends on the request, so it is judged against the address given (`ip=`, `--ip`); with none,
-`ip` rules do not match.
+`ip` rules do not match. A `user_risk_score` rule is judged against the person's risk level now
+(read from the store; explaining never announces a change of it).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from gateway.authz.policy import Explanation, IPAddress, RequestFacts, explain
 from gateway.config import App
 from gateway.errors import GatewayError, NotFoundError
 from gateway.identity import Identity
+from gateway.risk.engine import risk_schedule
 from gateway.runtime import Runtime
 from gateway.state.registry import Registry
 
@@ -32,8 +34,12 @@ async def explain_email(
     identities = [Identity.from_record(r.identity) for r in records if r.identity is not None]
     if not identities:
         raise NotFoundError(f"{email!r} has not signed in yet: there is no identity to judge.")
-    facts = RequestFacts(client_ip=client_ip)
-    return [explain(app, identity, facts) for identity in identities]
+    now = registry.clock()
+    explanations = []
+    for identity in identities:
+        level = (await risk_schedule(registry.store, identity.user_uuid)).level_at(now)
+        explanations.append(explain(app, identity, RequestFacts(client_ip, risk_level=level)))
+    return explanations
 
 
 def parse_ip(text: str) -> IPAddress | None:

@@ -5,7 +5,9 @@ left out, `active` defaults to true) and PUT overwrites all three values. `refer
 name an identity provider (422 otherwise): every risk level change of a user who signed in
 through it is sent to `tenant_url`. The answer adds `id`, `created_at`, `well_known_url` (what
 the Okta admin enters for the Security Events Provider) and `delivery`: events waiting, the last
-success and the last error. Deleting an integration forgets the events still waiting for it.
+success and the last error. Deleting an integration forgets the events still waiting for it, and
+so does a new `tenant_url` (they are addressed to the old org). The changes go through
+`gateway/services/risk.py`, as the console's do.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ from gateway.errors import StoreUnavailableError
 from gateway.identity import Identity
 from gateway.risk.behaviors import BEHAVIORS, BehaviorSetting
 from gateway.risk.changes import LevelChange, LevelChangeListener, RiskLevel
-from gateway.risk.levels import WINDOW, RiskSchedule, schedule_of
+from gateway.risk.levels import NO_RISK, WINDOW, RiskSchedule, schedule_of
 from gateway.state.registry import Registry
 from gateway.state.sessions import SessionManager
 from gateway.state.store import Clock, Store
@@ -138,6 +138,13 @@ def network_of(ip: str) -> str:
         return ""
     prefix = 24 if address.version == 4 else 48
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+
+
+async def risk_schedule(store: Store, user_uuid: str) -> RiskSchedule:
+    """The user's risk level over time as the store holds it (no announcing): what a new
+    session carries, and what `gateway explain` judges."""
+    raw = await store.get(_USER_KEY + user_uuid)
+    return UserRisk.from_bytes(user_uuid, raw).schedule() if raw is not None else NO_RISK
 
 
 class RiskEngine:
@@ -280,7 +287,11 @@ class RiskEngine:
 
     async def schedule(self, user_uuid: str) -> RiskSchedule:
         """What a new session of this user carries (`SessionManager.create` asks)."""
-        return (await self._read(user_uuid))[0].schedule()
+        return await risk_schedule(self.store, user_uuid)
+
+    async def events(self, user_uuid: str) -> tuple[RiskEvent, ...]:
+        """The user's events kept, newest first."""
+        return (await self.user(user_uuid)).events
 
     async def summary(self) -> list[UserRisk]:
         """Every user with events kept, by email."""

@@ -103,8 +103,11 @@ async def create_integration(rt: Runtime, body: Mapping[str, Any], actor: str) -
 async def replace_integration(
     rt: Runtime, integration_id: str, body: Mapping[str, Any], actor: str
 ) -> Integration:
-    await rt.risk_integrations.get(integration_id)  # 404 before the body is looked at
+    before = await rt.risk_integrations.get(integration_id)  # 404 before the body is read
     integration = await rt.risk_integrations.replace(integration_id, _integration_body(rt, body))
+    if integration.tenant_url != before.tenant_url:
+        # Waiting tokens are addressed (`aud`) to the old org: the new one would refuse them.
+        await rt.transmitter.outbox.drop_all(integration_id)
     await rt.audit_log.record(
         actor, "update", "risk_integration", integration.id, integration.tenant_url
     )

@@ -130,11 +130,15 @@ class Outbox:
             DeliveryError(**json.loads(error)) if error else None,
         )
 
-    async def forget(self, integration_id: str) -> None:
-        """Everything kept for a deleted integration."""
+    async def drop_all(self, integration_id: str) -> None:
+        """Drop every event waiting for one integration."""
         for queue in await self.queues():
             if queue.integration_id == integration_id:
                 await self.drop(queue)
+
+    async def forget(self, integration_id: str) -> None:
+        """Everything kept for a deleted integration."""
+        await self.drop_all(integration_id)
         await self.store.delete(
             f"ssf:last_success:{integration_id}", f"ssf:last_error:{integration_id}"
         )

@@ -139,6 +139,9 @@ class Transmitter:
         waiting = held_elsewhere = 0
         for queue in await self.outbox.queues():
             integration = integrations.get(queue.integration_id)
+            if integration is None:  # made since the round began, or deleted: read again
+                integrations = {i.id: i for i in await self.integrations.all()}
+                integration = integrations.get(queue.integration_id)
             if integration is None:
                 await self.outbox.drop(queue)
                 continue
