@@ -84,8 +84,13 @@ class RuleKind:
     inputs: tuple[FieldInput, ...]
 
 
+_ACRONYMS = {"id": "ID", "ip": "IP", "oidc": "OIDC", "saml": "SAML", "scim": "SCIM"}
+
+
 def _label(key: str) -> str:
-    return key.replace("_", " ").capitalize()
+    """`identity_provider_id` -> "Identity provider ID"."""
+    words = [_ACRONYMS.get(word, word) for word in key.split("_")]
+    return " ".join(words)[:1].upper() + " ".join(words)[1:]
 
 
 def _rule_kind(rule_type: type[Rule]) -> RuleKind:
