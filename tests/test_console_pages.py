@@ -168,6 +168,21 @@ async def test_a_risk_rule_is_built_from_checkboxes(
     assert f'name="{name}" value="low">' in page.text
 
 
+async def test_a_new_app_starts_with_a_policy_whose_rules_are_to_be_chosen(
+    gateway: Gateway, alice: httpx.AsyncClient
+) -> None:
+    page = await alice.get("/console/apps/new")
+    assert 'id="f-policies[0].name"' in page.text
+    assert 'name="policies[0].include[0].kind"' not in page.text  # no rule chosen for you
+    form = new_app_form()
+    for key in [k for k in form if k.startswith("policies[0].include[0]")]:
+        del form[key]
+    refused = await post_form(alice, "/console/apps/new", form, csrf=csrf_of(page))
+    assert refused.status_code == 400
+    assert error_next_to(refused.text, "policies[0].include") == "needs at least one rule"
+    assert [a.id for a in runtime(gateway).settings.apps] == ["team-app", "wiki"]
+
+
 async def test_a_builder_button_redraws_the_form_and_stores_nothing(
     gateway: Gateway, alice: httpx.AsyncClient
 ) -> None:

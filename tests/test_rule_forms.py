@@ -240,10 +240,10 @@ def test_move_a_policy_up_and_down_within_bounds() -> None:
         assert edit is not None and [p.name for p in edit.policies] == names, action
 
 
-def test_add_a_policy_starts_it_with_everyone() -> None:
+def test_add_a_policy_starts_it_with_no_rule() -> None:
     edit = apply_action((), "add:policies", {})
     assert edit is not None
-    assert edit.policies == (PolicyForm(include=(RuleRow("everyone"),)),)
+    assert edit.policies == (PolicyForm(decision="allow", include=()),)
 
 
 @pytest.mark.parametrize("action", ["save", "", "add:apps", "drop:policies[0]", "up:policies[x]"])

@@ -47,7 +47,7 @@ async def list_page(console: Console) -> Response:
 
 
 def _blank() -> dict[str, Any]:
-    """A new app's fields: the config's defaults, and one policy to start from."""
+    """A new app's fields: the config's defaults."""
     return {
         "name": "",
         "domain": "",
@@ -63,8 +63,9 @@ def _blank() -> dict[str, Any]:
 
 
 async def new_page(console: Console) -> Response:
-    start = PolicyForm(name="Allow", include=(rule_forms.RuleRow("everyone"),))
-    return await _form(console, None, _blank(), (start,))
+    # One allow policy with no rule yet: saved as it is, it is refused ("include: needs at
+    # least one rule"), so nobody is let in by a default the operator did not choose.
+    return await _form(console, None, _blank(), (PolicyForm(),))
 
 
 async def edit_page(console: Console) -> Response:

@@ -289,8 +289,7 @@ def apply_action(
     if policy_index is None:  # the policies list itself
         if verb != "add" or len(policies) >= MAX_POLICIES:
             return Edit(policies)
-        fresh = PolicyForm(include=(RuleRow("everyone"),))
-        return Edit((*policies, fresh))
+        return Edit((*policies, PolicyForm()))  # an allow policy whose rules are to be chosen
     i = int(policy_index)
     if i >= len(policies):
         return Edit(policies)
