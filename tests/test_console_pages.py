@@ -85,6 +85,11 @@ async def create_app_in_console(client: httpx.AsyncClient, **changes: Any) -> ht
     return await post_form(client, "/console/apps/new", new_app_form(**changes), csrf=csrf_of(page))
 
 
+async def last_audit_of(api: httpx.AsyncClient) -> tuple[str, str, str]:
+    entry = (await api.get("/api/logs/audit")).json()["result"][0]
+    return entry["actor"], entry["action"], entry["object_id"]
+
+
 def error_next_to(page: str, field: str) -> str:
     """The message shown under the input named `field` (its `aria-describedby` target)."""
     found = re.search(rf'<p class="error" id="{re.escape(field)}-error">([^<]*)</p>', page)
@@ -181,6 +186,27 @@ async def test_a_new_app_starts_with_a_policy_whose_rules_are_to_be_chosen(
     assert refused.status_code == 400
     assert error_next_to(refused.text, "policies[0].include") == "needs at least one rule"
     assert [a.id for a in runtime(gateway).settings.apps] == ["team-app", "wiki"]
+
+
+async def test_an_app_is_deleted_after_a_confirmation(
+    gateway: Gateway, alice: httpx.AsyncClient, api: httpx.AsyncClient
+) -> None:
+    saved = await create_app_in_console(alice)
+    location = saved.headers["location"].removesuffix("?saved=1")
+    app_id = location.removeprefix("/console/apps/")
+    page = await alice.get(location)
+    confirm = await post_form(alice, f"{location}/delete", {}, csrf=csrf_of(page))
+    assert "Delete the application Payroll (payroll.example.com)?" in confirm.text
+    assert runtime(gateway).app_by_id(app_id) is not None  # a confirmation changes nothing
+    done = await post_form(alice, f"{location}/delete", {"confirm": "yes"}, csrf=csrf_of(page))
+    assert (done.status_code, done.headers["location"]) == (303, "/console/apps?deleted=1")
+    assert (await api.get(f"/api/apps/{app_id}")).status_code == 404
+    assert (await last_audit_of(api))[:2] == ("alice@example.com", "delete")
+    wiki = await post_form(
+        alice, "/console/apps/wiki/delete", {"confirm": "yes"}, csrf=csrf_of(page)
+    )
+    assert wiki.status_code == 403  # defined in the config file
+    assert runtime(gateway).app_by_id("wiki") is not None
 
 
 async def test_a_builder_button_redraws_the_form_and_stores_nothing(

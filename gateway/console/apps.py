@@ -43,7 +43,8 @@ def _find(console: Console) -> App:
 async def list_page(console: Console) -> Response:
     rt = console.rt
     apps = [app_service.as_json(rt, a) for a in rt.settings.apps]
-    return console.render("apps.html", title="Applications", apps=apps)
+    deleted = console.request.query_params.get("deleted") == "1"
+    return console.render("apps.html", title="Applications", apps=apps, deleted=deleted)
 
 
 def _blank() -> dict[str, Any]:
@@ -187,3 +188,24 @@ async def update(console: Console) -> Response:
     app = _find(console)
     app_service.writable(console.rt, app.id)
     return await _save(console, app)
+
+
+async def delete(console: Console) -> Response:
+    """Delete the app (its sessions end with it): first a confirmation page, then (confirmed)
+    the same service as `DELETE /api/apps/{id}`."""
+    app = _find(console)
+    app_service.writable(console.rt, app.id)
+    form = await console.read_form()
+    if form.get("confirm") != "yes":
+        return console.render(
+            "confirm.html",
+            title=f"Delete {app.name}?",
+            question=f"Delete the application {app.name} ({app.domain})?",
+            consequence="Its policies go with it, its users' sessions on it end, and the gateway "
+            "no longer serves its domain.",
+            action=f"/console/apps/{app.id}/delete",
+            button="Delete the application",
+            back=f"/console/apps/{app.id}",
+        )
+    await app_service.delete(console.rt, app.id, console.actor)
+    return console.redirect("/console/apps?deleted=1")

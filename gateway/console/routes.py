@@ -88,6 +88,7 @@ PAGES: list[Page[Handler]] = [
     Page("POST", "/apps/new", apps.create),
     Page("GET", "/apps/{app_id}", apps.edit_page),
     Page("POST", "/apps/{app_id}", apps.update),
+    Page("POST", "/apps/{app_id}/delete", apps.delete),
     Page("GET", "/users", users.list_page),
     Page("GET", "/users/{user_id}", users.show),
     Page("POST", "/users/{user_id}/revoke", users.revoke),
