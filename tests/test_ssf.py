@@ -451,7 +451,7 @@ async def test_deleting_an_integration_forgets_its_waiting_events(
 # --- end to end: a behaviour trips, Okta hears of it --------------------------------------------
 
 
-async def test_a_user_denied_ten_times_is_reported_to_okta(
+async def test_a_user_denied_ten_times_and_reset_is_reported_to_okta(
     redis_store: Store, receiver: OktaReceiver, upstream: EchoUpstream
 ) -> None:
     # Okta's sign-in is mocked (respx); the receiver is reached for real over loopback.
@@ -472,12 +472,21 @@ async def test_a_user_denied_ten_times_is_reported_to_okta(
             for _ in range(10):
                 assert (await bob.get("/docs")).status_code == 403
             await receiver.until(1)
+            # An operator's reset is sent too, as the admin's doing.
+            async with admin_client(app) as api:
+                [user] = (await api.get("/api/users")).json()["result"]
+                reset = await api.post(f"/api/zt_risk_scoring/{user['id']}/reset")
+                assert reset.status_code == 200, reset.text
+            await receiver.until(2)
     assert receiver.problems == []
-    [received] = receiver.received
-    assert received.event["subject"] == {"user": {"format": "email", "email": "bob@example.com"}}
-    assert (received.event["previous_level"], received.event["current_level"]) == ("low", "medium")
-    assert received.event["initiating_entity"] == "policy"
-    assert received.event["reason_admin"] == {"en": "repeated_denials"}
+    tripped, reset_event = (r.event for r in receiver.received)
+    assert tripped["subject"] == {"user": {"format": "email", "email": "bob@example.com"}}
+    assert (tripped["previous_level"], tripped["current_level"]) == ("low", "medium")
+    assert tripped["initiating_entity"] == "policy"
+    assert tripped["reason_admin"] == {"en": "repeated_denials"}
+    assert (reset_event["previous_level"], reset_event["current_level"]) == ("medium", "low")
+    assert reset_event["initiating_entity"] == "admin"
+    assert reset_event["reason_admin"] == {"en": "reset"}
 
 
 # --- the metadata and the keys ----------------------------------------------------------------
