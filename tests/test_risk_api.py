@@ -14,7 +14,7 @@ from fake_okta import FakeOkta
 from harness import IDP_ID, TEAM, EchoUpstream, running, settings_doc, sign_in
 
 from gateway.app import Gateway, create_app
-from gateway.config import parse_settings
+from gateway.config import app_aud, parse_settings
 from gateway.identity import user_uuid_for
 from gateway.state.store import Store
 
@@ -94,6 +94,22 @@ async def test_a_user_who_trips_a_behaviour_is_refused_until_a_reset(
     assert reset["last_reset_time"] is not None
     assert (await client.get("/docs")).status_code == 200
     assert (await result(await api.get(f"{RISK}/summary"))) == {"users": []}
+
+
+async def test_refusals_at_sign_in_count_as_denials(
+    gateway: Gateway, client: httpx.AsyncClient, okta: FakeOkta
+) -> None:
+    assert gateway.runtime is not None
+    bob = user_uuid_for(IDP_ID, "00ubob")  # not in Engineering: the team app refuses him
+    denied = await sign_in(client, okta, "00ubob", "/docs")
+    assert denied.status_code == 403
+    # With his global session, each visit of the sign-in link is judged again, and refused.
+    login = f"/cdn-cgi/access/login/access.example.com?kid={app_aud('team-app')}&redirect_url=/"
+    for _ in range(8):
+        assert (await client.get(login)).headers["location"].startswith("/cdn-cgi/access/denied/")
+    assert await gateway.runtime.risk.level(bob) == "low"
+    await client.get(login)
+    assert await gateway.runtime.risk.level(bob) == "medium"
 
 
 async def test_failed_sign_ins_after_the_idp_named_the_user_count(

@@ -177,7 +177,8 @@ async def continue_to_app(
     On the team host (single-host deployment) the global session is the app session too; on an
     app host a single-use token, bound to that browser's CF_AppSession, carries the sign-in over.
     A deny is kept and shown at `/cdn-cgi/access/denied/<id>`, a page that can be reloaded. The
-    decision goes to the log and the API's access log with the policy and rule behind it.
+    decision goes to the log and the API's access log with the policy and rule behind it, and a
+    deny counts towards the user's `repeated_denials` (SPEC 8).
     """
     facts = _facts(rt, request, session)
     identity = session.identity
@@ -207,6 +208,8 @@ async def continue_to_app(
         rule=decision.rule,
         ip=identity.ip,
     )
+    if not decision.allowed:  # a refusal by policy, as the proxy's are (repeated_denials)
+        await rt.risk.denied(identity.user_uuid, identity.email, app.id)
     scheme = urlsplit(rt.settings.gateway.public_url).scheme
     app_url = f"{scheme}://{app_host}{_port_suffix(request)}{redirect_url}"
     if not decision.allowed:
