@@ -209,6 +209,16 @@ async def test_an_app_is_deleted_after_a_confirmation(
     assert runtime(gateway).app_by_id("wiki") is not None
 
 
+async def test_a_group_nobody_was_seen_in_is_saved_with_a_warning(
+    alice: httpx.AsyncClient,
+) -> None:
+    saved = await create_app_in_console(alice, **{"policies[0].include[0].okta.name": "Enginering"})
+    assert saved.status_code == 303, saved.text
+    page = await alice.get(saved.headers["location"])
+    assert "Saved, but check these:" in page.text
+    assert "(did you mean &#39;Engineering&#39;?)" in page.text
+
+
 async def test_a_builder_button_redraws_the_form_and_stores_nothing(
     gateway: Gateway, alice: httpx.AsyncClient
 ) -> None:

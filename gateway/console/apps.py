@@ -16,7 +16,7 @@ from typing import Any
 from starlette.responses import Response
 
 from gateway.admin.explain import explain_email
-from gateway.checks import check_app, known_groups, warnings_in
+from gateway.checks import check_app, warnings_in
 from gateway.config import App, SameSite
 from gateway.console import rule_forms
 from gateway.console.context import Console, field_errors
@@ -87,10 +87,10 @@ async def _form(
     rt = console.rt
     idps = rt.settings.identity_providers
     kinds = rule_forms.rule_kinds()
+    groups = await rule_forms.group_choices(rt.store, [idp.id for idp in idps])
     warnings: list[str] = []
     if app is not None and not errors:
-        known = await known_groups(rt.store, [idp.id for idp in idps])
-        warnings = warnings_in(check_app(app, idps, known))
+        warnings = warnings_in(check_app(app, idps, frozenset(groups)))
     explanations = None
     who = console.request.query_params.get("who", "").strip()
     if app is not None and who:
@@ -113,7 +113,7 @@ async def _form(
         kind_of={k.kind: k for k in kinds},
         rule_lists=rule_forms.RULE_LISTS,
         request_saved=console.request.query_params.get("saved") == "1",
-        choices=await _choices(console),
+        choices=await _choices(console, groups),
         user_emails=sorted({r.email for r in await rt.registry.all()})[:WHO_CHOICES],
         who=who,
         explanations=explanations,
@@ -121,12 +121,11 @@ async def _form(
     )
 
 
-async def _choices(console: Console) -> dict[str, list[tuple[str, str]]]:
+async def _choices(console: Console, groups: list[str]) -> dict[str, list[tuple[str, str]]]:
     """What the builder offers for a field, by what the field names (`Field.names`): the
     group picker's groups, the IdPs and the service tokens, as (value, label)."""
     rt = console.rt
     idps = rt.settings.identity_providers
-    groups = await rule_forms.group_choices(rt.store, [idp.id for idp in idps])
     return {
         "group": [(name, name) for name in groups],
         "identity_provider": [(idp.id, idp.name) for idp in idps],
