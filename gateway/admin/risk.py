@@ -12,10 +12,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.admin.envelope import envelope, read_json
-from gateway.errors import ConfigError, NotFoundError
+from gateway.errors import ConfigError
 from gateway.risk.behaviors import BEHAVIORS, BehaviorSetting, parse_settings
 from gateway.risk.engine import UserRisk
 from gateway.runtime import Runtime
+from gateway.services import ADMIN_API
+from gateway.services import risk as service
 from gateway.state.registry import UserRecord
 
 
@@ -42,10 +44,11 @@ async def put_behaviors(request: Request, rt: Runtime) -> Response:
     problems = [f"{key}: unknown key" for key in body if key != "behaviors"]
     if "behaviors" not in body:
         problems.append("behaviors: is required")
-    changes, found = parse_settings(body.get("behaviors", {}))
-    if problems or found:
+    if problems:
+        _, found = parse_settings(body.get("behaviors", {}))
         raise ConfigError(problems + found)
-    return envelope(_behaviors(await rt.risk.set_behaviors(changes), described=False))
+    settings = await service.set_behaviors(rt, body["behaviors"], ADMIN_API)
+    return envelope(_behaviors(settings, described=False))
 
 
 def user_risk_json(risk: UserRisk, person: UserRecord | None, now: float) -> dict[str, Any]:
@@ -68,16 +71,6 @@ def user_risk_json(risk: UserRisk, person: UserRecord | None, now: float) -> dic
     }
 
 
-async def _known(rt: Runtime, user_id: str) -> tuple[UserRisk, UserRecord | None]:
-    """The user's risk and registry record: a user who signed in, or one with risk events
-    who never did (a deactivated user's refused sign-in, failed sign-ins); else 404."""
-    person = await rt.registry.get(user_id)
-    risk = await rt.risk.user(user_id)
-    if person is None and not risk.events:
-        raise NotFoundError(f"No user with id {user_id!r}.")
-    return risk, person
-
-
 async def summary(request: Request, rt: Runtime) -> Response:
     """Every user with risk events kept: their level now and their events."""
     now = rt.clock()
@@ -96,12 +89,11 @@ async def summary(request: Request, rt: Runtime) -> Response:
 
 
 async def get_user(request: Request, rt: Runtime) -> Response:
-    risk, person = await _known(rt, request.path_params["user_id"])
+    risk, person = await service.user(rt, request.path_params["user_id"])
     return envelope(user_risk_json(risk, person, rt.clock()))
 
 
 async def reset_user(request: Request, rt: Runtime) -> Response:
     """Back to low, events cleared; the result is the user's risk as it now is."""
-    risk, person = await _known(rt, request.path_params["user_id"])
-    risk = await rt.risk.reset(risk.user_uuid, actor="admin API")
+    risk, person = await service.reset(rt, request.path_params["user_id"], ADMIN_API)
     return envelope(user_risk_json(risk, person, rt.clock()))

@@ -40,6 +40,9 @@ class RequestFacts:
 # --- the shape of a rule's value -------------------------------------------------------------
 
 FieldFormat = Literal["text", "cidr", "levels"]
+# What a field's value names, when it is another object's name or id: the console's rule builder
+# offers the known ones as choices (gateway/console/rule_forms.py).
+FieldNames = Literal["", "group", "identity_provider", "service_token"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,7 @@ class Field:
     # levels, held as a tuple
     format: FieldFormat = "text"
     normalise: Callable[[str], str] | None = None  # applied to the text once it is read
+    names: FieldNames = ""  # the kind of object the value names, if any
 
 
 class FieldReader(Protocol):
@@ -208,7 +212,10 @@ class OktaGroupRule(Rule):
     identity_provider_id: str = ""
 
     kind = "okta"
-    fields = (Field("name"), Field("identity_provider_id", optional=True))
+    fields = (
+        Field("name", names="group"),
+        Field("identity_provider_id", optional=True, names="identity_provider"),
+    )
     summary = "in Okta group {name!r}"
 
     def matches(self, identity: Identity | None, facts: RequestFacts, anonymous: bool) -> bool:
@@ -227,7 +234,7 @@ class GroupNameRule(Rule):
     name: str
 
     kind = "group_name"
-    fields = (Field("name"),)
+    fields = (Field("name", names="group"),)
     summary = "in group {name!r}"
 
     def matches(self, identity: Identity | None, facts: RequestFacts, anonymous: bool) -> bool:
@@ -267,7 +274,7 @@ class LoginMethodRule(Rule):
     id: str
 
     kind = "login_method"
-    fields = (Field("id"),)
+    fields = (Field("id", names="identity_provider"),)
     summary = "signed in through identity provider {id!r}"
 
     def matches(self, identity: Identity | None, facts: RequestFacts, anonymous: bool) -> bool:
@@ -309,7 +316,7 @@ class ServiceTokenRule(Rule):
     token_id: str
 
     kind = "service_token"
-    fields = (Field("token_id"),)
+    fields = (Field("token_id", names="service_token"),)
     summary = "service token {token_id!r}"
 
     def matches(self, identity: Identity | None, facts: RequestFacts, anonymous: bool) -> bool:

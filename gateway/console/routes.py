@@ -17,7 +17,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import compile_path
 
-from gateway.console import identity_providers, overview, settings, signin, static
+from gateway.console import (
+    apps,
+    identity_providers,
+    logs,
+    overview,
+    risk,
+    settings,
+    signin,
+    static,
+    users,
+)
 from gateway.console.context import Console
 from gateway.runtime import Runtime
 
@@ -73,6 +83,22 @@ PAGES: list[Page[Handler]] = [
     Page("POST", "/identity-providers/{idp_id}", identity_providers.update),
     Page("POST", "/identity-providers/{idp_id}/scim-secret", identity_providers.regenerate_secret),
     Page("POST", "/identity-providers/{idp_id}/delete", identity_providers.delete),
+    Page("GET", "/apps", apps.list_page),
+    Page("GET", "/apps/new", apps.new_page),  # before "/apps/{app_id}": "new" is no app's page
+    Page("POST", "/apps/new", apps.create),
+    Page("GET", "/apps/{app_id}", apps.edit_page),
+    Page("POST", "/apps/{app_id}", apps.update),
+    Page("POST", "/apps/{app_id}/delete", apps.delete),
+    Page("GET", "/users", users.list_page),
+    Page("GET", "/users/{user_id}", users.show),
+    Page("POST", "/users/{user_id}/revoke", users.revoke),
+    Page("POST", "/users/{user_id}/reset-risk", users.reset_risk),
+    Page("GET", "/logs", logs.show),
+    Page("GET", "/risk", risk.show),
+    Page("POST", "/risk/behaviors", risk.save_behaviors),
+    Page("POST", "/risk/integrations", risk.add_integration),
+    Page("POST", "/risk/integrations/{integration_id}", risk.change_integration),
+    Page("POST", "/risk/integrations/{integration_id}/delete", risk.delete_integration),
     Page("GET", "/settings", settings.show),
     Page("POST", "/settings/keys/rotate", settings.rotate_keys),
     Page("POST", "/settings/service-tokens", settings.create_service_token),

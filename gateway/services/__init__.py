@@ -13,6 +13,7 @@ The admin API renders the outcome as Cloudflare's envelope, the console as a pag
     apps                create, replace, delete an app; revoke its sessions
     tokens              service tokens (create, delete) and the app-token signing keys (rotate)
     users               revoke a user's sessions
+    risk                risk behaviours, a user's risk reset, risk sharing with Okta (SSF)
     logs                the access, audit and provisioning logs, for reading
 """
 

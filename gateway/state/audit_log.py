@@ -27,15 +27,21 @@ LIMIT = 1000  # entries kept
 _KEY = "audit_log"
 _MAX_FIELD = 256  # characters kept of a name; the log stays small
 
-ObjectType = Literal["identity_provider", "app", "service_token", "signing_key", "user"]
+ObjectType = Literal[
+    "identity_provider", "app", "service_token", "signing_key", "user", "risk_behaviors",
+    "risk_integration",
+]  # fmt: skip
 Action = Literal[
-    "create", "update", "delete", "regenerate_scim_secret", "rotate", "revoke_sessions"
-]
+    "create", "update", "delete", "regenerate_scim_secret", "rotate", "revoke_sessions",
+    "reset_risk",
+]  # fmt: skip
 ACTIONS: tuple[Action, ...] = (
-    "create", "update", "delete", "regenerate_scim_secret", "rotate", "revoke_sessions"
+    "create", "update", "delete", "regenerate_scim_secret", "rotate", "revoke_sessions",
+    "reset_risk",
 )  # fmt: skip
 OBJECT_TYPES: tuple[ObjectType, ...] = (
-    "identity_provider", "app", "service_token", "signing_key", "user"
+    "identity_provider", "app", "service_token", "signing_key", "user", "risk_behaviors",
+    "risk_integration",
 )  # fmt: skip
 
 
