@@ -18,6 +18,7 @@ from gateway.console.routes import PAGES
 from gateway.console.security import CONTENT_SECURITY_POLICY, csrf_token
 from gateway.console.signin import console_path
 from gateway.errors import ConfigError
+from gateway.identity import user_uuid_for
 from gateway.state.sessions import CookieSigner
 from gateway.state.store import Store
 
@@ -54,6 +55,23 @@ async def test_a_policy_member_signs_in_to_the_console(
     for item in ("Overview", "Login methods", "Applications", "Users", "Logs", "Risk", "Settings"):
         assert f">{item}</a>" in page.text
     assert "alice@example.com" in page.text
+
+
+async def test_an_admin_whom_scim_deactivated_cannot_sign_in_to_the_console(
+    gateway: Gateway, client: httpx.AsyncClient, okta: FakeOkta
+) -> None:
+    """The console's sign-in refuses a deactivated person as an app's does, and it counts."""
+    assert gateway.runtime is not None
+    facts = {"id": "scim-1", "userName": "alice@example.com", "active": False}
+    await gateway.runtime.registry.provisioned("okta-test", facts)
+    to_okta = await client.get("/console/login?idp=okta-test&next=/console/")
+    refused = await client.get(okta.authorize(to_okta.headers["location"], "00ualice"))
+    assert refused.status_code == 403
+    assert "deactivated" in refused.text
+    assert "CF_Authorization" not in refused.headers.get("set-cookie", "")
+    assert (await client.get("/console/")).status_code == 401
+    alice = user_uuid_for("okta-test", "00ualice")
+    assert await gateway.runtime.risk.level(alice) == "high"
 
 
 async def test_bob_gets_403_on_every_console_url(client: httpx.AsyncClient, okta: FakeOkta) -> None:

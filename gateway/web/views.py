@@ -342,13 +342,14 @@ async def callback(request: Request) -> Response:
         # The IdP test stops here, before any session or cookie exists (SPEC 4 "Test page").
         return await _test_result(rt, testpage.success_page(rt, idp, outcome))
     identity = outcome.identity
-    if state.purpose == "console":
-        return await _console_sign_in(rt, request, identity, state.redirect_url)
-    app = rt.app_by_id(state.app_id)
-    if app is None:
+    console = state.purpose == "console"
+    app = None if console else rt.app_by_id(state.app_id)
+    if app is None and not console:
         raise SignInError("The application of this sign-in no longer exists.", step="state")
-    if await rt.registry.deactivated(identity):
-        await _refuse_deactivated(rt, identity, app)
+    if await rt.registry.deactivated(identity):  # the console included
+        await _refuse_deactivated(rt, identity, app.id if app else "console")
+    if app is None:
+        return await _console_sign_in(rt, request, identity, state.redirect_url)
     facts = _facts(rt, request)
     duration = rt.settings.gateway.session_duration
     if state.app_host == rt.team_host:
@@ -385,6 +386,7 @@ async def _console_sign_in(
     the console page, which decides whether this identity may use it. The console's decision
     goes to the access log as an app decision does, under the app name "console"."""
     await rt.registry.record_sign_in(identity)
+    await rt.risk.signed_in(identity)  # its network counts as an app sign-in's does
     session, cookie_value = await rt.sessions.create(
         identity, kind="global", duration=rt.settings.gateway.session_duration
     )
@@ -408,7 +410,7 @@ async def _console_sign_in(
     return response
 
 
-async def _refuse_deactivated(rt: Runtime, identity: Identity, app: App) -> NoReturn:
+async def _refuse_deactivated(rt: Runtime, identity: Identity, app_id: str) -> NoReturn:
     """A person SCIM deactivated proved who they are at the IdP: no session, and it counts
     (`scim_deprovisioned_sign_in`, `failed_sign_ins`)."""
     error = SignInError(
@@ -421,7 +423,7 @@ async def _refuse_deactivated(rt: Runtime, identity: Identity, app: App) -> NoRe
         "sign_in",
         "failure",
         reference=REQUEST_ID.get(),
-        app=app.id,
+        app=app_id,
         email=identity.email,
         user_uuid=identity.user_uuid,
         identity_provider_id=identity.idp_id,
