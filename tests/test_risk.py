@@ -13,7 +13,7 @@ from clock import FakeClock
 from gateway.identity import Identity, user_uuid_for
 from gateway.risk.behaviors import DEFAULTS, BehaviorSetting
 from gateway.risk.changes import LevelChange
-from gateway.risk.engine import RiskEngine, network_of
+from gateway.risk.engine import EVENTS_KEPT, RiskEngine, network_of
 from gateway.risk.levels import WINDOW
 from gateway.state.registry import Registry
 from gateway.state.sessions import CookieSigner, SessionManager
@@ -124,6 +124,17 @@ async def test_a_deactivated_users_sign_in_is_high_at_once(world: World) -> None
     assert world.listener.changes == [
         change("low", "high", "policy", "scim_deprovisioned_sign_in", world.clock())
     ]
+
+
+async def test_a_flood_of_lesser_events_does_not_push_a_high_one_out(world: World) -> None:
+    """The record keeps its newest events, but never drops the one that holds the level: a
+    user at high cannot get back to medium by being denied a thousand times."""
+    await world.engine.deactivated_sign_in(ALICE)
+    await deny(world, 10 * (EVENTS_KEPT + 1))  # more medium events than the record keeps
+    assert await world.engine.level(USER) == "high"
+    session, _ = await world.sessions.create(ALICE, kind="global", duration=DAYS)
+    assert session.risk.level_at(world.clock()) == "high"
+    assert len((await world.engine.user(USER)).events) <= EVENTS_KEPT + 1
 
 
 async def test_a_new_network_counts_when_enabled_but_never_the_first_sign_in(

@@ -49,7 +49,7 @@ _HITS_KEY = "risk:hits:"
 _NETWORKS_KEY = "risk:networks:"
 _BEHAVIORS_KEY = "risk:behaviors"
 _FOREVER = 10 * 365 * 86400.0  # index sets take a TTL; the summary's lives until deleted
-EVENTS_KEPT = 100  # per user, newest kept; the level needs only those of the last 24 hours
+EVENTS_KEPT = 100  # per user, newest kept (and the ones the level needs: `_trimmed`)
 EVENT_RETENTION = 7 * 86400.0  # seconds an event stays in the user's history
 NETWORK_MEMORY = 30 * 86400.0  # a network not seen for this long is new again
 DECAY = "decay"  # the reason of a change made by events growing old
@@ -128,6 +128,18 @@ class UserRisk:
             data["reset_at"],
             data["announced"],
         )
+
+
+def _trimmed(events: tuple[RiskEvent, ...]) -> tuple[RiskEvent, ...]:
+    """The newest `EVENTS_KEPT` events, and the newest high and medium events beyond them
+    when those kept have none: the level stays what all of them make it, so a flood of lesser
+    events cannot push out the one that holds a user at high."""
+    kept = events[:EVENTS_KEPT]
+    for level in ("high", "medium"):
+        if all(e.risk_level != level for e in kept):
+            older = next((e for e in events[EVENTS_KEPT:] if e.risk_level == level), None)
+            kept += (older,) if older is not None else ()
+    return kept
 
 
 def network_of(ip: str) -> str:
@@ -257,7 +269,7 @@ class RiskEngine:
                 current,
                 email=email or current.email,
                 idp_id=idp_id or current.idp_id,
-                events=events[:EVENTS_KEPT],
+                events=_trimmed(events),
             )
 
         await self._change(user_uuid, add, "policy", behavior)
