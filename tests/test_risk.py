@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import cast
 
 import pytest
 from clock import FakeClock
 
+from gateway.errors import StoreUnavailableError
 from gateway.identity import Identity, user_uuid_for
 from gateway.risk.behaviors import DEFAULTS, BehaviorSetting
 from gateway.risk.changes import LevelChange
@@ -279,6 +281,40 @@ async def test_every_session_of_the_user_carries_the_level_as_it_changes(world: 
     for session_id in (first.id, later.id):
         loaded = await world.sessions.by_id(session_id)
         assert loaded is not None and not loaded.risk
+
+
+class _IndexDown:
+    """A store whose session indexes do not answer while `down` (the rest does)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.down = False
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+    async def set_members(self, key: str) -> set[str]:
+        if self.down:
+            raise StoreUnavailableError("the index did not answer")
+        return await self.store.set_members(key)
+
+
+async def test_sessions_catch_up_with_a_level_the_store_failed_to_write_into_them(
+    store: Store, clock: FakeClock
+) -> None:
+    """The record moved to medium but the store failed before the user's sessions were told:
+    the next time the engine touches the user, the sessions get the level (else they would
+    stay at low, and a `user_risk_score` rule let the user in, until the level moved again)."""
+    flaky = _IndexDown(store)
+    world = build(store, clock)
+    world.sessions.store = cast(Store, flaky)
+    session, _ = await world.sessions.create(ALICE, kind="global", duration=DAYS)
+    flaky.down = True
+    await deny(world, 10)  # the tenth makes a medium event; writing it into sessions fails
+    flaky.down = False
+    assert await world.engine.level(USER) == "medium"
+    loaded = await world.sessions.by_id(session.id)
+    assert loaded is not None and loaded.risk.level_at(world.clock()) == "medium"
 
 
 async def test_writing_app_tokens_back_keeps_the_level(world: World) -> None:

@@ -13,7 +13,8 @@ proxy records it, a failed sign-in where the sign-in fails it, a new network or 
 user at sign-in. Records change by compare-and-set, so two instances never lose an event.
 
 When an event moves the user's schedule (`levels.py`), the engine writes it into each of the
-user's session records, which is where the proxy's `user_risk_score` rules read the level. When
+user's session records, which is where the proxy's `user_risk_score` rules read the level (if
+the store fails half-way, the record says so and the next change or read writes them again). When
 the level itself moves (up by a behaviour, down by a reset), every listener hears it before the
 call returns. A level that falls because its events grew older than 24 hours needs nobody to
 act for the sessions (the schedule says when); listeners hear of it lazily, the next time the
@@ -91,6 +92,9 @@ class UserRisk:
     events: tuple[RiskEvent, ...] = ()
     reset_at: float = 0.0
     announced: RiskLevel = "low"
+    # The schedule moved and the user's sessions may not have it yet (the store failed while
+    # writing them): the next change or read writes it into them again.
+    sessions_behind: bool = False
 
     def schedule(self) -> RiskSchedule:
         return schedule_of(((e.risk_level, e.at) for e in self.events), self.reset_at)
@@ -112,6 +116,7 @@ class UserRisk:
                 "events": [e.to_record() for e in self.events],
                 "reset_at": self.reset_at,
                 "announced": self.announced,
+                "sessions_behind": self.sessions_behind,
             },
             separators=(",", ":"),
         ).encode()
@@ -127,6 +132,7 @@ class UserRisk:
             tuple(RiskEvent.from_record(e) for e in data["events"]),
             data["reset_at"],
             data["announced"],
+            data.get("sessions_behind", False),
         )
 
 
@@ -210,7 +216,11 @@ class RiskEngine:
         try:
             await self._occurred("repeated_denials", user_uuid, email, "", {"app": app_id})
         except StoreUnavailableError as exc:
-            log.warning("risk: a denial of %s was not counted: %s", user_uuid, exc)
+            log.warning(
+                "risk: a denial of %s was not counted (or not yet in their sessions): %s",
+                user_uuid,
+                exc,
+            )
 
     async def sign_in_failed(self, user_uuid: str, email: str, idp_id: str, step: str) -> None:
         """A sign-in failed after the IdP proved who the user is (`failed_sign_ins`); the
@@ -218,7 +228,11 @@ class RiskEngine:
         try:
             await self._occurred("failed_sign_ins", user_uuid, email, idp_id, {"step": step})
         except StoreUnavailableError as exc:
-            log.warning("risk: a failed sign-in of %s was not counted: %s", user_uuid, exc)
+            log.warning(
+                "risk: a failed sign-in of %s was not counted (or not yet in their sessions): %s",
+                user_uuid,
+                exc,
+            )
 
     async def deactivated_sign_in(self, identity: Identity) -> None:
         """A user whom SCIM deactivated tried to sign in (`scim_deprovisioned_sign_in`); it
@@ -348,16 +362,18 @@ class RiskEngine:
         entity: Entity,
         reason: str,
     ) -> UserRisk:
-        """Apply `change` by compare-and-set; write a moved schedule into the user's sessions;
-        tell every listener when the level moved from the one last announced."""
+        """Apply `change` by compare-and-set; write a moved schedule into the user's sessions
+        (again, if an earlier write of it failed: `sessions_behind`); tell every listener when
+        the level moved from the one last announced."""
         key = _USER_KEY + user_uuid
         while True:
             current, raw = await self._read(user_uuid)
             now = self.clock()
             changed = change(current)
             level = changed.level_at(now)
-            new = dataclasses.replace(changed, announced=level)
-            if new == current:
+            behind = current.sessions_behind or changed.schedule() != current.schedule()
+            new = dataclasses.replace(changed, announced=level, sessions_behind=behind)
+            if new == current and not behind:
                 return current
             if raw is None and not new.events and level == "low":
                 return current  # nothing to keep (a reset or read of a user without events)
@@ -370,11 +386,16 @@ class RiskEngine:
                         name=new.name or person.name,
                         idp_id=new.idp_id or person.idp_id,
                     )
-            if await self.store.compare_and_set(key, raw, new.to_bytes()):
+            written = new.to_bytes()
+            if await self.store.compare_and_set(key, raw, written):
                 break
         await self.store.add_to_set(_USERS_KEY, user_uuid, ttl=_FOREVER)
-        if new.schedule() != current.schedule():
+        if behind:
             await self.sessions.set_risk(user_uuid, new.schedule())
+            new = dataclasses.replace(new, sessions_behind=False)
+            # Only if nobody changed the record meanwhile: a change that did saw the flag set,
+            # and wrote its own schedule into the sessions.
+            await self.store.compare_and_set(key, written, new.to_bytes())
         if level != current.announced:
             await self._announce(
                 LevelChange(
