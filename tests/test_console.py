@@ -239,3 +239,7 @@ async def test_a_console_policy_judges_the_admins_risk_level(
         refused = await client.get("/console/settings")
         assert refused.status_code == 403
         assert "may not use the gateway console" in refused.text
+        # signing in again is refused too, and the access log says so
+        assert (await console_sign_in(client, okta, "00ualice")).status_code == 403
+        latest = (await app.runtime.access_log.entries(1))[0]
+        assert (latest["app"], latest["decision"]) == ("console", "deny")
