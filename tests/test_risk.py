@@ -5,7 +5,7 @@ carry the level so the proxy reads it with the session (in the memory store and 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import cast
 
 import pytest
@@ -16,7 +16,7 @@ from gateway.identity import Identity, user_uuid_for
 from gateway.risk.behaviors import DEFAULTS, BehaviorSetting
 from gateway.risk.changes import LevelChange
 from gateway.risk.engine import EVENTS_KEPT, RiskEngine, network_of
-from gateway.risk.levels import WINDOW
+from gateway.risk.levels import WINDOW, RiskSchedule
 from gateway.state.registry import Registry
 from gateway.state.sessions import CookieSigner, SessionManager
 from gateway.state.store import Store
@@ -315,6 +315,42 @@ async def test_sessions_catch_up_with_a_level_the_store_failed_to_write_into_the
     assert await world.engine.level(USER) == "medium"
     loaded = await world.sessions.by_id(session.id)
     assert loaded is not None and loaded.risk.level_at(world.clock()) == "medium"
+
+
+class _LateSessions(SessionManager):
+    """Sessions whose first `set_risk` waits until `meanwhile` (another instance's change)
+    has run to its end."""
+
+    meanwhile: Callable[[], Awaitable[object]] | None = None
+
+    async def set_risk(self, user_uuid: str, schedule: RiskSchedule) -> None:
+        if self.meanwhile is not None:
+            meanwhile, self.meanwhile = self.meanwhile, None
+            await meanwhile()
+        await super().set_risk(user_uuid, schedule)
+
+
+async def test_a_late_write_of_an_older_level_does_not_undo_a_newer_one(
+    store: Store, clock: FakeClock
+) -> None:
+    """A reset and an event on two instances at once: the reset's write into the sessions
+    arrives last, but the event came after it (the record says high), so they stay high."""
+    world = build(store, clock)
+    sessions = _LateSessions(store, CookieSigner(("k" * 32,), "gateway.session"), clock)
+    sessions.risk = world.engine
+    world.engine.sessions = sessions
+    await deny(world, 10)
+    session, _ = await sessions.create(ALICE, kind="global", duration=DAYS)
+
+    async def event_after_the_reset() -> None:
+        clock.advance(1)
+        await world.engine.deactivated_sign_in(ALICE)
+
+    sessions.meanwhile = event_after_the_reset
+    await world.engine.reset(USER, "test")
+    assert await world.engine.level(USER) == "high"
+    loaded = await sessions.by_id(session.id)
+    assert loaded is not None and loaded.risk.level_at(world.clock()) == "high"
 
 
 async def test_writing_app_tokens_back_keeps_the_level(world: World) -> None:

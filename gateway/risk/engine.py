@@ -92,12 +92,14 @@ class UserRisk:
     events: tuple[RiskEvent, ...] = ()
     reset_at: float = 0.0
     announced: RiskLevel = "low"
+    version: int = 0  # how many times the schedule moved (`RiskSchedule.version`)
     # The schedule moved and the user's sessions may not have it yet (the store failed while
     # writing them): the next change or read writes it into them again.
     sessions_behind: bool = False
 
     def schedule(self) -> RiskSchedule:
-        return schedule_of(((e.risk_level, e.at) for e in self.events), self.reset_at)
+        found = schedule_of(((e.risk_level, e.at) for e in self.events), self.reset_at)
+        return dataclasses.replace(found, version=self.version)
 
     def level_at(self, now: float) -> RiskLevel:
         return self.schedule().level_at(now)
@@ -117,6 +119,7 @@ class UserRisk:
                 "reset_at": self.reset_at,
                 "announced": self.announced,
                 "sessions_behind": self.sessions_behind,
+                "version": self.version,
             },
             separators=(",", ":"),
         ).encode()
@@ -132,7 +135,8 @@ class UserRisk:
             tuple(RiskEvent.from_record(e) for e in data["events"]),
             data["reset_at"],
             data["announced"],
-            data.get("sessions_behind", False),
+            version=data.get("version", 0),
+            sessions_behind=data.get("sessions_behind", False),
         )
 
 
@@ -370,8 +374,11 @@ class RiskEngine:
             current, raw = await self._read(user_uuid)
             now = self.clock()
             changed = change(current)
+            moved = changed.schedule() != current.schedule()
+            if moved:
+                changed = dataclasses.replace(changed, version=current.version + 1)
             level = changed.level_at(now)
-            behind = current.sessions_behind or changed.schedule() != current.schedule()
+            behind = current.sessions_behind or moved
             new = dataclasses.replace(changed, announced=level, sessions_behind=behind)
             if new == current and not behind:
                 return current
