@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 import pytest_asyncio
-from console_harness import console_doc, console_sign_in, post_form
+from console_harness import ADMINS, console_doc, console_sign_in, post_form
 from fake_okta import BASE, CLIENT_ID, CLIENT_SECRET, FakeOkta
 from harness import COOKIE_SECRET, EchoUpstream, browser, running
 
@@ -220,3 +220,26 @@ def test_a_sign_in_returns_only_to_a_console_page() -> None:
     for elsewhere in ("/api/users", "//evil.example/console/", "/console/../api", None, ""):
         assert console_path(elsewhere) == "/console/"
     assert console_path("/console/\\evil") == "/console/"
+
+
+async def test_a_console_policy_judges_the_admins_risk_level(
+    store: Store, upstream: EchoUpstream, okta: FakeOkta
+) -> None:
+    """A `user_risk_score` rule of `[console.policy]` sees the admin's level now, as an app's
+    policy does: an admin whose risk turned high is refused on their next console request."""
+    policy = {**ADMINS, "require": [{"user_risk_score": {"user_risk_score": ["low"]}}]}
+    settings = parse_settings(console_doc(upstream.url, policy=policy))
+    async with running(create_app(settings, store=store)) as app, browser(app) as client:
+        assert app.runtime is not None
+        assert (await console_sign_in(client, okta, "00ualice")).status_code == 200
+        alice = user_uuid_for("okta-test", "00ualice")
+        for _ in range(10):
+            await app.runtime.risk.sign_in_failed(alice, "alice@example.com", "okta-test", "x")
+        assert await app.runtime.risk.level(alice) != "low"
+        refused = await client.get("/console/settings")
+        assert refused.status_code == 403
+        assert "may not use the gateway console" in refused.text
+        # signing in again is refused too, and the access log says so
+        assert (await console_sign_in(client, okta, "00ualice")).status_code == 403
+        latest = (await app.runtime.access_log.entries(1))[0]
+        assert (latest["app"], latest["decision"]) == ("console", "deny")

@@ -97,6 +97,21 @@ async def test_a_link_is_refused_from_another_origin_and_unknown_tokens_fail(
         assert (await post_form(client, "/console/link", {"token": token}, csrf=None)).is_redirect
 
 
+async def test_an_oversized_link_form_is_refused_unread(
+    gateway: Gateway, store: Store, clock: FakeClock
+) -> None:
+    """`POST /console/link` is public: its body is bounded like every other form's (413), not
+    read whole into memory, and a refused one does not spend the link."""
+    token = await link.issue(store, clock)
+    async with browser(gateway) as client:
+        huge = await post_form(
+            client, "/console/link", {"token": token, "pad": "x" * 2**20}, csrf=None
+        )
+        assert huge.status_code == 413
+        assert (await client.get("/console/")).status_code == 401
+        assert (await post_form(client, "/console/link", {"token": token}, csrf=None)).is_redirect
+
+
 async def test_a_link_session_opens_no_app_and_is_named_console_link_in_the_audit_log(
     gateway: Gateway, store: Store, clock: FakeClock
 ) -> None:

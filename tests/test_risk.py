@@ -5,16 +5,18 @@ carry the level so the proxy reads it with the session (in the memory store and 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import cast
 
 import pytest
 from clock import FakeClock
 
+from gateway.errors import StoreUnavailableError
 from gateway.identity import Identity, user_uuid_for
 from gateway.risk.behaviors import DEFAULTS, BehaviorSetting
 from gateway.risk.changes import LevelChange
-from gateway.risk.engine import RiskEngine, network_of
-from gateway.risk.levels import WINDOW
+from gateway.risk.engine import EVENTS_KEPT, RiskEngine, network_of
+from gateway.risk.levels import WINDOW, RiskSchedule
 from gateway.state.registry import Registry
 from gateway.state.sessions import CookieSigner, SessionManager
 from gateway.state.store import Store
@@ -124,6 +126,17 @@ async def test_a_deactivated_users_sign_in_is_high_at_once(world: World) -> None
     assert world.listener.changes == [
         change("low", "high", "policy", "scim_deprovisioned_sign_in", world.clock())
     ]
+
+
+async def test_a_flood_of_lesser_events_does_not_push_a_high_one_out(world: World) -> None:
+    """The record keeps its newest events, but never drops the one that holds the level: a
+    user at high cannot get back to medium by being denied a thousand times."""
+    await world.engine.deactivated_sign_in(ALICE)
+    await deny(world, 10 * (EVENTS_KEPT + 1))  # more medium events than the record keeps
+    assert await world.engine.level(USER) == "high"
+    session, _ = await world.sessions.create(ALICE, kind="global", duration=DAYS)
+    assert session.risk.level_at(world.clock()) == "high"
+    assert len((await world.engine.user(USER)).events) <= EVENTS_KEPT + 1
 
 
 async def test_a_new_network_counts_when_enabled_but_never_the_first_sign_in(
@@ -268,6 +281,76 @@ async def test_every_session_of_the_user_carries_the_level_as_it_changes(world: 
     for session_id in (first.id, later.id):
         loaded = await world.sessions.by_id(session_id)
         assert loaded is not None and not loaded.risk
+
+
+class _IndexDown:
+    """A store whose session indexes do not answer while `down` (the rest does)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.down = False
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+    async def set_members(self, key: str) -> set[str]:
+        if self.down:
+            raise StoreUnavailableError("the index did not answer")
+        return await self.store.set_members(key)
+
+
+async def test_sessions_catch_up_with_a_level_the_store_failed_to_write_into_them(
+    store: Store, clock: FakeClock
+) -> None:
+    """The record moved to medium but the store failed before the user's sessions were told:
+    the next time the engine touches the user, the sessions get the level (else they would
+    stay at low, and a `user_risk_score` rule let the user in, until the level moved again)."""
+    flaky = _IndexDown(store)
+    world = build(store, clock)
+    world.sessions.store = cast(Store, flaky)
+    session, _ = await world.sessions.create(ALICE, kind="global", duration=DAYS)
+    flaky.down = True
+    await deny(world, 10)  # the tenth makes a medium event; writing it into sessions fails
+    flaky.down = False
+    assert await world.engine.level(USER) == "medium"
+    loaded = await world.sessions.by_id(session.id)
+    assert loaded is not None and loaded.risk.level_at(world.clock()) == "medium"
+
+
+class _LateSessions(SessionManager):
+    """Sessions whose first `set_risk` waits until `meanwhile` (another instance's change)
+    has run to its end."""
+
+    meanwhile: Callable[[], Awaitable[object]] | None = None
+
+    async def set_risk(self, user_uuid: str, schedule: RiskSchedule) -> None:
+        if self.meanwhile is not None:
+            meanwhile, self.meanwhile = self.meanwhile, None
+            await meanwhile()
+        await super().set_risk(user_uuid, schedule)
+
+
+async def test_a_late_write_of_an_older_level_does_not_undo_a_newer_one(
+    store: Store, clock: FakeClock
+) -> None:
+    """A reset and an event on two instances at once: the reset's write into the sessions
+    arrives last, but the event came after it (the record says high), so they stay high."""
+    world = build(store, clock)
+    sessions = _LateSessions(store, CookieSigner(("k" * 32,), "gateway.session"), clock)
+    sessions.risk = world.engine
+    world.engine.sessions = sessions
+    await deny(world, 10)
+    session, _ = await sessions.create(ALICE, kind="global", duration=DAYS)
+
+    async def event_after_the_reset() -> None:
+        clock.advance(1)
+        await world.engine.deactivated_sign_in(ALICE)
+
+    sessions.meanwhile = event_after_the_reset
+    await world.engine.reset(USER, "test")
+    assert await world.engine.level(USER) == "high"
+    loaded = await sessions.by_id(session.id)
+    assert loaded is not None and loaded.risk.level_at(world.clock()) == "high"
 
 
 async def test_writing_app_tokens_back_keeps_the_level(world: World) -> None:

@@ -4,14 +4,15 @@ with its bad inputs."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest_asyncio
 from admin_harness import admin_client, assert_failure, with_admin_token
 from fake_okta import FakeOkta
-from harness import IDP_ID, TEAM, EchoUpstream, running, settings_doc, sign_in
+from harness import IDP_ID, TEAM, EchoUpstream, browser, running, settings_doc, sign_in
 
 from gateway.app import Gateway, create_app
 from gateway.config import app_aud, parse_settings
@@ -254,3 +255,39 @@ async def test_a_user_who_signed_in_has_a_low_level_and_no_events(
     user = await result(await api.get(f"{RISK}/{ALICE}"))
     assert (user["risk_level"], user["events"], user["last_reset_time"]) == ("low", [], None)
     assert (await result(await api.post(f"{RISK}/{ALICE}/reset")))["risk_level"] == "low"
+
+
+class _Counting:
+    """The store, counting the calls made to it (each is one round trip to Redis)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self.store, name)
+        if not inspect.iscoroutinefunction(attribute):
+            return attribute
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append(name)
+            return await attribute(*args, **kwargs)
+
+        return counted
+
+
+async def test_an_allowed_request_judged_on_risk_costs_one_store_call(
+    store: Store, upstream: EchoUpstream, okta: FakeOkta
+) -> None:
+    """The hot path's budget: the level comes with the session record, and nothing is counted
+    for an allowed request (brief: at most one Redis round trip per request)."""
+    counting = _Counting(store)
+    settings = parse_settings(risk_doc(upstream.url))
+    async with running(create_app(settings, store=cast(Store, counting))) as app:
+        async with browser(app) as client:
+            assert (await sign_in(client, okta, "00ualice", "/docs")).status_code == 302
+            assert (await client.get("/docs")).status_code == 200  # mints the app token
+            counting.calls.clear()
+            for _ in range(3):
+                assert (await client.get("/docs")).status_code == 200
+            assert counting.calls == ["get"] * 3

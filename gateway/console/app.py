@@ -100,7 +100,8 @@ class ConsoleApp:
     def _admitted(self, rt: Runtime, request: Request, session: Session) -> bool:
         identity = session.identity
         facts = RequestFacts(
-            client_ip=client_info(request.scope, rt.settings.gateway.trusted_proxies).address
+            client_ip=client_info(request.scope, rt.settings.gateway.trusted_proxies).address,
+            risk_level=session.risk.level_at(rt.clock()),  # SPEC 8, as the proxy judges it
         )
         return access.admits(rt.settings, identity, facts, rt.accepts_sign_in(identity))
 

@@ -20,6 +20,7 @@ from gateway.console import security
 from gateway.errors import ConfigError, GatewayError
 from gateway.runtime import Runtime
 from gateway.state.sessions import Session
+from gateway.web import bodies
 
 MAX_FORM_BYTES = 64 * 1024
 
@@ -53,11 +54,9 @@ class Console:
     async def read_form(self) -> dict[str, str]:
         """The POSTed form's fields (the first value of each), read and kept once."""
         if self._form is None:
-            body = b""
-            async for chunk in self.request.stream():
-                body += chunk
-                if len(body) > MAX_FORM_BYTES:
-                    raise GatewayError("The form is too large.", status=413)
+            body = await bodies.read_bounded(self.request, MAX_FORM_BYTES)
+            if body is None:
+                raise GatewayError("The form is too large.", status=413)
             text = body.decode("utf-8", errors="replace")
             self._form = {}
             for key, value in parse_qsl(text, keep_blank_values=True):

@@ -24,6 +24,7 @@ from gateway.console import access, link, security
 from gateway.errors import GatewayError, NotFoundError
 from gateway.identity import Identity, user_uuid_for
 from gateway.runtime import Runtime
+from gateway.web import bodies
 from gateway.web.clientinfo import client_info
 from gateway.web.cookies import (
     LOGIN_BINDING_COOKIE,
@@ -36,6 +37,7 @@ log = logging.getLogger("gateway.console")
 
 HOME = "/console/"
 LINK_SESSION_DURATION = 3600.0  # a break-glass session lasts at most an hour
+MAX_LINK_FORM_BYTES = 1024  # the link page's form: one token
 
 
 def console_path(path: str | None) -> str:
@@ -99,8 +101,10 @@ async def redeem_link(request: Request, rt: Runtime) -> Response:
         request.headers.get("referer"),
     ):
         raise GatewayError("This form was sent from another site.", error="forbidden", status=403)
-    body = (await request.body())[:1024].decode("utf-8", errors="replace")
-    token = dict(parse_qsl(body)).get("token", "")
+    body = await bodies.read_bounded(request, MAX_LINK_FORM_BYTES)
+    if body is None:
+        raise GatewayError("The form is too large.", status=413)
+    token = dict(parse_qsl(body.decode("utf-8", errors="replace"))).get("token", "")
     if not await link.redeem(rt.store, rt.clock, token):
         raise GatewayError(
             "This console link has expired or was already used. "

@@ -13,7 +13,8 @@ proxy records it, a failed sign-in where the sign-in fails it, a new network or 
 user at sign-in. Records change by compare-and-set, so two instances never lose an event.
 
 When an event moves the user's schedule (`levels.py`), the engine writes it into each of the
-user's session records, which is where the proxy's `user_risk_score` rules read the level. When
+user's session records, which is where the proxy's `user_risk_score` rules read the level (if
+the store fails half-way, the record says so and the next change or read writes them again). When
 the level itself moves (up by a behaviour, down by a reset), every listener hears it before the
 call returns. A level that falls because its events grew older than 24 hours needs nobody to
 act for the sessions (the schedule says when); listeners hear of it lazily, the next time the
@@ -49,7 +50,7 @@ _HITS_KEY = "risk:hits:"
 _NETWORKS_KEY = "risk:networks:"
 _BEHAVIORS_KEY = "risk:behaviors"
 _FOREVER = 10 * 365 * 86400.0  # index sets take a TTL; the summary's lives until deleted
-EVENTS_KEPT = 100  # per user, newest kept; the level needs only those of the last 24 hours
+EVENTS_KEPT = 100  # per user, newest kept (and the ones the level needs: `_trimmed`)
 EVENT_RETENTION = 7 * 86400.0  # seconds an event stays in the user's history
 NETWORK_MEMORY = 30 * 86400.0  # a network not seen for this long is new again
 DECAY = "decay"  # the reason of a change made by events growing old
@@ -91,9 +92,14 @@ class UserRisk:
     events: tuple[RiskEvent, ...] = ()
     reset_at: float = 0.0
     announced: RiskLevel = "low"
+    version: int = 0  # how many times the schedule moved (`RiskSchedule.version`)
+    # The schedule moved and the user's sessions may not have it yet (the store failed while
+    # writing them): the next change or read writes it into them again.
+    sessions_behind: bool = False
 
     def schedule(self) -> RiskSchedule:
-        return schedule_of(((e.risk_level, e.at) for e in self.events), self.reset_at)
+        found = schedule_of(((e.risk_level, e.at) for e in self.events), self.reset_at)
+        return dataclasses.replace(found, version=self.version)
 
     def level_at(self, now: float) -> RiskLevel:
         return self.schedule().level_at(now)
@@ -112,6 +118,8 @@ class UserRisk:
                 "events": [e.to_record() for e in self.events],
                 "reset_at": self.reset_at,
                 "announced": self.announced,
+                "sessions_behind": self.sessions_behind,
+                "version": self.version,
             },
             separators=(",", ":"),
         ).encode()
@@ -127,7 +135,21 @@ class UserRisk:
             tuple(RiskEvent.from_record(e) for e in data["events"]),
             data["reset_at"],
             data["announced"],
+            version=data.get("version", 0),
+            sessions_behind=data.get("sessions_behind", False),
         )
+
+
+def _trimmed(events: tuple[RiskEvent, ...]) -> tuple[RiskEvent, ...]:
+    """The newest `EVENTS_KEPT` events, and the newest high and medium events beyond them
+    when those kept have none: the level stays what all of them make it, so a flood of lesser
+    events cannot push out the one that holds a user at high."""
+    kept = events[:EVENTS_KEPT]
+    for level in ("high", "medium"):
+        if all(e.risk_level != level for e in kept):
+            older = next((e for e in events[EVENTS_KEPT:] if e.risk_level == level), None)
+            kept += (older,) if older is not None else ()
+    return kept
 
 
 def network_of(ip: str) -> str:
@@ -198,7 +220,11 @@ class RiskEngine:
         try:
             await self._occurred("repeated_denials", user_uuid, email, "", {"app": app_id})
         except StoreUnavailableError as exc:
-            log.warning("risk: a denial of %s was not counted: %s", user_uuid, exc)
+            log.warning(
+                "risk: a denial of %s was not counted (or not yet in their sessions): %s",
+                user_uuid,
+                exc,
+            )
 
     async def sign_in_failed(self, user_uuid: str, email: str, idp_id: str, step: str) -> None:
         """A sign-in failed after the IdP proved who the user is (`failed_sign_ins`); the
@@ -206,7 +232,11 @@ class RiskEngine:
         try:
             await self._occurred("failed_sign_ins", user_uuid, email, idp_id, {"step": step})
         except StoreUnavailableError as exc:
-            log.warning("risk: a failed sign-in of %s was not counted: %s", user_uuid, exc)
+            log.warning(
+                "risk: a failed sign-in of %s was not counted (or not yet in their sessions): %s",
+                user_uuid,
+                exc,
+            )
 
     async def deactivated_sign_in(self, identity: Identity) -> None:
         """A user whom SCIM deactivated tried to sign in (`scim_deprovisioned_sign_in`); it
@@ -257,7 +287,7 @@ class RiskEngine:
                 current,
                 email=email or current.email,
                 idp_id=idp_id or current.idp_id,
-                events=events[:EVENTS_KEPT],
+                events=_trimmed(events),
             )
 
         await self._change(user_uuid, add, "policy", behavior)
@@ -336,16 +366,21 @@ class RiskEngine:
         entity: Entity,
         reason: str,
     ) -> UserRisk:
-        """Apply `change` by compare-and-set; write a moved schedule into the user's sessions;
-        tell every listener when the level moved from the one last announced."""
+        """Apply `change` by compare-and-set; write a moved schedule into the user's sessions
+        (again, if an earlier write of it failed: `sessions_behind`); tell every listener when
+        the level moved from the one last announced."""
         key = _USER_KEY + user_uuid
         while True:
             current, raw = await self._read(user_uuid)
             now = self.clock()
             changed = change(current)
+            moved = changed.schedule() != current.schedule()
+            if moved:
+                changed = dataclasses.replace(changed, version=current.version + 1)
             level = changed.level_at(now)
-            new = dataclasses.replace(changed, announced=level)
-            if new == current:
+            behind = current.sessions_behind or moved
+            new = dataclasses.replace(changed, announced=level, sessions_behind=behind)
+            if new == current and not behind:
                 return current
             if raw is None and not new.events and level == "low":
                 return current  # nothing to keep (a reset or read of a user without events)
@@ -358,11 +393,16 @@ class RiskEngine:
                         name=new.name or person.name,
                         idp_id=new.idp_id or person.idp_id,
                     )
-            if await self.store.compare_and_set(key, raw, new.to_bytes()):
+            written = new.to_bytes()
+            if await self.store.compare_and_set(key, raw, written):
                 break
         await self.store.add_to_set(_USERS_KEY, user_uuid, ttl=_FOREVER)
-        if new.schedule() != current.schedule():
+        if behind:
             await self.sessions.set_risk(user_uuid, new.schedule())
+            new = dataclasses.replace(new, sessions_behind=False)
+            # Only if nobody changed the record meanwhile: a change that did saw the flag set,
+            # and wrote its own schedule into the sessions.
+            await self.store.compare_and_set(key, written, new.to_bytes())
         if level != current.announced:
             await self._announce(
                 LevelChange(

@@ -26,10 +26,13 @@ def rank(level: RiskLevel) -> int:
 @dataclass(frozen=True, slots=True)
 class RiskSchedule:
     """The level is `high` before `high_until`, else `medium` before `medium_until`, else
-    `low` (epoch seconds; 0: never)."""
+    `low` (epoch seconds; 0: never). `version` counts the user's schedule changes: a session
+    record takes only a newer one than it holds, so two instances writing the sessions at
+    once never leave them with the older."""
 
     high_until: float = 0.0
     medium_until: float = 0.0
+    version: int = 0
 
     def level_at(self, now: float) -> RiskLevel:
         if now < self.high_until:
@@ -41,14 +44,18 @@ class RiskSchedule:
     def __bool__(self) -> bool:
         return bool(self.high_until or self.medium_until)
 
+    def newer_than(self, other: RiskSchedule) -> bool:
+        return self.version > other.version
+
     def to_json(self) -> list[float]:
-        return [self.high_until, self.medium_until]
+        return [self.high_until, self.medium_until, self.version]
 
     @classmethod
     def from_json(cls, value: object) -> RiskSchedule:
-        """The schedule a record holds; anything else (an older record) is no risk."""
-        if isinstance(value, list) and len(value) == 2:
-            return cls(float(value[0]), float(value[1]))
+        """The schedule a record holds (one without a version is version 0); anything else
+        (an older record) is no risk."""
+        if isinstance(value, list) and len(value) in (2, 3):
+            return cls(float(value[0]), float(value[1]), int(value[2]) if value[2:] else 0)
         return NO_RISK
 
 

@@ -77,7 +77,7 @@ class Session:
                 "created": self.created,
                 "expires": self.expires,
                 "tokens": dict(self.tokens),
-                **({"risk": self.risk.to_json()} if self.risk else {}),
+                **({"risk": self.risk.to_json()} if self.risk != NO_RISK else {}),
             },
             separators=(",", ":"),
         ).encode()
@@ -95,6 +95,17 @@ class Session:
             tokens={app: (t[0], t[1]) for app, t in data.get("tokens", {}).items()},
             risk=RiskSchedule.from_json(data.get("risk")),
         )
+
+
+def _with_risk(schedule: RiskSchedule) -> Callable[[Session], Session]:
+    """The change to a session record that gives it `schedule`, unless it holds a newer one."""
+
+    def change(current: Session) -> Session:
+        if schedule.newer_than(current.risk):
+            return dataclasses.replace(current, risk=schedule)
+        return current
+
+    return change
 
 
 def _idp_session_index(idp_id: str, sid: str) -> str:
@@ -204,11 +215,9 @@ class SessionManager:
             # the index: read again now that this one is there, or a change made in between
             # would pass it by.
             latest = await self.risk.schedule(user)
-            if latest != session.risk:
+            if latest.newer_than(session.risk):
                 session = dataclasses.replace(session, risk=latest)
-                await self._rewrite(
-                    session.id, lambda current: dataclasses.replace(current, risk=latest)
-                )
+                await self._rewrite(session.id, _with_risk(latest))
         if app_id:
             await self.store.add_to_set(_APP_INDEX_KEY + app_id, session.id, ttl=duration)
         if identity.sid:
@@ -260,16 +269,10 @@ class SessionManager:
         )
 
     async def set_risk(self, user_uuid: str, schedule: RiskSchedule) -> None:
-        """Write the user's risk schedule into each of their live sessions."""
+        """Write the user's risk schedule into each of their live sessions that holds an
+        older one."""
         for session_id in await self.store.set_members(_USER_INDEX_KEY + user_uuid):
-            await self._rewrite(
-                session_id,
-                lambda current: (
-                    dataclasses.replace(current, risk=schedule)
-                    if current.risk != schedule
-                    else current
-                ),
-            )
+            await self._rewrite(session_id, _with_risk(schedule))
 
     async def _rewrite(self, session_id: str, change: Callable[[Session], Session]) -> bool:
         """Apply `change` to a live record by compare-and-set, again if another writer came

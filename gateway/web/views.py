@@ -391,7 +391,7 @@ async def _console_sign_in(
         identity, kind="global", duration=rt.settings.gateway.session_duration
     )
     admitted = access.admits(
-        rt.settings, identity, _facts(rt, request), rt.accepts_sign_in(identity)
+        rt.settings, identity, _facts(rt, request, session), rt.accepts_sign_in(identity)
     )
     await rt.access_log.record(
         "sign_in",
