@@ -32,7 +32,7 @@ import uvloop
 # The path of the parent's file of connection counts, for the workers it spawns.
 BALANCE_ENV = "GATEWAY_WORKER_BALANCE"
 # How long a worker above its share leaves a waiting connection to the others.
-DEFER = 0.01
+DEFER = 0.02
 _SLOT = 4  # bytes per worker: a signed 32-bit count, -1 for a slot no worker holds
 _UNCLAIMED = -1
 
