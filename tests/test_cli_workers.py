@@ -203,20 +203,24 @@ def test_workers_share_connections_evenly_and_a_restarted_worker_takes_its_share
         conns: list[socket.socket] = []
         try:
             wait_for_workers(process, f"http://127.0.0.1:{port}", 2)
+            wait_for_startups(tmp_path / "stdout", 2)  # both serve, not just the one that answered
             workers = spawned_workers(process.pid)
             conns = open_connections(port, 32)
             held = wait_for_spread(workers, port, 32)
             assert sorted(held.values()) in ([16, 16], [15, 17], [14, 18]), held
 
-            # A worker that dies is replaced; the replacement takes the dead one's place in
-            # the balance (its slot), so new connections go to it until it holds its share.
+            # A worker that dies is replaced, and the replacement takes the dead one's place in
+            # the balance (its slot): connections opened afresh are shared with it evenly.
+            for conn in conns:
+                conn.close()
             os.kill(workers[0], signal.SIGKILL)
             wait_for_workers(process, f"http://127.0.0.1:{port}", 2)
-            replacement = next(p for p in spawned_workers(process.pid) if p not in workers)
             wait_for_startups(tmp_path / "stdout", 3)  # the replacement serves
-            survivors = [replacement, workers[1]]
-            conns += open_connections(port, held[workers[0]])
-            held = wait_for_spread(survivors, port, 32)
+            current = spawned_workers(process.pid)
+            assert workers[0] not in current
+            wait_for_spread(current, port, 0)  # the old connections are gone
+            conns = open_connections(port, 32)
+            held = wait_for_spread(current, port, 32)
             assert sorted(held.values()) in ([16, 16], [15, 17], [14, 18]), held
             process.send_signal(signal.SIGTERM)
             returncode = process.wait(timeout=30)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import logging
 import mmap
 import os
 import socket
@@ -28,6 +29,8 @@ from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import uvloop
+
+log = logging.getLogger(__name__)
 
 # The path of the parent's file of connection counts, for the workers it spawns.
 BALANCE_ENV = "GATEWAY_WORKER_BALANCE"
@@ -38,10 +41,17 @@ _UNCLAIMED = -1
 
 
 @contextlib.contextmanager
-def balance_file(workers: int) -> Iterator[str]:
+def balance_file(workers: int) -> Iterator[str | None]:
     """A file of unclaimed slots, named in BALANCE_ENV while the block runs: two per worker,
-    as uvicorn's restart on SIGHUP starts each replacement before it stops the old worker."""
-    fd, path = tempfile.mkstemp(prefix="gateway-balance-")
+    as uvicorn's restart on SIGHUP starts each replacement before it stops the old worker.
+    None if no temporary file can be made (a read-only file system): the workers then accept
+    as uvloop does, unbalanced, rather than not serving at all."""
+    try:
+        fd, path = tempfile.mkstemp(prefix="gateway-balance-")
+    except OSError as exc:
+        log.warning("workers accept unbalanced: no file to share their counts in (%s)", exc)
+        yield None
+        return
     try:
         os.write(fd, _UNCLAIMED.to_bytes(_SLOT, "little", signed=True) * workers * 2)
         os.close(fd)
