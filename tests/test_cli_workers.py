@@ -227,7 +227,9 @@ def test_workers_share_connections_evenly_and_a_restarted_worker_takes_its_share
         finally:
             for conn in conns:
                 conn.close()
-            if process.poll() is None:
+            if process.poll() is None:  # failed: its workers would outlive a killed parent
+                for worker in spawned_workers(process.pid):
+                    os.kill(worker, signal.SIGKILL)
                 process.kill()
                 process.wait()
     assert returncode == 0, (tmp_path / "stderr").read_text()
