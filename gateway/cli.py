@@ -1,7 +1,8 @@
 """The `gateway` command: serve, check-config, demo, explain, scim-secret, console-link.
 
 `serve` runs the gateway under uvicorn (uvloop + httptools; `web/serverprotocol.py` drops
-trailer fields and tells the proxy when a client hangs up).
+trailer fields and tells the proxy when a client hangs up; `web/balance.py` spreads connections
+evenly over the workers).
 `check-config` prints every problem of a config file with its key path, then what the
 configuration checks (`checks.py`) find: errors (exit 1) and warnings; `--online` also
 reaches the store and each IdP. `demo` runs everything on one machine with no Okta tenant and
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import logging
 import logging.config
@@ -40,6 +42,7 @@ from gateway.checks import check_settings, errors_in, known_groups, warnings_in
 from gateway.config import OktaConfig, Settings, load_config, parse_settings
 from gateway.errors import ConfigError, GatewayError
 from gateway.ops.logs import logging_config
+from gateway.web.balance import balance_file
 from gateway.web.serverprotocol import GatewayHttpToolsProtocol
 
 if TYPE_CHECKING:  # the demo is imported only when it runs
@@ -82,6 +85,13 @@ def _serve(args: argparse.Namespace) -> int:
     # SHUTDOWN_TIMEOUT), runs the lifespan shutdown (store and clients closed), then raises the
     # signal again with the handler it found: this one, so a clean stop exits with status 0.
     signal.signal(signal.SIGTERM, _exit_cleanly)
+    # Several workers share the listening socket and balance what they accept (web/balance.py).
+    with balance_file(workers) if workers > 1 else contextlib.nullcontext():
+        _run_uvicorn(args, workers)
+    return 0
+
+
+def _run_uvicorn(args: argparse.Namespace, workers: int) -> None:
     uvicorn.run(
         "gateway.cli:app_from_env",
         factory=True,
@@ -91,14 +101,13 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         log_config=logging_config(args.log_level),  # JSON lines, applied in every worker
         timeout_graceful_shutdown=SHUTDOWN_TIMEOUT,
-        loop="uvloop",
+        loop="gateway.web.balance:new_loop",  # uvloop, with the balanced accept
         http=GatewayHttpToolsProtocol,  # httptools: trailers never headers, hang-ups told
         proxy_headers=False,  # X-Forwarded-* are judged by trusted_proxies, not by uvicorn
         server_header=False,
         date_header=False,
         access_log=False,
     )
-    return 0
 
 
 def available_cpus() -> int:

@@ -8,9 +8,11 @@ process" line each worker logs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -130,3 +132,104 @@ def test_serve_runs_one_worker_per_cpu_it_may_use_unless_told(
     lines = [json.loads(line) for line in (tmp_path / "stdout").read_text().splitlines()]
     started = [e for e in lines if e["message"].startswith("Started server process")]
     assert len(started) == expected
+
+
+def connections_per_worker(workers: list[int], port: int) -> dict[int, int]:
+    """How many established connections to `port` each worker process holds, from /proc."""
+    established = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for row in Path(table).read_text().splitlines()[1:]:
+                fields = row.split()
+                local_port = int(fields[1].rsplit(":", 1)[1], 16)
+                if local_port == port and fields[3] == "01":  # TCP_ESTABLISHED
+                    established.add(fields[9])  # the socket's inode
+    held = {}
+    for pid in workers:
+        inodes = set()
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[len("socket:[") : -1])
+        held[pid] = len(inodes & established)
+    return held
+
+
+def open_connections(port: int, count: int) -> list[socket.socket]:
+    """`count` keep-alive connections opened at once, each with one answered request."""
+    conns = [socket.create_connection(("127.0.0.1", port)) for _ in range(count)]
+    for conn in conns:
+        conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    for conn in conns:
+        conn.settimeout(30)
+        assert conn.recv(4096).startswith(b"HTTP/1.1 200")
+    return conns
+
+
+def wait_for_spread(workers: list[int], port: int, total: int) -> dict[int, int]:
+    """The connections per worker once all `total` are accepted (each answered one request,
+    but /proc may lag the last close or accept by a moment)."""
+    deadline = time.monotonic() + 10
+    held = connections_per_worker(workers, port)
+    while sum(held.values()) != total and time.monotonic() < deadline:
+        time.sleep(0.1)
+        held = connections_per_worker(workers, port)
+    return held
+
+
+def wait_for_startups(log: Path, count: int) -> None:
+    """Until `count` workers logged that their app started (then they accept)."""
+    deadline = time.monotonic() + 60
+    while log.read_text().count("Application startup complete") < count:
+        assert time.monotonic() < deadline, "the replacement worker did not start"
+        time.sleep(0.1)
+    time.sleep(0.2)  # from the log line to its listener: a few instructions
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux /proc")
+def test_workers_share_connections_evenly_and_a_restarted_worker_takes_its_share(
+    tmp_path: Path, redis_url: str
+) -> None:
+    # Opened at once, connections went to whichever worker was awake: 21 and 11 of 32. Each
+    # worker now leaves new connections to the other while it holds more.
+    port = free_port()
+    config = write_config(tmp_path / "gateway.toml", port, redis_url)
+    command = [sys.executable, "-m", "gateway", "serve", "--config", str(config)]
+    with (tmp_path / "stdout").open("wb") as stdout, (tmp_path / "stderr").open("wb") as stderr:
+        process = subprocess.Popen(
+            [*command, "--port", str(port), "--workers", "2"], stdout=stdout, stderr=stderr
+        )
+        conns: list[socket.socket] = []
+        try:
+            wait_for_workers(process, f"http://127.0.0.1:{port}", 2)
+            wait_for_startups(tmp_path / "stdout", 2)  # both serve, not just the one that answered
+            workers = spawned_workers(process.pid)
+            conns = open_connections(port, 32)
+            held = wait_for_spread(workers, port, 32)
+            assert sorted(held.values()) in ([16, 16], [15, 17], [14, 18]), held
+
+            # A worker that dies is replaced, and the replacement takes the dead one's place in
+            # the balance (its slot): connections opened afresh are shared with it evenly.
+            for conn in conns:
+                conn.close()
+            os.kill(workers[0], signal.SIGKILL)
+            wait_for_workers(process, f"http://127.0.0.1:{port}", 2)
+            wait_for_startups(tmp_path / "stdout", 3)  # the replacement serves
+            current = spawned_workers(process.pid)
+            assert workers[0] not in current
+            wait_for_spread(current, port, 0)  # the old connections are gone
+            conns = open_connections(port, 32)
+            held = wait_for_spread(current, port, 32)
+            assert sorted(held.values()) in ([16, 16], [15, 17], [14, 18]), held
+            process.send_signal(signal.SIGTERM)
+            returncode = process.wait(timeout=30)
+        finally:
+            for conn in conns:
+                conn.close()
+            if process.poll() is None:  # failed: its workers would outlive a killed parent
+                for worker in spawned_workers(process.pid):
+                    os.kill(worker, signal.SIGKILL)
+                process.kill()
+                process.wait()
+    assert returncode == 0, (tmp_path / "stderr").read_text()

@@ -213,6 +213,10 @@ def test_every_truncation_of_a_real_cookie_is_no_session() -> None:
 
 
 _REAL_COOKIE = CookieSigner((KEY_A,), "gateway.session").sign("session-id-0123456789")
+# One signer for every example: it has verified the real cookie (and remembers it), so an
+# altered cookie is judged against a signer that knows the genuine one.
+_WARM_SIGNER = CookieSigner((KEY_A,), "gateway.session")
+assert _WARM_SIGNER.unsign(_REAL_COOKIE) == "session-id-0123456789"
 
 
 @hypothesis.settings(max_examples=500, deadline=None)
@@ -235,5 +239,20 @@ def test_byte_level_mutations_of_a_real_cookie_are_no_session(
     for at, byte in edits:
         raw[at] = byte
     mutated = raw.decode("latin-1")
-    unsigned = CookieSigner((KEY_A,), "gateway.session").unsign(mutated)
-    assert unsigned is None or mutated == _REAL_COOKIE
+    for signer in (CookieSigner((KEY_A,), "gateway.session"), _WARM_SIGNER):
+        unsigned = signer.unsign(mutated)
+        assert unsigned is None or mutated == _REAL_COOKIE
+
+
+def test_a_remembered_cookie_verifies_only_for_its_own_value_and_memory_stays_bounded() -> None:
+    signer = CookieSigner((KEY_A,), "gateway.session")
+    other_keys = CookieSigner((KEY_B,), "gateway.session")
+    assert signer.unsign(_REAL_COOKIE) == "session-id-0123456789"
+    assert signer.unsign(_REAL_COOKIE) == "session-id-0123456789"  # from memory, the same
+    assert other_keys.unsign(_REAL_COOKIE) is None  # remembered per signer, never shared
+    assert signer.unsign(_REAL_COOKIE[:-1] + ("A" if _REAL_COOKIE[-1] != "A" else "B")) is None
+    # More cookies than it remembers: it forgets and checks again, with the same answers.
+    cookies = [signer.sign(f"session-{n}") for n in range(CookieSigner.VERIFIED_KEPT + 10)]
+    assert [signer.unsign(c) for c in cookies] == [f"session-{n}" for n in range(len(cookies))]
+    assert len(signer._verified) <= CookieSigner.VERIFIED_KEPT
+    assert signer.unsign(_REAL_COOKIE) == "session-id-0123456789"

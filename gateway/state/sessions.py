@@ -130,7 +130,14 @@ class _KeyCachingSigner(Signer):
 
 
 class CookieSigner:
-    """Signs and verifies opaque cookie values; the first key signs, every key verifies."""
+    """Signs and verifies opaque cookie values; the first key signs, every key verifies.
+
+    A value that verified is remembered (up to VERIFIED_KEPT of them), so the cookie a browser
+    sends on every request is checked once per process, not once per request: verifying is
+    deterministic for the keys the process was given, and only what verified is kept, so a
+    forged or altered value is checked in full each time."""
+
+    VERIFIED_KEPT = 4096
 
     def __init__(self, keys: tuple[str, ...], salt: str):
         if not keys:
@@ -139,12 +146,23 @@ class CookieSigner:
         self._signer = _KeyCachingSigner(
             list(reversed(keys)), salt=salt, digest_method=hashlib.sha256
         )
+        self._verified: dict[str, str] = {}
 
     def sign(self, value: str) -> str:
         return self._signer.sign(value).decode()
 
     def unsign(self, signed: str) -> str | None:
         """The value, or None for anything not signed by one of our keys."""
+        value = self._verified.get(signed)
+        if value is None:
+            value = self._verify(signed)
+            if value is not None:
+                if len(self._verified) >= self.VERIFIED_KEPT:
+                    self._verified.clear()  # a new set of cookies is soon checked again
+                self._verified[signed] = value
+        return value
+
+    def _verify(self, signed: str) -> str | None:
         # itsdangerous decodes base64 leniently (stray characters are skipped); our values are
         # url-safe tokens, so anything else is refused before it is looked at.
         if not _SIGNED_VALUE.fullmatch(signed):
