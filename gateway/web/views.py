@@ -312,6 +312,11 @@ async def callback(request: Request) -> Response:
     idp = rt.settings.idp(state.idp_id)
     if idp is None:
         raise SignInError("The identity provider of this sign-in no longer exists.", step="state")
+    if (idp.type == "saml") != (request.method == "POST"):
+        # Each protocol answers by its own binding: a SAML Response only in a POSTed form, never
+        # in a URL (where proxies and access logs keep it); an OIDC code only in the query.
+        rt.metrics.sign_in(idp.id, "failure", "response")
+        raise SignInError("The sign-in answer came by the wrong HTTP method.", step="response")
     ip = client_info(request.scope, rt.settings.gateway.trusted_proxies).ip
     started = time.perf_counter()
     try:
