@@ -123,20 +123,6 @@ async def test_set_if_absent_stores_again_after_expiry(store: Store, clock: Fake
     assert await store.get("k") == b"second"
 
 
-async def test_replace_only_overwrites_a_live_key(store: Store, clock: FakeClock) -> None:
-    assert await store.replace("k", b"v", ttl=60) is False
-    assert await store.get("k") is None  # nothing created
-
-    await store.set("k", b"old", ttl=SHORT)
-    assert await store.replace("k", b"new", ttl=60) is True
-    clock.advance(SHORT)
-    assert await store.get("k") == b"new"  # with the new expiry
-
-    await store.delete("k")
-    assert await store.replace("k", b"resurrected", ttl=60) is False
-    assert await store.get("k") is None
-
-
 async def test_take_is_single_use(store: Store) -> None:
     await store.set("k", b"v", ttl=60)
 
@@ -336,7 +322,6 @@ def _every_call(store: Store) -> dict[str, Callable[[], Awaitable[object]]]:
         "set": lambda: store.set("k", b"v"),
         "set with ttl": lambda: store.set("k", b"v", ttl=60),
         "set_if_absent": lambda: store.set_if_absent("k", b"v", ttl=60),
-        "replace": lambda: store.replace("k", b"v", ttl=60),
         "take": lambda: store.take("k"),
         "delete": lambda: store.delete("k"),
         "add_to_set": lambda: store.add_to_set("s", "m", ttl=60),

@@ -30,9 +30,6 @@ class Store(Protocol):
     async def set_if_absent(self, key: str, value: bytes, ttl: float | None = None) -> bool:
         """Store only if the key does not exist; True when stored."""
 
-    async def replace(self, key: str, value: bytes, ttl: float) -> bool:
-        """Store only if the key exists (value and expiry); True when stored."""
-
     async def take(self, key: str) -> bytes | None:
         """Get and delete atomically (single-use values): two callers never both get it."""
 

@@ -44,12 +44,6 @@ class MemoryStore:
         self._write(key, value, self._expiry(ttl))
         return True
 
-    async def replace(self, key: str, value: bytes, ttl: float) -> bool:
-        if self._live(key) is None:
-            return False
-        self._write(key, value, self._expiry(ttl))
-        return True
-
     async def take(self, key: str) -> bytes | None:
         value = self._value(key)
         if value is not None:

@@ -266,12 +266,6 @@ class RedisStore:
         except _ERRORS as exc:
             raise _unavailable("SET NX", exc) from exc
 
-    async def replace(self, key: str, value: bytes, ttl: float) -> bool:
-        try:
-            return bool(await self._client.set(key, value, xx=True, px=_milliseconds(ttl)))
-        except _ERRORS as exc:
-            raise _unavailable("SET XX", exc) from exc
-
     async def take(self, key: str) -> bytes | None:
         try:
             return cast("bytes | None", await self._client.getdel(key))
