@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from gateway.admin.envelope import is_json
-from gateway.authn.logout import backchannel, universal
+from gateway.authn.logout import backchannel, spend, universal
 from gateway.authn.providers.oidc import OIDCProvider
 from gateway.authn.providers.okta import OktaProvider
 from gateway.authz.routing import split_host
@@ -114,7 +114,7 @@ async def global_token_revocation(request: Request) -> Response:
                 status=401,
             )
         raw = await _body(request, "application/json", universal.MAX_BODY)
-        await universal.authenticate(
+        use = await universal.authenticate(
             provider,
             rt.store,
             token,
@@ -127,6 +127,7 @@ async def global_token_revocation(request: Request) -> Response:
             raise universal.bad_request("The body is not JSON") from exc
         subject = universal.read_subject(body)
         await universal.revoke(provider, rt.registry, rt.sessions, subject)
+        await spend(rt.store, use)
     except LogoutRequestError as exc:
         return _refusal(exc, idp_id, "universal_logout")
     except (SignInError, StoreUnavailableError) as exc:
@@ -170,6 +171,7 @@ async def backchannel_logout(request: Request) -> Response:
             raise backchannel.refuse("The form must carry exactly one logout_token")
         logout = await backchannel.validate(provider, rt.store, tokens[0], rt.clock())
         await backchannel.end_sessions(idp_id, rt.sessions, logout)
+        await spend(rt.store, logout.use)
     except LogoutRequestError as exc:
         return _refusal(exc, idp_id, "backchannel_logout")
     except (SignInError, StoreUnavailableError) as exc:
