@@ -7,8 +7,15 @@ Responses are tests/test_saml_refusals.py's; here, what the product adds around 
 from __future__ import annotations
 
 import base64
+import gc
 import json
+import os
+import stat
+import subprocess
+import sys
+import tempfile
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -43,6 +50,7 @@ from gateway.checks import check_idp, check_settings
 from gateway.config import parse_identity_provider, parse_settings
 from gateway.errors import ConfigError
 from gateway.state.store import Store
+from gateway.state.store.memory import MemoryStore
 
 pytestmark = pytest.mark.skipif(
     saml_provider.xmlsec_binary() is None,
@@ -241,6 +249,38 @@ async def test_every_instance_publishes_the_same_sp_key(
         for d in documents
     ]
     assert certificates[0] == certificates[1]
+
+
+# --- the SP private key on disk (pysaml2 and xmlsec1 read files) -------------------------------
+
+
+async def test_the_sp_key_file_is_private_and_no_copy_outlives_its_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, saml_idp: SamlIdP, upstream: EchoUpstream
+) -> None:
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    # a gateway process killed before it could clean up
+    killed = subprocess.Popen([sys.executable, "-c", ""])
+    killed.wait()
+    left_behind = temp / f"gateway-saml-{killed.pid}-k1"
+    running_elsewhere = temp / f"gateway-saml-{os.getppid()}-k2"  # a live process's own copy
+    for directory in (left_behind, running_elsewhere):
+        directory.mkdir(mode=0o700)
+        (directory / "sp.key").write_text("-----BEGIN PRIVATE KEY-----")
+
+    settings = parse_settings(saml_settings_doc(upstream.url, saml_idp))
+    async with running(create_app(settings, store=MemoryStore())) as app, browser(app) as c:
+        assert (await c.get(f"/cdn-cgi/access/saml-metadata/{SAML_IDP_ID}")).status_code == 200
+        assert not left_behind.exists()
+        assert running_elsewhere.exists()
+        (ours,) = temp.glob(f"gateway-saml-{os.getpid()}-*")
+        assert stat.S_IMODE(ours.stat().st_mode) == 0o700
+        assert stat.S_IMODE((ours / "sp.key").stat().st_mode) == 0o600
+        assert b"PRIVATE KEY" in (ours / "sp.key").read_bytes()
+    del app, c
+    gc.collect()
+    assert not ours.exists()  # the provider is gone, and its key files with it
 
 
 # --- the test page -----------------------------------------------------------------------------
