@@ -361,6 +361,16 @@ def test_saml_config_problems_are_reported_with_their_key_paths() -> None:
     ]
 
 
+def test_a_metadata_url_over_plain_http_is_refused_but_to_a_loopback_host() -> None:
+    """The metadata holds the certificates assertions are checked with: read over plain http,
+    anyone on the path could put in their own and sign anyone in."""
+    assert _problems(_saml(metadata_url="http://okta.example/md")) == [
+        "config.metadata_url: must be an https URL"
+    ]
+    for local in ("http://127.0.0.1:8080/md", "http://localhost/md", "http://[::1]/md"):
+        assert parse_identity_provider(_saml(metadata_url=local)).config.metadata_url == local
+
+
 def test_check_config_says_when_xmlsec1_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     idp = parse_identity_provider(_saml(metadata_url="https://okta.example/md"))
     assert check_idp(idp) == []

@@ -405,9 +405,6 @@ class RiskIntegrationBody:
     active: bool
 
 
-_LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
-
-
 def parse_risk_integration(data: Mapping[str, Any]) -> RiskIntegrationBody:
     """`{"integration_type": "Okta", "tenant_url", "reference_id", "active"}`; `integration_type`
     may be left out (Okta is the only one) and `active` defaults to true. The tenant URL is an
@@ -416,12 +413,10 @@ def parse_risk_integration(data: Mapping[str, Any]) -> RiskIntegrationBody:
     problems: list[str] = []
     reader = Reader(data, "", problems, {})
     reader.choice("integration_type", ("Okta",), "Okta")
-    tenant_url = reader.url("tenant_url", required=True)
+    tenant_url = reader.url("tenant_url", required=True, secure=True)
     if tenant_url and not problems:
         parts = urlsplit(tenant_url)
-        if parts.scheme != "https" and parts.hostname not in _LOOPBACK_HOSTS:
-            reader.problem("tenant_url", "must be an https URL")
-        elif parts.username is not None or parts.path or parts.query or parts.fragment:
+        if parts.username is not None or parts.path or parts.query or parts.fragment:
             reader.problem(
                 "tenant_url", "must be the org's base URL, like https://example.okta.com"
             )

@@ -175,7 +175,8 @@ _RESERVED_HEADERS = ("cf-access-", "x-forwarded-", "host", "cookie", "x-request-
 
 
 def _saml_config(reader: Reader) -> SamlConfig:
-    metadata_url = reader.url("metadata_url", exact=True)
+    # The metadata names the certificates assertions are checked with: never over plain http.
+    metadata_url = reader.url("metadata_url", exact=True, secure=True)
     by_metadata = bool(metadata_url) and not any(
         reader.has(k) for k in ("issuer_url", "sso_target_url", "idp_public_certs")
     )

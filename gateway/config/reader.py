@@ -17,6 +17,7 @@ from gateway.authz.rules import Network
 
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 _IDENTIFIER = re.compile(r"[A-Za-z0-9._-]{1,64}")
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")  # where `url(..., secure=True)` takes http
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _MAX_DURATION = 87600 * 3600.0
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -154,9 +155,13 @@ class Reader:
             return default
         return seconds
 
-    def url(self, key: str, *, required: bool = False, exact: bool = False) -> str:
+    def url(
+        self, key: str, *, required: bool = False, exact: bool = False, secure: bool = False
+    ) -> str:
         """An absolute http(s) URL; a trailing "/" is dropped unless `exact` (an issuer is
-        compared to the ID token's `iss` character for character)."""
+        compared to the ID token's `iss` character for character). `secure`: https, or http to
+        a loopback host only (a local test), for a URL that what the gateway trusts or what it
+        tells of users travels over."""
         value = self.string(key, required=required)
         if value:
             try:
@@ -167,6 +172,8 @@ class Reader:
                 valid = False
             if not valid:
                 self.problem(key, "must be an absolute https or http URL")
+            elif secure and parts.scheme != "https" and parts.hostname not in LOOPBACK_HOSTS:
+                self.problem(key, "must be an https URL")
         return value if exact else value.rstrip("/")
 
     def network(self, key: str, text: str) -> Network | None:
