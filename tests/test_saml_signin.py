@@ -165,6 +165,19 @@ async def test_the_login_binding_cookie_survives_the_idps_cross_site_post(
     assert "httponly" in binding
 
 
+async def test_a_console_sign_in_s_binding_cookie_survives_the_idps_cross_site_post_too(
+    client: httpx.AsyncClient,
+) -> None:
+    to_idp = await client.get(f"/console/login?idp={SAML_IDP_ID}&next=/console/")
+    assert to_idp.status_code == 302, to_idp.text
+    binding = next(
+        c for c in to_idp.headers.get_list("set-cookie") if c.startswith("CF_Session=")
+    ).lower()
+    assert "samesite=none" in binding
+    assert "secure" in binding
+    assert "httponly" in binding
+
+
 async def test_a_response_posted_from_another_browser_is_refused(
     gateway: Gateway, client: httpx.AsyncClient, saml_idp: SamlIdP, upstream: EchoUpstream
 ) -> None:
