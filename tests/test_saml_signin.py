@@ -21,7 +21,9 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
+import respx
 from admin_harness import TOKEN, admin_client
+from clock import FakeClock
 from defusedxml.ElementTree import fromstring as parse_xml
 from harness import TEAM, EchoUpstream, browser, running, start_sign_in
 from saml2 import BINDING_HTTP_REDIRECT
@@ -471,6 +473,30 @@ async def test_an_idp_given_by_its_metadata_url_signs_alice_in(
     async with running(create_app(parse_settings(doc), store=store)) as app, browser(app) as c:
         assert (await saml_sign_in(c, saml_idp, ALICE)).status_code == 302
         assert (await c.get("/docs/page?x=1")).status_code == 200
+
+
+async def test_a_failing_metadata_url_is_read_again_after_a_pause_not_at_every_sign_in(
+    router: respx.MockRouter, http: httpx.AsyncClient, clock: FakeClock, saml_idp: SamlIdP
+) -> None:
+    """The last good metadata serves meanwhile: no sign-in waits for the dead URL's timeout."""
+    url = "https://idp.example/saml/metadata"
+    route = router.get(url).mock(return_value=httpx.Response(200, text=saml_idp.metadata_xml()))
+    provider = saml_provider.SamlProvider(
+        parse_identity_provider(_saml(metadata_url=url)),
+        http,
+        MemoryStore(clock=clock),
+        acs_url=SP_ENTITY_ID,
+        clock=clock,
+    )
+    first = await provider.metadata_document()
+    route.mock(return_value=httpx.Response(503))
+    clock.advance(saml_provider.METADATA_TTL + 1)
+    for _ in range(3):
+        assert await provider.metadata_document() == first  # from the last good copy
+    assert route.call_count == 2
+    clock.advance(saml_provider.METADATA_RETRY + 1)
+    await provider.metadata_document()
+    assert route.call_count == 3
 
 
 async def test_an_encrypted_assertion_is_decrypted_with_the_sp_key(

@@ -68,6 +68,7 @@ REQUEST_ID = "request_id"  # the AuthnRequest's ID, kept in `SignInRequest.pendi
 SP_KEYS = "saml_sp_keys"  # the store key of the SP's key set
 LEEWAY = 180  # SPEC 10: NotBefore / NotOnOrAfter leeway of at most 3 minutes
 METADATA_TTL = 86400.0  # SPEC 10: a metadata_url is read again daily
+METADATA_RETRY = 300.0  # after a failed read, the last good metadata serves this long
 MAX_RESPONSE = 256 * 1024  # bytes of base64 in SAMLResponse: Okta's are a few KiB
 _USED_KEY = "saml_assertion:"
 _KEY_DIR_PREFIX = "gateway-saml-"  # then the pid of the process whose SP key it holds
@@ -505,6 +506,8 @@ class SamlProvider:
         except (httpx.HTTPError, ValueError) as exc:
             if self._metadata is not None:  # keep the last good one until the next read
                 logger.warning("idp %s: metadata_url read failed: %s", self.idp.id, exc)
+                # ...which is in METADATA_RETRY seconds: no sign-in waits for the URL meanwhile.
+                self._metadata_at = self._clock() - METADATA_TTL + METADATA_RETRY
                 return self._metadata
             raise IdPError(
                 f"The IdP metadata could not be read ({type(exc).__name__}).",
