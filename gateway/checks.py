@@ -1,6 +1,6 @@
 """Checks for a configuration that loads but bites: each declared once, as an error or a warning.
 
-The config loader (`config.py`) refuses what cannot be read (wrong types, unknown keys, missing
+The config loader (`config/`) refuses what cannot be read (wrong types, unknown keys, missing
 variables). The checks here look at valid settings for what would silently lock people out or
 break sign-in, with the same key paths:
 

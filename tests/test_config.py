@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from gateway import config
 from gateway.authz.rules import (
     RULE_TYPES,
     AnyValidServiceTokenRule,
@@ -27,6 +26,7 @@ from gateway.authz.rules import (
 )
 from gateway.cli import main
 from gateway.config import Settings, app_aud, load_config, parse_settings
+from gateway.config.reader import Reader
 from gateway.errors import ConfigError
 from gateway.state.sessions import CookieSigner
 
@@ -904,13 +904,13 @@ def test_example_config_sets_every_key_the_loader_reads(monkeypatch: pytest.Monk
     # Record every (table, key) the loader asks for: it asks for each key a table accepts,
     # whether or not the file sets it, so a key added to the loader shows up here at once.
     read: set[tuple[str, str]] = set()
-    original = config._Reader.raw
+    original = Reader.raw
 
     def recording_raw(reader: Any, key: str) -> Any:
         read.add((_generic(reader.path), key))
         return original(reader, key)
 
-    monkeypatch.setattr(config._Reader, "raw", recording_raw)
+    monkeypatch.setattr(Reader, "raw", recording_raw)
     example_settings()
 
     assert ("gateway", "idp_timeout") in read  # the recording works

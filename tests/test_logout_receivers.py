@@ -33,6 +33,7 @@ from scim_harness import create_user, new_secret, okta_client, scim_doc
 
 from gateway.app import Gateway, create_app
 from gateway.config import parse_settings
+from gateway.errors import StoreUnavailableError
 from gateway.state.store import Store
 
 GTR = f"/cdn-cgi/access/global-token-revocation/{IDP_ID}"
@@ -193,6 +194,47 @@ async def test_a_token_is_single_use_across_instances(
     on_one, on_two, _ = alice
     await assert_still_in(on_one)
     await assert_still_in(on_two)
+
+
+def _store_down(gateway: Gateway, monkeypatch: pytest.MonkeyPatch, method: str) -> None:
+    """The store fails as `gateway`'s sessions `method` runs: after the token was checked."""
+
+    async def down(*args: object, **kwargs: object) -> int:
+        raise StoreUnavailableError("The session store is unavailable.")
+
+    assert gateway.runtime is not None
+    monkeypatch.setattr(gateway.runtime.sessions, method, down)
+
+
+async def test_a_logout_the_store_failed_is_taken_when_okta_sends_the_token_again(
+    pair: Pair,
+    alice: tuple[httpx.AsyncClient, ...],
+    okta: FakeOkta,
+    upstream: EchoUpstream,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A 503 says "try again": the token it could not act on is not spent."""
+    token = okta.universal_logout_token(AUDIENCE)
+    with monkeypatch.context() as patch:
+        _store_down(pair.two, patch, "revoke_user")
+        failed = await revoke(pair, token, by_email())
+    assert failed.status_code == 503, failed.text
+    retried = await revoke(pair, token, by_email())
+    assert retried.status_code == 204, retried.text
+    on_one, on_two, carol = alice
+    await assert_sent_to_sign_in(on_one, upstream)
+    await assert_sent_to_sign_in(on_two, upstream)
+    await assert_still_in(carol)
+
+
+async def test_a_token_sent_with_a_malformed_body_is_not_spent(
+    pair: Pair, alice: tuple[httpx.AsyncClient, ...], okta: FakeOkta, upstream: EchoUpstream
+) -> None:
+    token = okta.universal_logout_token(AUDIENCE)
+    assert (await revoke(pair, token, {"sub_id": "alice"})).status_code == 400
+    retried = await revoke(pair, token, by_email())
+    assert retried.status_code == 204, retried.text
+    await assert_sent_to_sign_in(alice[0], upstream)
 
 
 async def test_an_unreachable_okta_key_set_is_503_and_ends_nothing(
@@ -470,6 +512,27 @@ async def test_a_replayed_logout_token_is_400(
     assert "already used" in replayed.json()["error_description"]
     for person in (laptop, phone, carol):
         await assert_still_in(person)
+
+
+async def test_a_back_channel_logout_the_store_failed_is_taken_when_sent_again(
+    pair: Pair,
+    two_sessions: tuple[httpx.AsyncClient, ...],
+    okta: FakeOkta,
+    upstream: EchoUpstream,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    laptop, phone, carol = two_sessions
+    token = okta.logout_token(sub="00ualice", sid="sid-laptop")
+    with monkeypatch.context() as patch:
+        _store_down(pair.two, patch, "revoke_idp_session")
+        failed = await back_channel(pair, token)
+    assert failed.status_code == 400, failed.text
+    assert failed.json()["error"] == "temporarily_unavailable"
+    retried = await back_channel(pair, token)
+    assert retried.status_code == 200, retried.text
+    await assert_sent_to_sign_in(laptop, upstream)
+    await assert_still_in(phone)
+    await assert_still_in(carol)
 
 
 @pytest.mark.parametrize(

@@ -483,6 +483,17 @@ async def test_the_same_response_posted_twice_is_refused_the_second_time(
     assert upstream.requests == []
 
 
+async def test_a_response_sent_in_the_url_instead_of_posted_is_refused(
+    saml_client: httpx.AsyncClient, saml_idp: SamlIdP, saml_gateway: Gateway, upstream: EchoUpstream
+) -> None:
+    """The HTTP-POST binding only: a Response in a query string would sit in every proxy's and
+    access log's copy of the URL."""
+    form = await saml_form(saml_client, saml_idp, ALICE)
+    query = {"state": form.fields["RelayState"], "SAMLResponse": form.fields["SAMLResponse"]}
+    answer = await saml_client.get(saml_idp.acs_url, params=query)
+    await assert_refused(saml_client, answer, upstream, saml_gateway)
+
+
 def _start_from_the_app(page: httpx.Response) -> bool:
     return re.search(r"start\w*\s+(from|at)\s+the\s+app", page.text, re.IGNORECASE) is not None
 

@@ -7,14 +7,23 @@ Responses are tests/test_saml_refusals.py's; here, what the product adds around 
 from __future__ import annotations
 
 import base64
+import gc
 import json
+import os
+import stat
+import subprocess
+import sys
+import tempfile
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
+import respx
 from admin_harness import TOKEN, admin_client
+from clock import FakeClock
 from defusedxml.ElementTree import fromstring as parse_xml
 from harness import TEAM, EchoUpstream, browser, running, start_sign_in
 from saml2 import BINDING_HTTP_REDIRECT
@@ -43,6 +52,7 @@ from gateway.checks import check_idp, check_settings
 from gateway.config import parse_identity_provider, parse_settings
 from gateway.errors import ConfigError
 from gateway.state.store import Store
+from gateway.state.store.memory import MemoryStore
 
 pytestmark = pytest.mark.skipif(
     saml_provider.xmlsec_binary() is None,
@@ -157,6 +167,19 @@ async def test_the_login_binding_cookie_survives_the_idps_cross_site_post(
     assert "httponly" in binding
 
 
+async def test_a_console_sign_in_s_binding_cookie_survives_the_idps_cross_site_post_too(
+    client: httpx.AsyncClient,
+) -> None:
+    to_idp = await client.get(f"/console/login?idp={SAML_IDP_ID}&next=/console/")
+    assert to_idp.status_code == 302, to_idp.text
+    binding = next(
+        c for c in to_idp.headers.get_list("set-cookie") if c.startswith("CF_Session=")
+    ).lower()
+    assert "samesite=none" in binding
+    assert "secure" in binding
+    assert "httponly" in binding
+
+
 async def test_a_response_posted_from_another_browser_is_refused(
     gateway: Gateway, client: httpx.AsyncClient, saml_idp: SamlIdP, upstream: EchoUpstream
 ) -> None:
@@ -243,6 +266,38 @@ async def test_every_instance_publishes_the_same_sp_key(
     assert certificates[0] == certificates[1]
 
 
+# --- the SP private key on disk (pysaml2 and xmlsec1 read files) -------------------------------
+
+
+async def test_the_sp_key_file_is_private_and_no_copy_outlives_its_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, saml_idp: SamlIdP, upstream: EchoUpstream
+) -> None:
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    # a gateway process killed before it could clean up
+    killed = subprocess.Popen([sys.executable, "-c", ""])
+    killed.wait()
+    left_behind = temp / f"gateway-saml-{killed.pid}-k1"
+    running_elsewhere = temp / f"gateway-saml-{os.getppid()}-k2"  # a live process's own copy
+    for directory in (left_behind, running_elsewhere):
+        directory.mkdir(mode=0o700)
+        (directory / "sp.key").write_text("-----BEGIN PRIVATE KEY-----")
+
+    settings = parse_settings(saml_settings_doc(upstream.url, saml_idp))
+    async with running(create_app(settings, store=MemoryStore())) as app, browser(app) as c:
+        assert (await c.get(f"/cdn-cgi/access/saml-metadata/{SAML_IDP_ID}")).status_code == 200
+        assert not left_behind.exists()
+        assert running_elsewhere.exists()
+        (ours,) = temp.glob(f"gateway-saml-{os.getpid()}-*")
+        assert stat.S_IMODE(ours.stat().st_mode) == 0o700
+        assert stat.S_IMODE((ours / "sp.key").stat().st_mode) == 0o600
+        assert b"PRIVATE KEY" in (ours / "sp.key").read_bytes()
+    del app, c
+    gc.collect()
+    assert not ours.exists()  # the provider is gone, and its key files with it
+
+
 # --- the test page -----------------------------------------------------------------------------
 
 
@@ -319,6 +374,16 @@ def test_saml_config_problems_are_reported_with_their_key_paths() -> None:
         "config.header_attributes[0].header_name: "
         "must be an HTTP header name the gateway does not set"
     ]
+
+
+def test_a_metadata_url_over_plain_http_is_refused_but_to_a_loopback_host() -> None:
+    """The metadata holds the certificates assertions are checked with: read over plain http,
+    anyone on the path could put in their own and sign anyone in."""
+    assert _problems(_saml(metadata_url="http://okta.example/md")) == [
+        "config.metadata_url: must be an https URL"
+    ]
+    for local in ("http://127.0.0.1:8080/md", "http://localhost/md", "http://[::1]/md"):
+        assert parse_identity_provider(_saml(metadata_url=local)).config.metadata_url == local
 
 
 def test_check_config_says_when_xmlsec1_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -408,6 +473,30 @@ async def test_an_idp_given_by_its_metadata_url_signs_alice_in(
     async with running(create_app(parse_settings(doc), store=store)) as app, browser(app) as c:
         assert (await saml_sign_in(c, saml_idp, ALICE)).status_code == 302
         assert (await c.get("/docs/page?x=1")).status_code == 200
+
+
+async def test_a_failing_metadata_url_is_read_again_after_a_pause_not_at_every_sign_in(
+    router: respx.MockRouter, http: httpx.AsyncClient, clock: FakeClock, saml_idp: SamlIdP
+) -> None:
+    """The last good metadata serves meanwhile: no sign-in waits for the dead URL's timeout."""
+    url = "https://idp.example/saml/metadata"
+    route = router.get(url).mock(return_value=httpx.Response(200, text=saml_idp.metadata_xml()))
+    provider = saml_provider.SamlProvider(
+        parse_identity_provider(_saml(metadata_url=url)),
+        http,
+        MemoryStore(clock=clock),
+        acs_url=SP_ENTITY_ID,
+        clock=clock,
+    )
+    first = await provider.metadata_document()
+    route.mock(return_value=httpx.Response(503))
+    clock.advance(saml_provider.METADATA_TTL + 1)
+    for _ in range(3):
+        assert await provider.metadata_document() == first  # from the last good copy
+    assert route.call_count == 2
+    clock.advance(saml_provider.METADATA_RETRY + 1)
+    await provider.metadata_document()
+    assert route.call_count == 3
 
 
 async def test_an_encrypted_assertion_is_decrypted_with_the_sp_key(

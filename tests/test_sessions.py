@@ -11,6 +11,7 @@ import pytest
 from clock import FakeClock
 from hypothesis import strategies as st
 
+from gateway.errors import StoreUnavailableError
 from gateway.identity import Identity
 from gateway.state.sessions import CookieSigner, SessionManager
 from gateway.state.store import Store
@@ -135,6 +136,43 @@ async def test_revoke_idp_session_with_a_sub_ends_only_that_users(manager: Sessi
     assert await manager.load(alices) is not None
     assert await manager.revoke_idp_session("okta-1", "okta-sid-1", sub="00ualice") == 1
     assert await manager.load(alices) is None
+
+
+class _IndexDown(MemoryStore):
+    """The store fails when one index is written (`failing` the key's prefix); records the
+    keys of what was stored."""
+
+    def __init__(self, clock: FakeClock, failing: str) -> None:
+        super().__init__(clock=clock)
+        self.failing = failing
+        self.stored: list[str] = []
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        self.stored.append(key)
+        await super().set(key, value, ttl)
+
+    async def add_to_set(self, key: str, member: str, ttl: float) -> None:
+        if key.startswith(self.failing):
+            raise StoreUnavailableError("The session store is unavailable.")
+        await super().add_to_set(key, member, ttl)
+
+
+@pytest.mark.parametrize("failing", ["user_sessions:", "app_sessions:", "idp_session:"])
+async def test_no_session_exists_that_an_index_does_not_name(
+    clock: FakeClock, failing: str
+) -> None:
+    """A session missing from an index could not be revoked by it (SCIM deactivation, an app's
+    revocation, a back-channel logout): when an index cannot be written, no session is made."""
+    store = _IndexDown(clock, failing)
+    manager = SessionManager(store, CookieSigner((KEY_A,), "gateway.session"), clock)
+    with pytest.raises(StoreUnavailableError):
+        await manager.create(
+            dataclasses.replace(identity(), sid="okta-sid-1"),
+            kind="app",
+            duration=600,
+            app_id="wiki",
+        )
+    assert store.stored == []
 
 
 async def test_the_sid_is_kept_with_the_session_but_not_shown(manager: SessionManager) -> None:

@@ -26,6 +26,8 @@ _HOST = rf"{_LABEL}(\.{_LABEL})*"
 # A port is 0-65535, as the config's URL check (urlsplit) has it: "h:78602" is refused there.
 _PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
 _URL = rf"^https?://{_HOST}(:0*{_PORT})?(/[A-Za-z0-9._~%!$&'()*+,;=:@/-]*)?$"
+# What `url(..., secure=True)` takes (it also takes http to a loopback host, for tests).
+_HTTPS_URL = _URL.replace("^https?://", "^https://", 1)
 # An Okta org's base URL (the validator also takes http to a loopback host, for tests).
 _TENANT_URL = rf"^https://{_HOST}(:0*{_PORT})?/?$"
 _DOMAIN = rf"^(\*\.)?{_HOST}(/[a-z0-9._~-]+)*(/\*)?$"
@@ -220,7 +222,7 @@ _SAML_CONFIG_IN: dict[str, Schema] = {
         "minItems": 1,
         "items": _text(1, pattern=_PEM_CERT, description="An X.509 certificate, PEM."),
     },
-    "metadata_url": _URL_IN,
+    "metadata_url": _text(1, pattern=_HTTPS_URL),
     "email_attribute_name": _text(),
     "attributes": _strings(),
     "sign_request": {"type": "boolean"},

@@ -60,8 +60,8 @@ class Field:
 
 
 class FieldReader(Protocol):
-    """What parsing needs of the config loader's table reader (`gateway.config._Reader`): each
-    call records its problems under the table's key path."""
+    """What parsing needs of the config loader's table reader (`gateway.config.reader.Reader`):
+    each call records its problems under the table's key path."""
 
     def string(self, key: str, default: str = "", *, required: bool = False) -> str: ...
 

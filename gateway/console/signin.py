@@ -76,7 +76,8 @@ async def start(request: Request, rt: Runtime) -> Response:
     )
     authorize_url = await flow.start(rt.store, rt.providers[idp_id], state)
     response = RedirectResponse(authorize_url, status_code=302)
-    set_binding_cookie(rt, response, LOGIN_BINDING_COOKIE, binding)
+    saml = rt.providers[idp_id].idp.type == "saml"  # its answer is a cross-site POST
+    set_binding_cookie(rt, response, LOGIN_BINDING_COOKIE, binding, cross_site_post=saml)
     return response
 
 

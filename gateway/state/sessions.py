@@ -226,21 +226,23 @@ class SessionManager:
             expires=now + duration,
             risk=await self.risk.schedule(user) if self.risk is not None else NO_RISK,
         )
-        await self.store.set(_SESSION_KEY + session.id, session.to_bytes(), ttl=duration)
+        # Every index first, the record last: a session exists only once each revocation that
+        # must reach it (the user's, the app's, the IdP session's) can find it.
         await self.store.add_to_set(_USER_INDEX_KEY + user, session.id, ttl=duration)
-        if self.risk is not None:
-            # The engine writes the user's schedule first, then into the sessions it finds in
-            # the index: read again now that this one is there, or a change made in between
-            # would pass it by.
-            latest = await self.risk.schedule(user)
-            if latest.newer_than(session.risk):
-                session = dataclasses.replace(session, risk=latest)
-                await self._rewrite(session.id, _with_risk(latest))
         if app_id:
             await self.store.add_to_set(_APP_INDEX_KEY + app_id, session.id, ttl=duration)
         if identity.sid:
             index = _idp_session_index(identity.idp_id, identity.sid)
             await self.store.add_to_set(index, session.id, ttl=duration)
+        await self.store.set(_SESSION_KEY + session.id, session.to_bytes(), ttl=duration)
+        if self.risk is not None:
+            # The engine writes the user's schedule first, then into the sessions it finds in
+            # the index: read again now that this record is there, or a change made in between
+            # would pass it by.
+            latest = await self.risk.schedule(user)
+            if latest.newer_than(session.risk):
+                session = dataclasses.replace(session, risk=latest)
+                await self._rewrite(session.id, _with_risk(latest))
         if self.observer is not None:
             self.observer.session_created(kind, identity.user_uuid, app_id, session.expires)
         return session, self.signer.sign(session.id)

@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from gateway.admin.envelope import is_json
-from gateway.authn.logout import backchannel, universal
+from gateway.authn.logout import backchannel, spend, universal
+from gateway.authn.providers import Provider
 from gateway.authn.providers.oidc import OIDCProvider
 from gateway.authn.providers.okta import OktaProvider
 from gateway.authz.routing import split_host
-from gateway.config import ClientConfig, OktaConfig
+from gateway.config import ClientConfig, IdPConfig, OktaConfig
 from gateway.errors import GatewayError, LogoutRequestError, SignInError, StoreUnavailableError
 from gateway.runtime import Runtime
 from gateway.web import bodies
@@ -73,8 +75,17 @@ def _runtime(request: Request) -> Runtime:
     return rt
 
 
-def _on_team_host(rt: Runtime, request: Request) -> bool:
-    return split_host(request.headers.get("host", "")) == rt.team_host
+def _receiver(
+    request: Request, idp_id: str, switched_on: Callable[[IdPConfig], bool]
+) -> tuple[Runtime, Provider | None]:
+    """The runtime and the provider of `idp_id`, on the team host, when its config has the
+    receiver `switched_on`; a 404 otherwise."""
+    rt = _runtime(request)
+    idp = rt.settings.idp(idp_id)
+    on_team_host = split_host(request.headers.get("host", "")) == rt.team_host
+    if not on_team_host or idp is None or not switched_on(idp.config):
+        raise _not_found()
+    return rt, rt.providers.get(idp_id)
 
 
 async def _body(
@@ -95,16 +106,10 @@ async def global_token_revocation(request: Request) -> Response:
     """`POST /cdn-cgi/access/global-token-revocation/<idp id>`: Okta Universal Logout."""
     idp_id = request.path_params["idp_id"]
     try:
-        rt = _runtime(request)
-        idp = rt.settings.idp(idp_id)
-        provider = rt.providers.get(idp_id)
-        if (
-            not _on_team_host(rt, request)
-            or idp is None
-            or not isinstance(idp.config, OktaConfig)
-            or not idp.config.universal_logout
-            or not isinstance(provider, OktaProvider)
-        ):
+        rt, provider = _receiver(
+            request, idp_id, lambda c: isinstance(c, OktaConfig) and c.universal_logout
+        )
+        if not isinstance(provider, OktaProvider):
             raise _not_found()
         token = bearer_token(request.headers.get("authorization", ""))
         if token is None:
@@ -114,7 +119,7 @@ async def global_token_revocation(request: Request) -> Response:
                 status=401,
             )
         raw = await _body(request, "application/json", universal.MAX_BODY)
-        await universal.authenticate(
+        use = await universal.authenticate(
             provider,
             rt.store,
             token,
@@ -127,6 +132,7 @@ async def global_token_revocation(request: Request) -> Response:
             raise universal.bad_request("The body is not JSON") from exc
         subject = universal.read_subject(body)
         await universal.revoke(provider, rt.registry, rt.sessions, subject)
+        await spend(rt.store, use)
     except LogoutRequestError as exc:
         return _refusal(exc, idp_id, "universal_logout")
     except (SignInError, StoreUnavailableError) as exc:
@@ -146,16 +152,10 @@ async def backchannel_logout(request: Request) -> Response:
     """`POST /cdn-cgi/access/backchannel-logout/<idp id>`: OpenID Connect Back-Channel Logout."""
     idp_id = request.path_params["idp_id"]
     try:
-        rt = _runtime(request)
-        idp = rt.settings.idp(idp_id)
-        provider = rt.providers.get(idp_id)
-        if (
-            not _on_team_host(rt, request)
-            or idp is None
-            or not isinstance(idp.config, ClientConfig)
-            or not idp.config.backchannel_logout
-            or not isinstance(provider, OIDCProvider)
-        ):
+        rt, provider = _receiver(
+            request, idp_id, lambda c: isinstance(c, ClientConfig) and c.backchannel_logout
+        )
+        if not isinstance(provider, OIDCProvider):
             raise _not_found()
         # Section 2.8: every refusal is a 400, a body of the wrong type or size too.
         raw = await _body(
@@ -170,6 +170,7 @@ async def backchannel_logout(request: Request) -> Response:
             raise backchannel.refuse("The form must carry exactly one logout_token")
         logout = await backchannel.validate(provider, rt.store, tokens[0], rt.clock())
         await backchannel.end_sessions(idp_id, rt.sessions, logout)
+        await spend(rt.store, logout.use)
     except LogoutRequestError as exc:
         return _refusal(exc, idp_id, "backchannel_logout")
     except (SignInError, StoreUnavailableError) as exc:

@@ -36,7 +36,7 @@ from gateway.proxy.guard import denied_page
 from gateway.runtime import Runtime
 from gateway.ssf.events import configuration_document, jwks_document
 from gateway.state.sessions import Session
-from gateway.web import pages
+from gateway.web import bodies, pages
 from gateway.web.bearer import bearer_matches
 from gateway.web.clientinfo import client_info
 from gateway.web.cookies import (
@@ -267,15 +267,11 @@ def _port_suffix(request: Request) -> str:
 
 async def _posted_form(request: Request) -> dict[str, str]:
     """A SAML HTTP-POST binding's form (`SAMLResponse`, `RelayState`), size-bounded."""
-    if request.headers.get("content-type", "").split(";")[0].strip().lower() != (
-        "application/x-www-form-urlencoded"
-    ):
+    if bodies.media_type(request) != "application/x-www-form-urlencoded":
         raise GatewayError("Expected a SAML Response form.", error="bad_request", status=400)
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > _MAX_CALLBACK_FORM:
-            raise GatewayError("The sign-in answer is too large.", error="too_large", status=413)
+    body = await bodies.read_bounded(request, _MAX_CALLBACK_FORM)
+    if body is None:
+        raise GatewayError("The sign-in answer is too large.", error="too_large", status=413)
     try:
         fields = parse_qs(body.decode("latin-1"), max_num_fields=16)
     except ValueError as exc:  # more fields than any SAML form has
@@ -312,6 +308,11 @@ async def callback(request: Request) -> Response:
     idp = rt.settings.idp(state.idp_id)
     if idp is None:
         raise SignInError("The identity provider of this sign-in no longer exists.", step="state")
+    if (idp.type == "saml") != (request.method == "POST"):
+        # Each protocol answers by its own binding: a SAML Response only in a POSTed form, never
+        # in a URL (where proxies and access logs keep it); an OIDC code only in the query.
+        rt.metrics.sign_in(idp.id, "failure", "response")
+        raise SignInError("The sign-in answer came by the wrong HTTP method.", step="response")
     ip = client_info(request.scope, rt.settings.gateway.trusted_proxies).ip
     started = time.perf_counter()
     try:

@@ -4,8 +4,9 @@ Logout 1.0 (`backchannel.py`).
 
 Both take a JWT the IdP signed and check all of it before anything changes: the signature with
 the IdP's keys (`SignedJWTVerifier` over the provider's `KeyCache`), the issuer, the audience,
-the times, and a `jti` that is used once across every instance (`first_use`). Only then do they
-end sessions, through `SessionManager`, whose records every instance reads on the next request.
+the times, and a `jti` no instance has spent (`unspent`). Only then do they end sessions,
+through `SessionManager`, whose records every instance reads on the next request; the `jti` is
+spent (`spend`) once that is done, so a logout that failed half-way may be sent again.
 A refusal is a `LogoutRequestError` carrying its status and OAuth-style error code; the web layer
 (`gateway.web.logout_receivers`) turns it into JSON. No token reaches a message or the log.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from gateway.authn.providers.id_token import CLOCK_LEEWAY, numeric_date
@@ -72,9 +74,28 @@ def token_id(claims: Mapping[str, Any], refuse: Refuse) -> str:
     return jti
 
 
-async def first_use(store: Store, kind: str, idp_id: str, jti: str, ttl: float) -> bool:
-    """Whether this is the first time the token `jti` of `idp_id` is presented, on any
-    instance; it is remembered for `ttl` seconds (as long as the token could still be taken)."""
+@dataclass(frozen=True, slots=True)
+class TokenUse:
+    """A checked token's `jti`, under its store key, and how long it must stay remembered."""
+
+    key: str
+    ttl: float
+
+
+async def unspent(
+    store: Store, kind: str, idp_id: str, jti: str, ttl: float, replayed: LogoutRequestError
+) -> TokenUse:
+    """The use of the token `jti` of `idp_id`, which no instance has spent yet; raises
+    `replayed` otherwise. It is spent (`spend`) once the logout it asks for is done, so a logout
+    the gateway failed to carry out (the store down: "try again") can be sent again."""
     digest = hashlib.sha256(jti.encode()).hexdigest()  # bounded, whatever the IdP sent
-    key = f"{_JTI_KEY}{kind}:{idp_id}:{digest}"
-    return await store.set_if_absent(key, b"1", ttl=max(ttl, 1.0))
+    use = TokenUse(f"{_JTI_KEY}{kind}:{idp_id}:{digest}", max(ttl, 1.0))
+    if await store.get(use.key) is not None:
+        raise replayed
+    return use
+
+
+async def spend(store: Store, use: TokenUse) -> None:
+    """Remember the token as used, for as long as it could still be presented. Two copies
+    sent at once may both pass `unspent`: both end the same sessions, which is harmless."""
+    await store.set_if_absent(use.key, b"1", ttl=use.ttl)

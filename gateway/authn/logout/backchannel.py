@@ -1,15 +1,15 @@
 """OpenID Connect Back-Channel Logout 1.0 (SPEC 8): the Relying Party's side.
 
 An IdP with `backchannel_logout = true` POSTs a form with `logout_token` to
-`{public_url}/cdn-cgi/access/backchannel-logout/<idp id>`. `validate` checks it as section 2.6
-says: a signed JWT (the provider's algorithms and key cache, as for its ID tokens; `typ`, when
-present, `logout+jwt`), `iss` the provider's issuer, `aud` containing the client ID, `iat` at most
-5 minutes old, `exp` (when present) not passed, the back-channel logout event as an object, a
-`sub` or a `sid` or both, no `nonce` (so an ID token cannot pass for a logout token), and a `jti`
-not seen before on any instance. `end_sessions` then ends the sessions made from that IdP
-session (`sid`: kept from the ID token with each session, `SessionManager.revoke_idp_session`)
-or, with only a `sub`, every session of that user from this IdP (section 2.7). Every refusal is
-a 400 `invalid_request` (section 2.8).
+`{public_url}/cdn-cgi/access/backchannel-logout/<idp id>`. `validate` checks it as section 2.6 says:
+a signed JWT (the provider's algorithms and key cache, as for its ID tokens; `typ`, when present,
+`logout+jwt`), `iss` the provider's issuer, `aud` containing the client ID, `iat` at most 5 minutes
+old, `exp` (when present) not passed, the back-channel logout event as an object, a `sub` or a `sid`
+or both, no `nonce` (so an ID token cannot pass for a logout token), and a `jti` no instance has
+spent (it is spent once the sessions are ended). `end_sessions` then ends the sessions made from
+that IdP session (`sid`: kept from the ID token with each session,
+`SessionManager.revoke_idp_session`) or, with only a `sub`, every session of that user from this IdP
+(section 2.7). Every refusal is a 400 `invalid_request` (section 2.8).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from gateway.authn.logout import audiences, check_times, first_use, token_id
+from gateway.authn.logout import TokenUse, audiences, check_times, token_id, unspent
 from gateway.authn.providers.id_token import CLOCK_LEEWAY
 from gateway.authn.providers.oidc import OIDCProvider
 from gateway.authn.providers.signed_jwt import SignedJWTVerifier
@@ -37,10 +37,12 @@ _TYPES = ("logout+jwt", "application/logout+jwt")  # section 2.4: explicit typin
 
 @dataclass(frozen=True, slots=True)
 class LogoutToken:
-    """What a valid logout token asks for: the end of IdP session `sid` and/or of user `sub`."""
+    """What a valid logout token asks for: the end of IdP session `sid` and/or of user `sub`;
+    `use` is its `jti`, to be spent once that is done."""
 
     sub: str
     sid: str
+    use: TokenUse
 
 
 def refuse(description: str) -> LogoutRequestError:
@@ -49,7 +51,7 @@ def refuse(description: str) -> LogoutRequestError:
 
 async def validate(provider: OIDCProvider, store: Store, token: str, now: float) -> LogoutToken:
     """Back-Channel Logout 1.0 section 2.6; raises a 400 `LogoutRequestError` unless every
-    check holds, the `jti` being recorded (single use across instances) only then."""
+    check holds and the `jti` is unspent on every instance."""
     verifier = SignedJWTVerifier(
         what="logout token",
         algorithms=provider.algorithms,
@@ -85,9 +87,9 @@ async def validate(provider: OIDCProvider, store: Store, token: str, now: float)
         raise refuse("The logout token carries a nonce, which a logout token must not")
     # Step 7: the jti, once.
     jti = token_id(claims, refuse)
-    if not await first_use(store, "backchannel", provider.idp.id, jti, until - now):
-        raise refuse("The logout token was already used (jti replayed)")
-    return LogoutToken(sub=sub or "", sid=sid or "")
+    replayed = refuse("The logout token was already used (jti replayed)")
+    use = await unspent(store, "backchannel", provider.idp.id, jti, until - now, replayed)
+    return LogoutToken(sub=sub or "", sid=sid or "", use=use)
 
 
 def _optional_text(value: object) -> bool:

@@ -1,14 +1,15 @@
 """Okta Universal Logout (SPEC 8): the receiving end of draft-parecki-oauth-global-token-revocation
 as Okta sends it.
 
-Okta POSTs `{"sub_id": ...}` to `{public_url}/cdn-cgi/access/global-token-revocation/<idp id>`
-with `Authorization: Bearer <JWT>`. `authenticate` checks that JWT: signed (RS256 only) by a key
-of the org authorization server (`{okta_account}/oauth2/v1/keys`, the provider's `org_keys`
-cache), `iss` the org, `aud` this endpoint's URL, unexpired, issued, and its `jti` not seen
-before on any instance. `read_subject` reads the body's Subject Identifier (RFC 9493: the `email`
-and `iss_sub` formats); `revoke` finds that person among the people of this IdP (sign-ins and
-SCIM, `Registry.people_of`) and ends every one of their sessions. A bad token is a 401, a bad
-body a 400, an unknown person a 404 (the draft's answers); nothing changes before all of it holds.
+Okta POSTs `{"sub_id": ...}` to `{public_url}/cdn-cgi/access/global-token-revocation/<idp id>` with
+`Authorization: Bearer <JWT>`. `authenticate` checks that JWT: signed (RS256 only) by a key of the
+org authorization server (`{okta_account}/oauth2/v1/keys`, the provider's `org_keys` cache), `iss`
+the org, `aud` this endpoint's URL, unexpired, issued, and its `jti` not spent on any instance (it
+is spent once the sessions are ended). `read_subject` reads the body's Subject Identifier (RFC 9493:
+the `email` and `iss_sub` formats); `revoke` finds that person among the people of this IdP
+(sign-ins and SCIM, `Registry.people_of`) and ends every one of their sessions. A bad token is a
+401, a bad body a 400, an unknown person a 404 (the draft's answers); nothing changes before all of
+it holds.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Literal, TypeGuard
 
-from gateway.authn.logout import audiences, check_times, first_use, token_id
+from gateway.authn.logout import TokenUse, audiences, check_times, token_id, unspent
 from gateway.authn.providers.okta import OKTA_ALGORITHMS, OktaProvider
 from gateway.authn.providers.signed_jwt import SignedJWTVerifier
 from gateway.errors import LogoutRequestError
@@ -57,9 +58,10 @@ def bad_request(description: str) -> LogoutRequestError:
 
 async def authenticate(
     provider: OktaProvider, store: Store, token: str, *, audience: str, now: float
-) -> None:
-    """Check Okta's bearer JWT; raises a 401 `LogoutRequestError` unless all of it holds, the
-    `jti` being recorded (single use across instances) only then."""
+) -> TokenUse:
+    """Check Okta's bearer JWT; raises a 401 `LogoutRequestError` unless all of it holds and
+    its `jti` is unspent. The caller spends it (`gateway.authn.logout.spend`) once the logout
+    is done."""
     verifier = SignedJWTVerifier(
         what="Universal Logout token",
         algorithms=OKTA_ALGORITHMS,
@@ -76,8 +78,8 @@ async def authenticate(
         raise bad_token("The token's audience is not this endpoint")
     until = check_times(claims, now, bad_token, require_exp=True)
     jti = token_id(claims, bad_token)
-    if not await first_use(store, "universal", provider.idp.id, jti, until - now):
-        raise bad_token("The token was already used (jti replayed)")
+    replayed = bad_token("The token was already used (jti replayed)")
+    return await unspent(store, "universal", provider.idp.id, jti, until - now, replayed)
 
 
 def read_subject(body: Any) -> Subject:

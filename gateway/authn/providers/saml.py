@@ -15,7 +15,8 @@ external or not, ever expands.
 
 The SP key and certificate are an RSA key set in the store (`SigningKeys` under `SP_KEYS`),
 shared by every instance and never rotated by itself (the IdP holds its certificate). pysaml2
-reads keys from files, so each process writes them to a private temporary directory.
+reads keys from files, so each process writes them to a private temporary directory (mode 0700,
+the key 0600), removed when the process ends or, if it was killed, by the next one to start.
 """
 
 from __future__ import annotations
@@ -67,8 +68,10 @@ REQUEST_ID = "request_id"  # the AuthnRequest's ID, kept in `SignInRequest.pendi
 SP_KEYS = "saml_sp_keys"  # the store key of the SP's key set
 LEEWAY = 180  # SPEC 10: NotBefore / NotOnOrAfter leeway of at most 3 minutes
 METADATA_TTL = 86400.0  # SPEC 10: a metadata_url is read again daily
+METADATA_RETRY = 300.0  # after a failed read, the last good metadata serves this long
 MAX_RESPONSE = 256 * 1024  # bytes of base64 in SAMLResponse: Okta's are a few KiB
 _USED_KEY = "saml_assertion:"
+_KEY_DIR_PREFIX = "gateway-saml-"  # then the pid of the process whose SP key it holds
 _USED_TTL_FLOOR = 600.0  # an assertion id is remembered at least this long
 XMLSEC_BINARY = "xmlsec1"
 _MD = "urn:oasis:names:tc:SAML:2.0:metadata"
@@ -142,11 +145,13 @@ def parse_idp_metadata(xml: str) -> IdPMetadata:
 
 class _KeyFiles:
     """The SP key and certificate as files for pysaml2 (xmlsec1 reads files), in a private
-    temporary directory of this process, removed with it."""
+    temporary directory of this process (named with its pid), removed with this object or at
+    exit; those a killed process left behind are removed by the next one to write its own."""
 
     def __init__(self, key: SigningKey) -> None:
         self.kid = key.kid
-        directory = tempfile.mkdtemp(prefix="gateway-saml-")  # mode 0700
+        _remove_orphaned_key_dirs()
+        directory = tempfile.mkdtemp(prefix=f"{_KEY_DIR_PREFIX}{os.getpid()}-")  # mode 0700
         weakref.finalize(self, shutil.rmtree, directory, ignore_errors=True)
         self.key_file = os.path.join(directory, "sp.key")
         self.cert_file = os.path.join(directory, "sp.crt")
@@ -162,6 +167,32 @@ class _KeyFiles:
             out.write(pem)
         with open(self.cert_file, "w", encoding="ascii") as out:
             out.write(key.cert)
+
+
+def _remove_orphaned_key_dirs() -> None:
+    """Remove the key directories of this user's processes that are gone (killed before they
+    could clean up): a private key must not stay on disk after its process."""
+    with os.scandir(tempfile.gettempdir()) as entries:
+        for entry in entries:
+            pid = entry.name.removeprefix(_KEY_DIR_PREFIX).split("-", 1)[0]
+            if (
+                entry.name.startswith(_KEY_DIR_PREFIX)
+                and pid.isdigit()
+                and entry.is_dir(follow_symlinks=False)
+                and entry.stat(follow_symlinks=False).st_uid == os.getuid()
+                and not _alive(int(pid))
+            ):
+                shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -475,6 +506,8 @@ class SamlProvider:
         except (httpx.HTTPError, ValueError) as exc:
             if self._metadata is not None:  # keep the last good one until the next read
                 logger.warning("idp %s: metadata_url read failed: %s", self.idp.id, exc)
+                # ...which is in METADATA_RETRY seconds: no sign-in waits for the URL meanwhile.
+                self._metadata_at = self._clock() - METADATA_TTL + METADATA_RETRY
                 return self._metadata
             raise IdPError(
                 f"The IdP metadata could not be read ({type(exc).__name__}).",
