@@ -196,13 +196,11 @@ async def delete(console: Console) -> Response:
     app_service.writable(console.rt, app.id)
     form = await console.read_form()
     if form.get("confirm") != "yes":
-        return console.render(
-            "confirm.html",
+        return console.confirm(
             title=f"Delete {app.name}?",
             question=f"Delete the application {app.name} ({app.domain})?",
             consequence="Its policies go with it, its users' sessions on it end, and the gateway "
             "no longer serves its domain.",
-            action=f"/console/apps/{app.id}/delete",
             button="Delete the application",
             back=f"/console/apps/{app.id}",
         )

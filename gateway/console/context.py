@@ -82,6 +82,21 @@ class Console:
             **context,
         )
 
+    def confirm(
+        self, *, title: str, question: str, consequence: str, button: str, back: str
+    ) -> HTMLResponse:
+        """The confirmation page of a destructive action: its button POSTs the same path again
+        with `confirm=yes`, which the action's handler waits for before it changes anything."""
+        return self.render(
+            "confirm.html",
+            title=title,
+            question=question,
+            consequence=consequence,
+            action=self.request.url.path,
+            button=button,
+            back=back,
+        )
+
     def redirect(self, path: str) -> RedirectResponse:
         """After a change: to the page that shows it (303: the browser GETs it)."""
         return RedirectResponse(path, status_code=303)

@@ -96,13 +96,11 @@ async def regenerate_secret(console: Console) -> Response:
     idp = service.find(rt, console.request.path_params["idp_id"])
     form = await console.read_form()
     if form.get("confirm") != "yes":
-        return console.render(
-            "confirm.html",
+        return console.confirm(
             title="Regenerate the SCIM secret?",
             question=f"Regenerate the SCIM secret of {idp.name}?",
             consequence="The current secret stops working at once: Okta's provisioning fails "
             "until you paste the new one into the Okta app's SCIM connection.",
-            action=f"{BASE}/{idp.id}/scim-secret",
             button="Regenerate the secret",
             back=f"{BASE}/{idp.id}#scim",
         )
@@ -115,13 +113,11 @@ async def delete(console: Console) -> Response:
     idp = service.find(rt, console.request.path_params["idp_id"])
     form = await console.read_form()
     if form.get("confirm") != "yes":
-        return console.render(
-            "confirm.html",
+        return console.confirm(
             title="Delete this login method?",
             question=f"Delete the login method {idp.name}?",
             consequence="Everyone signed in with it is signed out, and nobody can sign in "
             "with it any more. Its SCIM secret stops working.",
-            action=f"{BASE}/{idp.id}/delete",
             button="Delete",
             back=f"{BASE}/{idp.id}",
         )

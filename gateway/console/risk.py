@@ -136,13 +136,11 @@ async def delete_integration(console: Console) -> Response:
     integration = await rt.risk_integrations.get(console.request.path_params["integration_id"])
     form = await console.read_form()
     if form.get("confirm") != "yes":
-        return console.render(
-            "confirm.html",
+        return console.confirm(
             title="Delete the risk sharing integration?",
             question=f"Stop sending risk level changes to {integration.tenant_url}?",
             consequence="Okta no longer hears of its users' risk levels, and the events still "
             "waiting to be sent are dropped.",
-            action=f"{BASE}/integrations/{integration.id}/delete",
             button="Delete the integration",
             back=f"{BASE}#okta",
         )

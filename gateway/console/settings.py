@@ -74,12 +74,10 @@ async def delete_service_token(console: Console) -> Response:
         token = next((t for t in await console.rt.service_tokens.all() if t.id == token_id), None)
         if token is None:
             raise GatewayError("No such service token.", error="not_found", status=404)
-        return console.render(
-            "confirm.html",
+        return console.confirm(
             title="Delete this service token?",
             question=f"Delete the service token {token.name}?",
             consequence="Machines that send it are refused from now on, on every instance.",
-            action=f"{PATH}/service-tokens/{token_id}/delete",
             button="Delete",
             back=f"{PATH}#service-tokens",
         )

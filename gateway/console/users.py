@@ -99,15 +99,13 @@ async def revoke(console: Console) -> Response:
     form = await console.read_form()
     if form.get("confirm") != "yes":
         live = len(await rt.sessions.active_sessions(record.id))
-        return console.render(
-            "confirm.html",
+        return console.confirm(
             title=f"Revoke the sessions of {record.email}?",
             question=f"Revoke every session of {record.email}?",
             consequence=f"Their {live} active session(s) end on every application and every "
             "instance of the gateway, and so do those of any other login method they used "
             "with this email. Their next request signs in again, where the policies are "
             "judged afresh.",
-            action=f"/console/users/{record.id}/revoke",
             button="Revoke sessions",
             back=f"/console/users/{record.id}",
         )
@@ -123,13 +121,11 @@ async def reset_risk(console: Console) -> Response:
     form = await console.read_form()
     if form.get("confirm") != "yes":
         level = (await rt.risk.user(record.id)).level_at(rt.clock())
-        return console.render(
-            "confirm.html",
+        return console.confirm(
             title=f"Reset the risk of {record.email}?",
             question=f"Reset the risk level of {record.email} (now {level}) to low?",
             consequence="Their risk events are cleared, and policies with a user risk score "
             "rule judge them as low from their next request, on every instance.",
-            action=f"/console/users/{record.id}/reset-risk",
             button="Reset risk",
             back=f"/console/users/{record.id}#risk",
         )
