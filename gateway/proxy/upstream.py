@@ -31,6 +31,7 @@ from gateway.proxy.upstream_client import (
     UpstreamBrokenError,
     framing_problem,
 )
+from gateway.web.coalescing import CoalescingTransport
 
 # Response bytes held for a slow client before the upstream socket stops being read.
 READ_HIGH_WATER = 256 * 1024
@@ -505,7 +506,7 @@ class UpstreamConnection(asyncio.Protocol):
     # -- asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)
+        self._transport = CoalescingTransport(transport)
 
     def data_received(self, data: bytes) -> None:
         state = self._state

@@ -1,4 +1,6 @@
-"""The HTTP/1.1 server protocol `gateway serve` runs: uvicorn's httptools one, with two changes.
+"""The HTTP/1.1 server protocol `gateway serve` runs: uvicorn's httptools one, with three changes.
+
+Writes are coalesced: the response head and body go out as one packet (`coalescing.py`).
 
 Trailers are never headers. uvicorn's `HttpToolsProtocol` hands the ASGI app the very list its
 `on_header` callback appends to, and llhttp calls `on_header` for the trailer fields of a chunked
@@ -18,10 +20,13 @@ lost before the response is complete.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from gateway.web.coalescing import CoalescingTransport
 
 # The key of the `DisconnectListener` in `scope["extensions"]`.
 DISCONNECT = "gateway.disconnect"
@@ -40,6 +45,9 @@ class DisconnectListener:
 class GatewayHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol: headers fixed at the end of a request's head, and a
     disconnect told to the app that asked."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(CoalescingTransport(transport))
 
     def connection_lost(self, exc: Exception | None) -> None:
         cycle = self.cycle
