@@ -34,8 +34,11 @@ log = logging.getLogger(__name__)
 
 # The path of the parent's file of connection counts, for the workers it spawns.
 BALANCE_ENV = "GATEWAY_WORKER_BALANCE"
-# How long a worker above its share leaves a waiting connection to the others.
-DEFER = 0.02
+# How long a worker above its share leaves a waiting connection to the others. Short: both
+# workers can be leaving connections to each other at once, and then nobody accepts until one
+# deferral ends. With 20 ms, the 32 connections wrk opens at once took 130 ms to be accepted and
+# its p99.9 was 40-100 ms (bench/proxy_throughput.py); with 2 ms, 6-7 ms, still 16 and 16.
+DEFER = 0.002
 _SLOT = 4  # bytes per worker: a signed 32-bit count, -1 for a slot no worker holds
 _UNCLAIMED = -1
 
