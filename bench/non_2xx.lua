@@ -1,4 +1,5 @@
--- wrk script for bench/proxy_throughput.py: counts the answers whose status is not 2xx.
+-- wrk script for bench/proxy_throughput.py: counts the answers whose status is not 2xx, and
+-- prints the 99.9th latency percentile, which wrk's --latency leaves out.
 -- wrk's own "Non-2xx or 3xx responses" leaves out 3xx, and a 302 is how an authenticating
 -- proxy sends a request whose session it did not find back to sign in.
 local threads = {}
@@ -23,4 +24,5 @@ function done(summary, latency, requests)
     total = total + thread:get("non_2xx")
   end
   io.write(string.format("non-2xx answers: %d of %d\n", total, summary.requests))
+  io.write(string.format("p99.9 latency: %d us\n", latency:percentile(99.9)))
 end

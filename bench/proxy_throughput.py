@@ -8,7 +8,7 @@ store. A scripted browser signs in through the gateway at the development IdP, a
 Engineering group the app's policy allows, so every benchmarked request carries a real
 `CF_Authorization` cookie and goes cookie -> session (one Redis GET) -> policy -> upstream. wrk
 measures the upstream directly, then through the gateway, with the same connections and duration,
-and the script prints requests/s, p50/p99 latency and the ratio.
+and the script prints requests/s, p50/p99/p99.9 latency and the ratio.
 
 With `--peer modauth`, Apache httpd with mod_auth_openidc (`modauth.py`: its generated config
 says how it matches the gateway's) signs in through the same IdP as the same user, proxies to the
@@ -231,12 +231,14 @@ class Row:
     rps: float
     p50: str
     p99: str
+    p999: str  # the 99.9th percentile: where a stall that hits few requests shows
     cpu_seconds: float  # used by its processes during the measurement; 0.0 when not known
     cpu_of: str  # whose CPU that is, for the summary
 
 
-def run_wrk(url: str, args: argparse.Namespace, headers: list[str]) -> tuple[float, str, str]:
-    """requests/s, p50 and p99 at `url`; fails the run if over 1% of the answers were not 2xx."""
+def run_wrk(url: str, args: argparse.Namespace, headers: list[str]) -> tuple[float, str, str, str]:
+    """requests/s, p50, p99 and p99.9 at `url`; fails the run if over 1% of the answers were not
+    2xx."""
     cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency"]
     for h in headers:
         cmd += ["-H", h]
@@ -245,6 +247,8 @@ def run_wrk(url: str, args: argparse.Namespace, headers: list[str]) -> tuple[flo
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = re.search(r"^\s+50%\s+(\S+)", out, re.MULTILINE).group(1)  # type: ignore[union-attr]
     p99 = re.search(r"^\s+99%\s+(\S+)", out, re.MULTILINE).group(1)  # type: ignore[union-attr]
+    p999_us = int(re.search(r"p99.9 latency: (\d+) us", out).group(1))  # type: ignore[union-attr]
+    p999 = f"{p999_us / 1000:.2f}ms" if p999_us >= 1000 else f"{p999_us:.2f}us"
     counted = re.search(r"non-2xx answers: (\d+) of (\d+)", out)
     if counted is None:
         raise SystemExit(f"{url}: wrk did not count the non-2xx answers\n{out}")
@@ -255,7 +259,7 @@ def run_wrk(url: str, args: argparse.Namespace, headers: list[str]) -> tuple[flo
         )
     if non_2xx:
         print(f"note: {url}: {non_2xx} of {total} answers were not 2xx", file=sys.stderr)
-    return rps, p50, p99
+    return rps, p50, p99, p999
 
 
 def measure(
@@ -265,9 +269,9 @@ def measure(
     warm = ["wrk", "-t1", "-c4", "-d2s", *[arg for h in headers for arg in ("-H", h)], url]
     subprocess.run(warm, check=True, capture_output=True)
     cpu_before = cpu_seconds(pid) if pid is not None else 0.0
-    rps, p50, p99 = run_wrk(url, args, headers)
+    rps, p50, p99, p999 = run_wrk(url, args, headers)
     cpu_used = cpu_seconds(pid) - cpu_before if pid is not None else 0.0
-    return Row(name, rps, p50, p99, cpu_used, cpu_of)
+    return Row(name, rps, p50, p99, p999, cpu_used, cpu_of)
 
 
 @contextlib.contextmanager
@@ -357,11 +361,12 @@ def print_summary(
     labels = ["/" + r.name.removeprefix("modauth (").removesuffix(")") for r in bases]
     width = max(10, *(len(r.name) for r in rows))
     print(
-        f"{'':{width}} {'req/s':>10} {'p50':>10} {'p99':>10}" + "".join(f" {x:>8}" for x in labels)
+        f"{'':{width}} {'req/s':>10} {'p50':>10} {'p99':>10} {'p99.9':>10}"
+        + "".join(f" {x:>8}" for x in labels)
     )
     for r in rows:
         ratios = "".join(f" {r.rps / b.rps:>8.3f}" for b in bases)
-        print(f"{r.name:{width}} {r.rps:>10.0f} {r.p50:>10} {r.p99:>10}{ratios}")
+        print(f"{r.name:{width}} {r.rps:>10.0f} {r.p50:>10} {r.p99:>10} {r.p999:>10}{ratios}")
     direct, gateway = rows[0], rows[1]
     print(f"ratio gateway/direct: {gateway.rps / direct.rps:.3f}x")
     for r in rows[1:]:
