@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
 import redis
 import respx
+import uvicorn
 import uvloop
 from admin_harness import admin_client
 from clock import FakeClock
@@ -27,6 +29,7 @@ from gateway.config import SessionReads, parse_settings
 from gateway.state.store import Store
 from gateway.state.store.memory import MemoryStore
 from gateway.state.store.redis import RedisStore
+from gateway.web.serverprotocol import GatewayHttpToolsProtocol
 
 
 def pytest_asyncio_loop_factories(
@@ -211,3 +214,37 @@ async def saml_gateway(
 async def saml_client(saml_gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
     async with browser(saml_gateway) as c:
         yield c
+
+
+ServeProtocol = Callable[..., Awaitable[int]]
+
+
+@pytest_asyncio.fixture
+async def serve_protocol() -> AsyncIterator[ServeProtocol]:
+    """Starts uvicorn with `http` (the gateway's server protocol unless told) in front of an ASGI
+    app on a free loopback port, on the test's loop; `await serve_protocol(app)` is the port."""
+    servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
+
+    async def start(app: Any, http: type[asyncio.Protocol] = GatewayHttpToolsProtocol) -> int:
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=0,
+            log_config=None,
+            log_level="warning",
+            lifespan="off",
+            http=http,
+            timeout_graceful_shutdown=1,
+        )
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(server.serve())
+        while not server.started:
+            assert not task.done(), "uvicorn did not start"
+            await asyncio.sleep(0.01)
+        servers.append((server, task))
+        return int(server.servers[0].sockets[0].getsockname()[1])
+
+    yield start
+    for server, task in servers:
+        server.should_exit = True
+        await task

@@ -5,12 +5,10 @@ in one write, and holding writes never reorders, loses or alters a byte.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-import pytest_asyncio
-import uvicorn
 from starlette.types import Receive, Scope, Send
 
 from gateway.web.coalescing import HOLD_LIMIT, CoalescingTransport
@@ -162,59 +160,31 @@ async def test_the_write_buffer_size_counts_what_is_held() -> None:
 
 
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
+ServeProtocol = Callable[..., Awaitable[int]]  # conftest.serve_protocol
 GET = b"GET / HTTP/1.1\r\nHost: example\r\n\r\n"
 
 
-@pytest_asyncio.fixture
-async def serve_recorded() -> AsyncIterator[
-    Callable[[App], Awaitable[tuple[int, list[RecordingTransport]]]]
-]:
-    """uvicorn with the gateway's protocol over a transport that records the writes the
-    protocol's transport makes to the socket."""
-    servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
+def recording(written: list[RecordingTransport]) -> type[asyncio.Protocol]:
+    """The gateway's server protocol over a transport that records, in `written`, the writes
+    the protocol's own transport makes to the socket."""
 
-    async def start(app: App) -> tuple[int, list[RecordingTransport]]:
-        recorded: list[RecordingTransport] = []
+    class Recorded(GatewayHttpToolsProtocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            recorder = RecordingTransport(transport)  # type: ignore[arg-type]
+            written.append(recorder)
+            super().connection_made(recorder)
 
-        class Recorded(GatewayHttpToolsProtocol):
-            def connection_made(self, transport: asyncio.BaseTransport) -> None:
-                recording = RecordingTransport(transport)  # type: ignore[arg-type]
-                recorded.append(recording)
-                super().connection_made(recording)
-
-        config = uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=0,
-            log_config=None,
-            log_level="warning",
-            lifespan="off",
-            http=Recorded,
-            timeout_graceful_shutdown=1,
-        )
-        server = uvicorn.Server(config)
-        task = asyncio.create_task(server.serve())
-        while not server.started:
-            assert not task.done(), "uvicorn did not start"
-            await asyncio.sleep(0.01)
-        servers.append((server, task))
-        return int(server.servers[0].sockets[0].getsockname()[1]), recorded
-
-    yield start
-    for server, task in servers:
-        server.should_exit = True
-        await task
+    return Recorded
 
 
-async def test_a_response_leaves_the_server_in_one_write(
-    serve_recorded: Callable[[App], Awaitable[tuple[int, list[RecordingTransport]]]],
-) -> None:
+async def test_a_response_leaves_the_server_in_one_write(serve_protocol: ServeProtocol) -> None:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         headers = [(b"content-length", b"5")]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b"hello"})
 
-    port, recorded = await serve_recorded(app)
+    recorded: list[RecordingTransport] = []
+    port = await serve_protocol(app, recording(recorded))
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     async with asyncio.timeout(5):
         for _ in range(2):  # two requests on one keep-alive connection: one write each
@@ -229,7 +199,7 @@ async def test_a_response_leaves_the_server_in_one_write(
 
 
 async def test_a_streamed_response_still_leaves_as_it_is_sent(
-    serve_recorded: Callable[[App], Awaitable[tuple[int, list[RecordingTransport]]]],
+    serve_protocol: ServeProtocol,
 ) -> None:
     """Holding lasts one round, not until the response ends: a client sees each piece of a
     stream while the app still waits for the next."""
@@ -241,7 +211,7 @@ async def test_a_streamed_response_still_leaves_as_it_is_sent(
         await next_piece.wait()
         await send({"type": "http.response.body", "body": b"second"})
 
-    port, _ = await serve_recorded(app)
+    port = await serve_protocol(app)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(GET)
     async with asyncio.timeout(5):

@@ -6,50 +6,19 @@ test_transport_hardening; the proxy's use of this: test_proxy's hang-up tests.)
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
-import pytest_asyncio
-import uvicorn
 from starlette.types import Receive, Scope, Send
 
-from gateway.web.serverprotocol import DISCONNECT, DisconnectListener, GatewayHttpToolsProtocol
+from gateway.web.serverprotocol import DISCONNECT, DisconnectListener
 
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-@pytest_asyncio.fixture
-async def serve() -> AsyncIterator[Callable[[App], Awaitable[int]]]:
-    servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
-
-    async def start(app: App) -> int:
-        config = uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=0,
-            log_config=None,
-            log_level="warning",
-            lifespan="off",
-            http=GatewayHttpToolsProtocol,
-            timeout_graceful_shutdown=1,
-        )
-        server = uvicorn.Server(config)
-        task = asyncio.create_task(server.serve())
-        while not server.started:
-            assert not task.done(), "uvicorn did not start"
-            await asyncio.sleep(0.01)
-        servers.append((server, task))
-        return int(server.servers[0].sockets[0].getsockname()[1])
-
-    yield start
-    for server, task in servers:
-        server.should_exit = True
-        await task
-
-
 @pytest.mark.parametrize("unset_before_the_end", [False, True])
 async def test_a_hang_up_is_told_to_the_listener(
-    serve: Callable[[App], Awaitable[int]], unset_before_the_end: bool
+    serve_protocol: Callable[[App], Awaitable[int]], unset_before_the_end: bool
 ) -> None:
     listening = asyncio.Event()
     told = asyncio.Event()
@@ -69,7 +38,7 @@ async def test_a_hang_up_is_told_to_the_listener(
         listening.set()
         await asyncio.sleep(3)  # an endless stream, as far as the client can tell
 
-    port = await serve(app)
+    port = await serve_protocol(app)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(GET)
     async with asyncio.timeout(5):
@@ -87,7 +56,7 @@ GET = b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n"
 
 
 async def test_no_hang_up_is_told_after_a_complete_response(
-    serve: Callable[[App], Awaitable[int]],
+    serve_protocol: Callable[[App], Awaitable[int]],
 ) -> None:
     calls = 0
 
@@ -101,7 +70,7 @@ async def test_no_hang_up_is_told_after_a_complete_response(
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b"done"})
 
-    port = await serve(app)
+    port = await serve_protocol(app)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(GET)
     async with asyncio.timeout(5):
