@@ -26,8 +26,8 @@ from gateway.errors import ConflictError, GatewayError
 from gateway.identity import user_uuid_for
 from gateway.proxy.forwarding import open_upstreams
 from gateway.runtime import Runtime
+from gateway.services import apps, risk
 from gateway.services import identity_providers as idps
-from gateway.services import risk
 from gateway.state.catalog import POLL_INTERVAL
 from gateway.state.store import Store
 
@@ -388,6 +388,31 @@ async def test_an_integration_cannot_name_an_idp_another_instance_deleted(
             await risk.replace_integration(two, kept.id, body, "test")
         assert (refused.value.status, refused.value.description) == (422, missing)
         assert [i.reference_id for i in await two.risk_integrations.all()] == ["okta-test"]
+
+
+@pytest.mark.parametrize("naming", ["allowed_idps", "policy rule"])
+async def test_an_app_cannot_name_an_idp_another_instance_deleted(
+    store: Store, clock: FakeClock, naming: str
+) -> None:
+    async with idle_instances(store, clock) as (one, two):
+        idp_id = (await idps.create(one, SEED, "test")).result["id"]
+        two.apply(await two.catalog.load())
+        await idps.delete(one, idp_id, "test")
+        body: dict[str, Any] = {"domain": "new.example.com", "upstream": "http://127.0.0.1:9"}
+        if naming == "allowed_idps":
+            body["allowed_idps"] = [idp_id]
+            missing = f"allowed_idps[0]: no identity provider {idp_id!r}"
+        else:
+            rule = {"login_method": {"id": idp_id}}
+            body["policies"] = [{"name": "P", "decision": "allow", "include": [rule]}]
+            missing = (
+                f"policies[0].include[0].login_method.id: no identity provider {idp_id!r}: "
+                "the rule would never match"
+            )
+        with pytest.raises(GatewayError) as refused:
+            await apps.create(two, body, "test")
+        assert (refused.value.status, refused.value.description) == (422, missing)
+        assert "new.example.com" not in [a.domain for a in (await one.catalog.load()).apps]
 
 
 async def test_an_idp_and_an_integration_naming_it_made_at_once_never_dangle(

@@ -85,12 +85,20 @@ class Catalog:
                 return document
         raise NotFoundError(f"No {kind[:-1].replace('_', ' ')} with id {object_id!r}.")
 
-    async def put(self, kind: Kind, data: dict[str, Any], object_id: str | None = None) -> Settings:
+    async def put(
+        self,
+        kind: Kind,
+        data: dict[str, Any],
+        object_id: str | None = None,
+        refuse_if_invalid: Callable[[Settings], None] | None = None,
+    ) -> Settings:
         """Create (no id) or replace an object; returns the new merged settings.
 
         The body is validated exactly like the config file, with the same messages and key
-        paths; the merged result must pass the cross-object checks too. Nothing is stored on
-        any problem (ConfigError) or for a read-only or unknown id.
+        paths; the merged result must pass the cross-object checks too, and `refuse_if_invalid`
+        (called under the lock with the merged result: it raises to refuse, e.g. a policy rule
+        naming an IdP another instance just deleted). Nothing is stored on any problem
+        (ConfigError) or for a read-only or unknown id.
         """
         if object_id is not None and self.read_only(kind, object_id):
             raise ReadOnlyError("This object is defined in the config file and is read-only.")
@@ -107,6 +115,8 @@ class Catalog:
             document = {**data, "id": new_id}
             documents[kind] = [d for d in documents[kind] if d["id"] != new_id] + [document]
             settings = self._merge(documents)  # ConfigError: nothing stored
+            if refuse_if_invalid is not None:
+                refuse_if_invalid(settings)
             check_references(settings)
             await self._save(documents)
             return settings
