@@ -6,6 +6,8 @@ with `FakeOkta`, on the instance that made it and, through the shared Redis, on 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,12 +16,18 @@ import httpx
 import pytest
 import pytest_asyncio
 from admin_harness import admin_client, admin_doc, assert_failure, eventually_ok, instance
+from clock import FakeClock
 from fake_okta import API_TOKEN, BASE, CLIENT_ID, CLIENT_SECRET, FakeOkta
 from harness import TEAM, WIKI, EchoUpstream, browser, running
 
 from gateway.app import Gateway, create_app
 from gateway.config import parse_settings
+from gateway.errors import ConflictError, GatewayError
 from gateway.identity import user_uuid_for
+from gateway.proxy.forwarding import open_upstreams
+from gateway.runtime import Runtime
+from gateway.services import apps, risk
+from gateway.services import identity_providers as idps
 from gateway.state.catalog import POLL_INTERVAL
 from gateway.state.store import Store
 
@@ -29,6 +37,8 @@ SEED = {
     "type": "okta",
     "name": "my example idp",
 }
+INTEGRATIONS = "/api/zt_risk_scoring/integrations"
+TENANT = "https://example.okta.com"
 
 
 @pytest_asyncio.fixture
@@ -295,6 +305,138 @@ async def test_an_idp_a_policy_rule_names_cannot_be_deleted(api: httpx.AsyncClie
     ]
     assert (await api.delete(f"/api/apps/{app_id}")).status_code == 200
     assert (await api.delete(f"/api/identity_providers/{idp_id}")).status_code == 200
+
+
+def integration_use(idp_id: str, integration_id: str) -> str:
+    """The refusal's words for an IdP a risk sharing integration (to `TENANT`) names."""
+    return (
+        f"Identity provider {idp_id!r} is the reference_id of risk sharing integration(s) "
+        f"{integration_id!r} ({TENANT}); delete them or point them at another identity "
+        "provider first."
+    )
+
+
+async def test_an_idp_a_risk_sharing_integration_names_cannot_be_deleted(
+    api: httpx.AsyncClient,
+) -> None:
+    idp_id = (await create(api))["id"]
+    made = await api.post(INTEGRATIONS, json={"tenant_url": TENANT, "reference_id": idp_id})
+    assert made.status_code == 201, made.text
+    integration_id = made.json()["result"]["id"]
+    refused = assert_failure(await api.delete(f"/api/identity_providers/{idp_id}"), 409, "conflict")
+    assert refused == [integration_use(idp_id, integration_id)]
+    # nothing deleted: the IdP and the integration naming it are both still there
+    assert (await api.get(f"/api/identity_providers/{idp_id}")).status_code == 200
+    kept = (await api.get(f"{INTEGRATIONS}/{integration_id}")).json()["result"]
+    assert kept["reference_id"] == idp_id
+    # pointed at another IdP, the integration no longer holds it
+    elsewhere = {"tenant_url": TENANT, "reference_id": "okta-test"}
+    assert (await api.put(f"{INTEGRATIONS}/{integration_id}", json=elsewhere)).status_code == 200
+    assert (await api.delete(f"/api/identity_providers/{idp_id}")).status_code == 200
+
+
+async def test_the_refusal_names_every_use(api: httpx.AsyncClient) -> None:
+    idp_id = (await create(api))["id"]
+    app = {"domain": "new.example.com", "upstream": "http://127.0.0.1:9", "allowed_idps": [idp_id]}
+    app_id = (await api.post("/api/apps", json=app)).json()["result"]["id"]
+    made = await api.post(INTEGRATIONS, json={"tenant_url": TENANT, "reference_id": idp_id})
+    integration_id = made.json()["result"]["id"]
+    (message,) = assert_failure(
+        await api.delete(f"/api/identity_providers/{idp_id}"), 409, "conflict"
+    )
+    assert f"allowed_idps of app(s) {app_id!r}" in message
+    assert message.endswith(integration_use(idp_id, integration_id))
+
+
+# --- in use, across instances: another instance's view may be a poll behind -----------------
+
+
+@contextlib.asynccontextmanager
+async def idle_instances(store: Store, clock: FakeClock) -> AsyncIterator[tuple[Runtime, Runtime]]:
+    """Two gateway instances on one store that never poll the catalog: each serves what it
+    last loaded (`apply`), as an instance does between two polls."""
+    settings = parse_settings(admin_doc("http://127.0.0.1:9"))
+    upstreams = open_upstreams(settings.gateway)
+    await upstreams.start()
+    try:
+        async with httpx.AsyncClient() as http:
+            yield (
+                Runtime(settings, store, http, upstreams, clock),
+                Runtime(settings, store, http, upstreams, clock),
+            )
+    finally:
+        await upstreams.close()
+
+
+async def test_an_integration_cannot_name_an_idp_another_instance_deleted(
+    store: Store, clock: FakeClock
+) -> None:
+    async with idle_instances(store, clock) as (one, two):
+        idp_id = (await idps.create(one, SEED, "test")).result["id"]
+        kept = await risk.create_integration(
+            one, {"tenant_url": TENANT, "reference_id": "okta-test"}, "test"
+        )
+        two.apply(await two.catalog.load())
+        await idps.delete(one, idp_id, "test")
+        assert two.settings.idp(idp_id) is not None  # `two` has not caught up yet
+        body = {"tenant_url": TENANT, "reference_id": idp_id}
+        missing = f"reference_id: no identity provider {idp_id!r}"
+        with pytest.raises(GatewayError) as refused:
+            await risk.create_integration(two, body, "test")
+        assert (refused.value.status, refused.value.description) == (422, missing)
+        with pytest.raises(GatewayError) as refused:
+            await risk.replace_integration(two, kept.id, body, "test")
+        assert (refused.value.status, refused.value.description) == (422, missing)
+        assert [i.reference_id for i in await two.risk_integrations.all()] == ["okta-test"]
+
+
+@pytest.mark.parametrize("naming", ["allowed_idps", "policy rule"])
+async def test_an_app_cannot_name_an_idp_another_instance_deleted(
+    store: Store, clock: FakeClock, naming: str
+) -> None:
+    async with idle_instances(store, clock) as (one, two):
+        idp_id = (await idps.create(one, SEED, "test")).result["id"]
+        two.apply(await two.catalog.load())
+        await idps.delete(one, idp_id, "test")
+        body: dict[str, Any] = {"domain": "new.example.com", "upstream": "http://127.0.0.1:9"}
+        if naming == "allowed_idps":
+            body["allowed_idps"] = [idp_id]
+            missing = f"allowed_idps[0]: no identity provider {idp_id!r}"
+        else:
+            rule = {"login_method": {"id": idp_id}}
+            body["policies"] = [{"name": "P", "decision": "allow", "include": [rule]}]
+            missing = (
+                f"policies[0].include[0].login_method.id: no identity provider {idp_id!r}: "
+                "the rule would never match"
+            )
+        with pytest.raises(GatewayError) as refused:
+            await apps.create(two, body, "test")
+        assert (refused.value.status, refused.value.description) == (422, missing)
+        assert "new.example.com" not in [a.domain for a in (await one.catalog.load()).apps]
+
+
+async def test_an_idp_and_an_integration_naming_it_made_at_once_never_dangle(
+    store: Store, clock: FakeClock
+) -> None:
+    """A delete on one instance and a new integration on the other, interleaved: one of them
+    is refused, whichever order the store saw them in."""
+    async with idle_instances(store, clock) as (one, two):
+        idp_id = (await idps.create(one, SEED, "test")).result["id"]
+        two.apply(await two.catalog.load())
+        body = {"tenant_url": TENANT, "reference_id": idp_id}
+        deleted, created = await asyncio.gather(
+            idps.delete(one, idp_id, "test"),
+            risk.create_integration(two, body, "test"),
+            return_exceptions=True,
+        )
+        named = [i.reference_id for i in await one.risk_integrations.all()]
+        still_there = (await one.catalog.load()).idp(idp_id) is not None
+        if isinstance(deleted, BaseException):
+            assert isinstance(deleted, ConflictError), deleted
+            assert still_there and named == [idp_id]
+        else:
+            assert isinstance(created, GatewayError) and created.status == 422, created
+            assert not still_there and named == []
 
 
 # --- validation -----------------------------------------------------------------------------

@@ -117,6 +117,16 @@ def test_every_protected_operation_names_its_token_and_its_failures() -> None:
                 assert "404" in operation["responses"], (method, path)
 
 
+def test_deleting_an_idp_in_use_is_documented_as_a_409() -> None:
+    delete = build(TEAM)["paths"]["/api/identity_providers/{idp_id}"]["delete"]
+    conflict = delete["responses"]["409"]
+    assert conflict["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Failure"
+    }
+    for use in ("allowed_idps", "policy rules", "risk sharing integration's reference_id"):
+        assert use in conflict["description"]
+
+
 class AdminStateMachine(schema.as_state_machine()):  # type: ignore[misc]
     """Sequences that follow the document's links: create, then read, replace, revoke, delete."""
 

@@ -4,6 +4,7 @@ CSRF, and one code path with the admin API (every instance, the audit log)."""
 
 from __future__ import annotations
 
+import html
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -217,6 +218,34 @@ async def test_delete_asks_first(alice: httpx.AsyncClient, api: httpx.AsyncClien
     done = await post_form(alice, url, {"confirm": "yes"}, csrf=csrf_of(page))
     assert done.status_code == 303
     assert (await api.get(f"/api/identity_providers/{idp_id}")).status_code == 404
+
+
+async def test_an_idp_a_risk_sharing_integration_names_is_not_deleted(
+    alice: httpx.AsyncClient, api: httpx.AsyncClient
+) -> None:
+    idp_id, page = await add_idp(alice)
+    integration = {"tenant_url": "https://example.okta.com", "reference_id": idp_id}
+    made = await api.post("/api/zt_risk_scoring/integrations", json=integration)
+    integration_id = made.json()["result"]["id"]
+    refusal = (
+        f"Identity provider {idp_id!r} is the reference_id of risk sharing integration(s) "
+        f"{integration_id!r} (https://example.okta.com); delete them or point them at another "
+        "identity provider first."
+    )
+    url = f"/console/identity-providers/{idp_id}/delete"
+    # told before being asked to confirm, on the login method's page
+    asked = await post_form(alice, url, {}, csrf=csrf_of(page))
+    assert asked.status_code == 409
+    assert refusal in html.unescape(asked.text)
+    assert "Delete this login method?" not in asked.text
+    assert 'action="/console/identity-providers/' + idp_id + '"' in asked.text
+    # and a confirmation sent anyway (an older page) is refused the same way
+    forced = await post_form(alice, url, {"confirm": "yes"}, csrf=csrf_of(page))
+    assert forced.status_code == 409
+    assert refusal in html.unescape(forced.text)
+    assert (await api.get(f"/api/identity_providers/{idp_id}")).status_code == 200
+    kept = await api.get(f"/api/zt_risk_scoring/integrations/{integration_id}")
+    assert kept.json()["result"]["reference_id"] == idp_id
 
 
 # --- CSRF: each refusal changes nothing -------------------------------------------------------

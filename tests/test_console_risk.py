@@ -16,7 +16,7 @@ from fake_okta import FakeOkta
 from harness import IDP_ID, EchoUpstream, browser, running, sign_in
 
 from gateway.app import Gateway, create_app
-from gateway.config import parse_settings
+from gateway.config import RiskIntegrationBody, parse_settings
 from gateway.runtime import Runtime
 from gateway.state.store import Store
 
@@ -170,6 +170,28 @@ async def test_an_integration_must_name_a_login_method_and_an_https_org(
     assert error_next_to(refused.text, "tenant_url") == "must be an https URL"
     assert 'value="http://example.okta.com"' in refused.text  # what was typed is kept
     assert (await api.get("/api/zt_risk_scoring/integrations")).json()["result"] == []
+
+
+async def test_an_integration_whose_login_method_is_gone_is_not_re_pointed_silently(
+    gateway: Gateway, alice: httpx.AsyncClient
+) -> None:
+    """An IdP left the config file (the API refuses to delete one an integration names): the
+    integration's form keeps it chosen, named as gone, and saving it as shown is refused."""
+    rt = runtime(gateway)
+    gone = await rt.risk_integrations.create(RiskIntegrationBody(TENANT, "okta-old", True))
+    page = await alice.get("/console/risk")
+    assert '<option value="okta-old" selected>(no such login method: okta-old)</option>' in (
+        page.text
+    )
+    prefix = gone.id + "."
+    as_shown = {prefix + "tenant_url": TENANT, prefix + "reference_id": "okta-old"}
+    path = f"/console/risk/integrations/{gone.id}"
+    refused = await post_form(alice, path, as_shown, csrf=csrf_of(page))
+    assert refused.status_code == 422
+    assert error_next_to(refused.text, prefix + "reference_id") == (
+        "no identity provider 'okta-old'"
+    )
+    assert (await rt.risk_integrations.get(gone.id)).reference_id == "okta-old"
 
 
 # --- a user's risk ----------------------------------------------------------------------------

@@ -4,8 +4,8 @@ Built per request so `servers` names this gateway's `public_url`. Every operatio
 here with its parameters, request body, and every status it can answer with the body each
 carries; the object schemas are in `schemas.py`. Creations link to the operations on the new
 object (OpenAPI links), so a client or a test can follow them. What no schema can know, clashes
-with other objects, is a 409 (a domain already served) or a 422 (an `allowed_idps` entry naming
-no IdP).
+with other objects, is a 409 (a domain already served, an IdP deleted while something names it)
+or a 422 (an `allowed_idps` entry naming no IdP).
 """
 
 from __future__ import annotations
@@ -52,9 +52,9 @@ _RISK_USER_ID: Schema = {
 }
 
 
-def _failure(status: int) -> Schema:
+def _failure(status: int, description: str = "") -> Schema:
     response: Schema = {
-        "description": _ERRORS[status],
+        "description": description or _ERRORS[status],
         "content": {"application/json": {"schema": ref("Failure")}},
     }
     if status == 401:
@@ -96,10 +96,13 @@ def _op(
     param_schema: Schema = _PATH_ID,
     query: tuple[Schema, ...] = (),
     links: tuple[tuple[str, str], ...] = (),
+    meaning: dict[int, str] | None = None,
 ) -> Schema:
     """One operation: every authenticated call may also answer 401 and 503. `query`: its query
     parameters (a page of a list when they include `page`). `links`: the (operationId, path
-    parameter) pairs the new object's `result.id` fills in."""
+    parameter) pairs the new object's `result.id` fills in. `meaning`: what an error status
+    means for this operation, where the general description (`_ERRORS`) says too little."""
+    meaning = meaning or {}
     codes = {*errors, 401, 503}
     if body is not None or query:
         codes.add(400)
@@ -122,7 +125,7 @@ def _op(
         "summary": summary,
         "responses": {
             str(status): success,
-            **{str(code): _failure(code) for code in sorted(codes)},
+            **{str(code): _failure(code, meaning.get(code, "")) for code in sorted(codes)},
         },
     }
     if body is not None:
@@ -213,10 +216,15 @@ def paths() -> dict[str, dict[str, Schema]]:
             ),
             "delete": _op(
                 "deleteIdentityProvider",
-                "Delete an identity provider no app names in allowed_idps",
+                "Delete an identity provider that nothing names",
                 ref("Deleted"),
                 (403, 409),
                 param=idp,
+                meaning={
+                    409: "Still in use: named by an app's allowed_idps or policy rules, or by a "
+                    "risk sharing integration's reference_id. The message names each; nothing "
+                    "is deleted",
+                },
             ),
         },
         "/api/identity_providers/{idp_id}/refresh_scim_secret": {

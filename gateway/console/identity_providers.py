@@ -3,9 +3,10 @@
 
 Every change goes through `services.identity_providers`, as the admin API's do. A SCIM secret is
 shown once: on the page that answers the change which made it (enabling SCIM, or regenerating
-behind a confirmation step), never again. Deleting asks for confirmation too. IdPs defined in
-the config file are shown read-only, with a note; their SCIM secret can still be regenerated
-(unless the file pins it), as through the admin API.
+behind a confirmation step), never again. Deleting asks for confirmation too; a login method an
+app or a risk sharing integration still names is not deleted: its page says what names it. IdPs
+defined in the config file are shown read-only, with a note; their SCIM secret can still be
+regenerated (unless the file pins it), as through the admin API.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from gateway.console.idp_form import (
     form_values,
     scim_from_form,
 )
-from gateway.errors import GatewayError
+from gateway.errors import ConflictError, GatewayError
 from gateway.runtime import CALLBACK_PATH
 from gateway.services import identity_providers as service
 
@@ -109,19 +110,26 @@ async def regenerate_secret(console: Console) -> Response:
 
 
 async def delete(console: Console) -> Response:
+    """First a confirmation page, then (confirmed) the login method is deleted. One still in
+    use is refused on its own page (409), before the question and again when confirmed."""
     rt = console.rt
     idp = service.find(rt, console.request.path_params["idp_id"])
     form = await console.read_form()
-    if form.get("confirm") != "yes":
-        return console.confirm(
-            title="Delete this login method?",
-            question=f"Delete the login method {idp.name}?",
-            consequence="Everyone signed in with it is signed out, and nobody can sign in "
-            "with it any more. Its SCIM secret stops working.",
-            button="Delete",
-            back=f"{BASE}/{idp.id}",
-        )
-    await service.delete(rt, idp.id, console.actor)
+    try:
+        if form.get("confirm") != "yes":
+            await service.refuse_if_used(rt, idp.id)
+            return console.confirm(
+                title="Delete this login method?",
+                question=f"Delete the login method {idp.name}?",
+                consequence="Everyone signed in with it is signed out, and nobody can sign in "
+                "with it any more. Its SCIM secret stops working.",
+                button="Delete",
+                back=f"{BASE}/{idp.id}",
+            )
+        await service.delete(rt, idp.id, console.actor)
+    except ConflictError as exc:
+        current = service.as_json(rt, idp)
+        return _form(console, current, current, {"": exc.description}, status=exc.status)
     return console.redirect(f"{BASE}?deleted=1")
 
 

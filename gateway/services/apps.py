@@ -5,7 +5,9 @@ rules; the id, and so the AUD tag, of a new one is generated. Against the other 
 domain another app already serves is a conflict (409), an `allowed_idps` entry naming no IdP is
 unprocessable (422), and so is an error of the configuration checks (`gateway/checks.py`: a rule
 naming an IdP that does not exist); their warnings (a group nobody has been seen in, no
-policies) are accepted and returned. File-defined apps are read-only.
+policies) are accepted and returned. The IdPs an app names are checked again under the catalog's
+lock against the catalog as stored (`_still_valid`), so an IdP deleted on another instance a
+moment ago is not named by an app this one stores. File-defined apps are read-only.
 
 `revoke_tokens` deletes every app session of the app, and of the apps sharing its host (their
 cookie is one and the same), so the next request on any instance signs in again through the
@@ -17,12 +19,13 @@ cookie is the team-domain session), so there it revokes nothing.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.admin.serialize import app_document, app_json
-from gateway.checks import check_app, errors_in, known_groups, warnings_in
-from gateway.config import App, same_domain
+from gateway.checks import Finding, check_app, errors_in, known_groups, warnings_in
+from gateway.config import App, IdentityProvider, Settings, same_domain
 from gateway.errors import ConflictError, GatewayError, NotFoundError, ReadOnlyError
 from gateway.runtime import Runtime
 from gateway.services import commit
@@ -68,24 +71,39 @@ async def _check(rt: Runtime, app: App) -> list[str]:
         if other.id != app.id and same_domain(other.domain, app.domain):
             raise ConflictError(f"domain: {app.domain!r} is already served by app {other.id!r}.")
     idps = rt.settings.identity_providers
+    findings = check_app(app, idps, await known_groups(rt.store, {idp.id for idp in idps}))
+    _refuse_errors(app, idps, findings)
+    return warnings_in(findings)
+
+
+def _refuse_errors(app: App, idps: Sequence[IdentityProvider], findings: list[Finding]) -> None:
+    """422 for an `allowed_idps` entry naming none of `idps`, or an error among `findings`."""
     known = {idp.id for idp in idps}
     problems = [
         f"allowed_idps[{i}]: no identity provider {idp_id!r}"
         for i, idp_id in enumerate(app.allowed_idps)
         if idp_id not in known
     ]
-    groups = await known_groups(rt.store, known)
-    findings = check_app(app, idps, groups)
     problems += errors_in(findings)
     if problems:
         raise GatewayError("; ".join(problems), error="unprocessable", status=422)
-    return warnings_in(findings)
+
+
+def _still_valid(app: App) -> Callable[[Settings], None]:
+    """The check the catalog makes under its lock, against the catalog as stored: the IdPs the
+    app names still exist there (this instance's settings may be a poll behind a delete)."""
+
+    def check(stored: Settings) -> None:
+        idps = stored.identity_providers
+        _refuse_errors(app, idps, check_app(app, idps, known_groups=None))
+
+    return check
 
 
 async def create(rt: Runtime, body: dict[str, Any], actor: str) -> Saved:
     document, app = app_document(body, str(uuid.uuid4()), rt.settings.gateway.session_duration)
     warnings = await _check(rt, app)
-    await commit(rt, rt.catalog.put(KIND, document))
+    await commit(rt, rt.catalog.put(KIND, document, refuse_if_invalid=_still_valid(app)))
     await rt.audit_log.record(actor, "create", "app", app.id, app.name)
     return Saved(app, warnings)
 
@@ -95,7 +113,7 @@ async def replace(rt: Runtime, app_id: str, body: dict[str, Any], actor: str) ->
     await rt.catalog.document(KIND, app_id)  # 404 before the body is looked at
     document, app = app_document(body, app_id, rt.settings.gateway.session_duration)
     warnings = await _check(rt, app)
-    await commit(rt, rt.catalog.put(KIND, document, app_id))
+    await commit(rt, rt.catalog.put(KIND, document, app_id, _still_valid(app)))
     await rt.audit_log.record(actor, "update", "app", app.id, app.name)
     return Saved(app, warnings)
 

@@ -3,7 +3,8 @@
 The input is the Cloudflare object `{"name", "type", "config", "scim_config"}`, validated by the
 config file's rules and the configuration checks (`gateway/checks.py`: an Okta Admin Console URL
 is a 422); the id of a new one is generated. File-defined IdPs are read-only. An IdP that an app
-still names in `allowed_idps` or in a policy rule cannot be deleted (409).
+still names in `allowed_idps` or in a policy rule, or that a risk sharing integration names as
+its `reference_id`, cannot be deleted (409, naming each use: `refuse_if_used`).
 
 SCIM: when a create or replace turns SCIM on, the result carries the first SCIM secret in
 `scim_config.secret`, that once; `refresh_scim_secret` makes a new one (the old one stops
@@ -19,7 +20,7 @@ from typing import Any
 
 from gateway.admin.serialize import idp_document, idp_json
 from gateway.checks import check_idp, errors_in, named_idps, warnings_in
-from gateway.config import IdentityProvider
+from gateway.config import IdentityProvider, Settings
 from gateway.errors import ConflictError, GatewayError, NotFoundError, ReadOnlyError
 from gateway.runtime import Runtime
 from gateway.services import commit
@@ -102,22 +103,45 @@ async def replace(rt: Runtime, idp_id: str, body: dict[str, Any], actor: str) ->
     return Saved(await _with_first_secret(rt, idp), warnings)
 
 
+async def refuse_if_used(rt: Runtime, idp_id: str, settings: Settings | None = None) -> None:
+    """409 naming everything that still names the IdP, when anything does: apps'
+    `allowed_idps` and policy rules (in `settings`: by default those this instance serves) and
+    risk sharing integrations' `reference_id` (as stored)."""
+    apps = (settings or rt.settings).apps
+    uses = []
+    if allowing := [app.id for app in apps if idp_id in app.allowed_idps]:
+        uses.append(
+            f"Identity provider {idp_id!r} is in allowed_idps of app(s) {_listed(allowing)}; "
+            "remove it there first."
+        )
+    if ruled := [app.id for app in apps if idp_id in named_idps(app)]:
+        uses.append(
+            f"Identity provider {idp_id!r} is named by policy rules of app(s) {_listed(ruled)}; "
+            "change those rules first."
+        )
+    if sharing := [i for i in await rt.risk_integrations.all() if i.reference_id == idp_id]:
+        integrations = ", ".join(f"{i.id!r} ({i.tenant_url})" for i in sharing)
+        uses.append(
+            f"Identity provider {idp_id!r} is the reference_id of risk sharing integration(s) "
+            f"{integrations}; delete them or point them at another identity provider first."
+        )
+    if uses:
+        raise ConflictError(" ".join(uses))
+
+
+def _listed(ids: list[str]) -> str:
+    return ", ".join(repr(i) for i in ids)
+
+
 async def delete(rt: Runtime, idp_id: str, actor: str) -> None:
+    """Delete an API-made IdP that nothing names (`refuse_if_used`, checked under the catalog's
+    lock against the catalog as stored, so an app or an integration made at the same time on
+    any instance cannot be left naming a deleted IdP)."""
     writable(rt, idp_id)
     name = idp.name if (idp := rt.settings.idp(idp_id)) is not None else ""
-    users = [app.id for app in rt.settings.apps if idp_id in app.allowed_idps]
-    if users:
-        raise ConflictError(
-            f"Identity provider {idp_id!r} is in allowed_idps of app(s) "
-            f"{', '.join(repr(u) for u in users)}; remove it there first."
-        )
-    ruled = [app.id for app in rt.settings.apps if idp_id in named_idps(app)]
-    if ruled:
-        raise ConflictError(
-            f"Identity provider {idp_id!r} is named by policy rules of app(s) "
-            f"{', '.join(repr(a) for a in ruled)}; change those rules first."
-        )
-    await commit(rt, rt.catalog.delete(KIND, idp_id))
+    await commit(
+        rt, rt.catalog.delete(KIND, idp_id, lambda stored: refuse_if_used(rt, idp_id, stored))
+    )
     await rt.scim_secrets.forget(idp_id)
     await rt.audit_log.record(actor, "delete", "identity_provider", idp_id, name)
 

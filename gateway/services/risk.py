@@ -4,7 +4,9 @@ The engine (`gateway/risk/engine.py`) and the integrations (`gateway/ssf/integra
 the state; here are the changes the admin API and the console make to it, each recorded in the
 audit log: a behaviour's setting, a user's reset, an integration created, replaced or deleted.
 A user is known by their registry record, or by risk events alone (a deactivated user's refused
-sign-in); anyone else is a 404. An integration's `reference_id` must name an IdP (422).
+sign-in); anyone else is a 404. An integration's `reference_id` must name an IdP (422), checked
+against the catalog as stored and written under its lock: an IdP an integration names cannot be
+deleted (`identity_providers.refuse_if_used`), and this keeps the two from crossing.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from gateway.errors import ConfigError, GatewayError, NotFoundError
 from gateway.risk.behaviors import BehaviorSetting, parse_settings
 from gateway.risk.engine import UserRisk
 from gateway.runtime import Runtime
+from gateway.services.identity_providers import KIND as IDPS
 from gateway.ssf.events import WELL_KNOWN_PATH
 from gateway.ssf.integrations import Integration
 from gateway.state.registry import UserRecord
@@ -81,19 +84,23 @@ async def integration_json(rt: Runtime, integration: Integration) -> dict[str, A
     }
 
 
-def _integration_body(rt: Runtime, body: Mapping[str, Any]) -> RiskIntegrationBody:
-    parsed = parse_risk_integration(body)  # ConfigError, one item per problem
-    if rt.settings.idp(parsed.reference_id) is None:
+async def _refuse_unknown_idp(rt: Runtime, body: RiskIntegrationBody) -> None:
+    """422 unless `reference_id` names an IdP as the catalog stores it now (this instance may
+    be a poll behind another's delete). Under `rt.catalog.locked()`, as the write that follows
+    must be: an IdP is only deleted under that lock, after checking no integration names it."""
+    if not await rt.catalog.has(IDPS, body.reference_id):
         raise GatewayError(
-            f"reference_id: no identity provider {parsed.reference_id!r}",
+            f"reference_id: no identity provider {body.reference_id!r}",
             error="unprocessable",
             status=422,
         )
-    return parsed
 
 
 async def create_integration(rt: Runtime, body: Mapping[str, Any], actor: str) -> Integration:
-    integration = await rt.risk_integrations.create(_integration_body(rt, body))
+    parsed = parse_risk_integration(body)  # ConfigError, one item per problem
+    async with rt.catalog.locked():
+        await _refuse_unknown_idp(rt, parsed)
+        integration = await rt.risk_integrations.create(parsed)
     await rt.audit_log.record(
         actor, "create", "risk_integration", integration.id, integration.tenant_url
     )
@@ -104,7 +111,10 @@ async def replace_integration(
     rt: Runtime, integration_id: str, body: Mapping[str, Any], actor: str
 ) -> Integration:
     before = await rt.risk_integrations.get(integration_id)  # 404 before the body is read
-    integration = await rt.risk_integrations.replace(integration_id, _integration_body(rt, body))
+    parsed = parse_risk_integration(body)
+    async with rt.catalog.locked():
+        await _refuse_unknown_idp(rt, parsed)
+        integration = await rt.risk_integrations.replace(integration_id, parsed)
     if integration.tenant_url != before.tenant_url:
         # Waiting tokens are addressed (`aud`) to the old org: the new one would refuse them.
         await rt.transmitter.outbox.drop_all(integration_id)

@@ -5,7 +5,9 @@ created from, under one key with a version counter beside it, so every gateway i
 change: each polls the version (one small GET every half second, never per request) and, when it
 moved, reloads and swaps in new settings (`Runtime.apply`). The instance that made the change
 applies it at once. Writes take a short lock, validate the merged result with the config file's
-rules (same messages, same key paths), and store nothing when anything is wrong.
+rules (same messages, same key paths), and store nothing when anything is wrong. What names a
+catalog object from outside it (a risk sharing integration names an IdP) is checked and written
+under the same lock (`locked`, `delete(refuse_if_used=...)`), so a reference never dangles.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any, Literal
 
@@ -83,16 +85,24 @@ class Catalog:
                 return document
         raise NotFoundError(f"No {kind[:-1].replace('_', ' ')} with id {object_id!r}.")
 
-    async def put(self, kind: Kind, data: dict[str, Any], object_id: str | None = None) -> Settings:
+    async def put(
+        self,
+        kind: Kind,
+        data: dict[str, Any],
+        object_id: str | None = None,
+        refuse_if_invalid: Callable[[Settings], None] | None = None,
+    ) -> Settings:
         """Create (no id) or replace an object; returns the new merged settings.
 
         The body is validated exactly like the config file, with the same messages and key
-        paths; the merged result must pass the cross-object checks too. Nothing is stored on
-        any problem (ConfigError) or for a read-only or unknown id.
+        paths; the merged result must pass the cross-object checks too, and `refuse_if_invalid`
+        (called under the lock with the merged result: it raises to refuse, e.g. a policy rule
+        naming an IdP another instance just deleted). Nothing is stored on any problem
+        (ConfigError) or for a read-only or unknown id.
         """
         if object_id is not None and self.read_only(kind, object_id):
             raise ReadOnlyError("This object is defined in the config file and is read-only.")
-        async with self._locked():
+        async with self.locked():
             documents = await self._documents()
             existing = [d for d in documents[kind] if d["id"] == object_id]
             if object_id is not None and not existing:
@@ -105,18 +115,30 @@ class Catalog:
             document = {**data, "id": new_id}
             documents[kind] = [d for d in documents[kind] if d["id"] != new_id] + [document]
             settings = self._merge(documents)  # ConfigError: nothing stored
+            if refuse_if_invalid is not None:
+                refuse_if_invalid(settings)
             check_references(settings)
             await self._save(documents)
             return settings
 
-    async def delete(self, kind: Kind, object_id: str) -> Settings:
+    async def delete(
+        self,
+        kind: Kind,
+        object_id: str,
+        refuse_if_used: Callable[[Settings], Awaitable[None]] | None = None,
+    ) -> Settings:
+        """Delete an API-made object; returns the new merged settings. `refuse_if_used` is
+        awaited under the lock with the settings as stored before the change: it raises to
+        refuse (something outside the catalog still names the object)."""
         if self.read_only(kind, object_id):
             raise ReadOnlyError("This object is defined in the config file and is read-only.")
-        async with self._locked():
+        async with self.locked():
             documents = await self._documents()
             remaining = [d for d in documents[kind] if d["id"] != object_id]
             if len(remaining) == len(documents[kind]):
                 raise NotFoundError(f"No {kind[:-1].replace('_', ' ')} with id {object_id!r}.")
+            if refuse_if_used is not None:
+                await refuse_if_used(self._merge(documents))
             documents[kind] = remaining
             settings = self._merge(documents)
             check_references(settings)  # e.g. an app still allows the IdP being deleted
@@ -128,7 +150,17 @@ class Catalog:
         await self.store.set(_OBJECTS, json.dumps(documents).encode())
         await self.store.set(_VERSION, str(version).encode())
 
-    def _locked(self) -> contextlib.AbstractAsyncContextManager[None]:
+    async def has(self, kind: Kind, object_id: str) -> bool:
+        """Whether the object exists as stored now (this instance's settings may be a poll
+        behind): hold `locked()` for the answer to stay true."""
+        documents = await self._documents()
+        return self.read_only(kind, object_id) or any(d["id"] == object_id for d in documents[kind])
+
+    def locked(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """Hold the catalog's lock: no object is created, replaced or deleted, on any instance,
+        during the block. Every catalog change takes it; so does a change outside the catalog
+        that names a catalog object (a risk sharing integration naming an IdP), so that the
+        object cannot be deleted between the check and the write."""
         busy = "The catalog is locked by another change; try again."
         return held(self.store, _LOCK, ttl=10, attempts=100, pause=0.05, busy=busy)
 
