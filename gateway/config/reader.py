@@ -17,7 +17,6 @@ from gateway.authz.rules import Network
 
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 _IDENTIFIER = re.compile(r"[A-Za-z0-9._-]{1,64}")
-LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")  # where `url(..., secure=True)` takes http
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _MAX_DURATION = 87600 * 3600.0
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -37,16 +36,42 @@ def parse_duration(text: str) -> float:
     return total
 
 
+def is_loopback_host(host: str) -> bool:
+    """Whether `host` (a URL's hostname, lower case, IPv6 without brackets) is this machine:
+    `localhost`, 127.0.0.0/8 or ::1. A name ending in ".localhost" is not: the gateway resolves
+    it like any other, and a resolver may send it anywhere."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 T = TypeVar("T")
 
 
 class Reader:
-    """Reads one table, tracking its key path, the keys it used and every problem found."""
+    """Reads one table, tracking its key path, the keys it used and every problem found.
 
-    def __init__(self, data: Any, path: str, problems: list[str], env: Mapping[str, str]):
+    `plain_http_hosts`: hosts besides the loopback ones whose plain-http URLs `url(...,
+    secure=True)` takes. Only `gateway demo` names one (its development IdP, reached over the
+    network when it listens there); no configuration key can.
+    """
+
+    def __init__(
+        self,
+        data: Any,
+        path: str,
+        problems: list[str],
+        env: Mapping[str, str],
+        *,
+        plain_http_hosts: frozenset[str] = frozenset(),
+    ):
         self.path = path
         self.problems = problems
         self.env = env
+        self.plain_http_hosts = plain_http_hosts
         self.data: Mapping[str, Any] = data if isinstance(data, Mapping) else {}
         if not isinstance(data, Mapping):
             self.problem("", "must be a table")
@@ -160,8 +185,8 @@ class Reader:
     ) -> str:
         """An absolute http(s) URL; a trailing "/" is dropped unless `exact` (an issuer is
         compared to the ID token's `iss` character for character). `secure`: https, or http to
-        a loopback host only (a local test), for a URL that what the gateway trusts or what it
-        tells of users travels over."""
+        a loopback host only (a local test), for a URL that what the gateway trusts, a sign-in
+        or what it tells of users travels over."""
         value = self.string(key, required=required)
         if value:
             try:
@@ -172,9 +197,16 @@ class Reader:
                 valid = False
             if not valid:
                 self.problem(key, "must be an absolute https or http URL")
-            elif secure and parts.scheme != "https" and parts.hostname not in LOOPBACK_HOSTS:
+            elif (
+                secure
+                and parts.scheme != "https"
+                and not self._plain_http_taken(parts.hostname or "")
+            ):
                 self.problem(key, "must be an https URL")
         return value if exact else value.rstrip("/")
+
+    def _plain_http_taken(self, host: str) -> bool:
+        return is_loopback_host(host) or host in self.plain_http_hosts
 
     def network(self, key: str, text: str) -> Network | None:
         """An IP address or CIDR (host bits allowed: "192.0.2.7/24" is 192.0.2.0/24)."""
@@ -186,7 +218,7 @@ class Reader:
 
     def table(self, key: str) -> Reader:
         value = self.raw(key)
-        return Reader({} if value is None else value, self.key_path(key), self.problems, self.env)
+        return self._child({} if value is None else value, self.key_path(key))
 
     def tables(self, key: str) -> list[Reader]:
         value = self.raw(key)
@@ -195,10 +227,10 @@ class Reader:
         if not isinstance(value, list):
             self.problem(key, "must be a list of tables")
             return []
-        return [
-            Reader(item, f"{self.key_path(key)}[{i}]", self.problems, self.env)
-            for i, item in enumerate(value)
-        ]
+        return [self._child(item, f"{self.key_path(key)}[{i}]") for i, item in enumerate(value)]
+
+    def _child(self, data: Any, path: str) -> Reader:
+        return Reader(data, path, self.problems, self.env, plain_http_hosts=self.plain_http_hosts)
 
     def finish(self) -> None:
         """Report every key of this table that nothing read: a typo must not pass silently."""
