@@ -20,7 +20,8 @@ from saml_idp import KeyPair
 
 from gateway.admin.openapi import build
 from gateway.app import Gateway, create_app
-from gateway.config import parse_identity_provider, parse_settings
+from gateway.authn.providers.saml import idp_metadata, parse_idp_metadata
+from gateway.config import SamlConfig, parse_identity_provider, parse_settings
 from gateway.errors import ConfigError
 from gateway.state.store import Store
 
@@ -226,3 +227,24 @@ async def test_the_console_form_shows_the_refusal_next_to_the_field_and_stores_n
     local = idp_body(idp_type, key, "http://localhost:9000", cert_pem)
     taken = await post_form(client, NEW, form_of(local), csrf=csrf_of(page))
     assert taken.status_code == 303, taken.text
+
+
+# --- SAML metadata: the SSO URL it names is held to the same rule ------------------------------
+
+
+def test_metadata_naming_a_plain_http_sso_url_is_refused(cert_pem: str) -> None:
+    """A `metadata_url` stands for `sso_target_url` (SPEC 10): the one its document names must
+    be https too, else the browser would be sent to sign in over plain http."""
+
+    def metadata_naming(sso_url: str) -> str:
+        config = SamlConfig(
+            issuer_url="http://www.okta.com/exk1",
+            sso_target_url=sso_url,
+            idp_public_certs=(cert_pem,),
+        )
+        return idp_metadata(config).xml
+
+    with pytest.raises(ValueError, match="SingleSignOnService must be an https URL"):
+        parse_idp_metadata(metadata_naming("http://idp.example.com/sso"))
+    for origin in LOOPBACK_OR_HTTPS:
+        assert parse_idp_metadata(metadata_naming(f"{origin}/sso")).sso_url == f"{origin}/sso"

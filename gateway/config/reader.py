@@ -48,6 +48,17 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+def is_secure_url(url: str) -> bool:
+    """Whether `url` is https, or plain http to a loopback host (a local test): the only URLs a
+    sign-in, what the gateway trusts, or what it tells of users may travel over."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        return False
+    return parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(host))
+
+
 T = TypeVar("T")
 
 
@@ -184,9 +195,8 @@ class Reader:
         self, key: str, *, required: bool = False, exact: bool = False, secure: bool = False
     ) -> str:
         """An absolute http(s) URL; a trailing "/" is dropped unless `exact` (an issuer is
-        compared to the ID token's `iss` character for character). `secure`: https, or http to
-        a loopback host only (a local test), for a URL that what the gateway trusts, a sign-in
-        or what it tells of users travels over."""
+        compared to the ID token's `iss` character for character). `secure`: `is_secure_url`
+        (or plain http to one of `plain_http_hosts`)."""
         value = self.string(key, required=required)
         if value:
             try:
@@ -198,15 +208,10 @@ class Reader:
             if not valid:
                 self.problem(key, "must be an absolute https or http URL")
             elif (
-                secure
-                and parts.scheme != "https"
-                and not self._plain_http_taken(parts.hostname or "")
+                secure and not is_secure_url(value) and parts.hostname not in self.plain_http_hosts
             ):
                 self.problem(key, "must be an https URL")
         return value if exact else value.rstrip("/")
-
-    def _plain_http_taken(self, host: str) -> bool:
-        return is_loopback_host(host) or host in self.plain_http_hosts
 
     def network(self, key: str, text: str) -> Network | None:
         """An IP address or CIDR (host bits allowed: "192.0.2.7/24" is 192.0.2.0/24)."""
