@@ -19,7 +19,6 @@ count as known are read from the store: SCIM-pushed groups and groups of last-se
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import time
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from gateway.config import (
     SamlConfig,
     Settings,
 )
+from gateway.config.reader import is_loopback_host
 from gateway.scim.repository import ScimRepository
 from gateway.scim.schema import GROUPS
 from gateway.state.registry import Registry
@@ -80,12 +80,8 @@ def _join(prefix: str, key: str) -> str:
 
 
 def _is_loopback(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    # A browser takes every *.localhost name for this machine, as the gateway does not.
+    return host.endswith(".localhost") or is_loopback_host(host)
 
 
 def check_gateway(gateway: GatewaySettings, path: str = "gateway") -> list[Finding]:

@@ -226,8 +226,13 @@ async def _run_demo(addresses: DemoAddresses) -> None:
     from gateway.state.store import open_store
 
     env = demo_environment()
-    # The very text --print-config shows, its secrets from `env` (never the caller's environment)
-    settings = parse_settings(tomllib.loads(demo_config_text(addresses)), env)
+    # The very text --print-config shows, its secrets from `env` (never the caller's environment).
+    # Its development IdP speaks plain http, to the network when the demo listens there.
+    settings = parse_settings(
+        tomllib.loads(demo_config_text(addresses)),
+        env,
+        plain_http_hosts=frozenset({addresses.url_host}),
+    )
     users = demo_users()
     idp = settings.idp(IDP_ID)
     if idp is None or not isinstance(idp.config, OktaConfig):  # the demo's config makes one

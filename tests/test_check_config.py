@@ -150,6 +150,17 @@ def test_an_okta_admin_url_is_an_error(tmp_path: Path, capsys: pytest.CaptureFix
     )
 
 
+def test_a_plain_http_okta_account_off_this_machine_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Codes and tokens would cross the network in clear (tests/test_idp_https.py: every field)."""
+    code, err, _ = check(tmp_path, capsys, config(okta_account="http://dev-123.okta.com"))
+    assert code == 1
+    assert err == ["identity_providers[0].config.okta_account: must be an https URL"]
+    code, err, _ = check(tmp_path, capsys, config(okta_account="http://127.0.0.1:8001"))
+    assert (code, err) == (0, [])
+
+
 def test_an_empty_variable_is_an_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

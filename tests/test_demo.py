@@ -22,6 +22,8 @@ import httpx
 import pytest
 from demo_process import LoginForm, printed, running_demo
 
+from gateway.demo.config import SECRET_VARIABLES
+
 
 @pytest.fixture(scope="module")
 def demo() -> Iterator[tuple[int, dict[str, str], list[str]]]:
@@ -159,10 +161,14 @@ def run_gateway(*args: str, env: dict[str, str] | None = None) -> subprocess.Com
     )
 
 
-def test_print_config_is_the_config_the_demo_runs(tmp_path: Path) -> None:
-    shown = run_gateway("demo", "--host", "demo.test", "--port", "9100", "--print-config")
+def print_config(*args: str) -> str:
+    shown = run_gateway("demo", *args, "--print-config")
     assert shown.returncode == 0, shown.stderr
-    document = tomllib.loads(shown.stdout)
+    return shown.stdout
+
+
+def test_print_config_is_the_config_the_demo_runs(tmp_path: Path) -> None:
+    document = tomllib.loads(print_config("--host", "demo.test", "--port", "9100"))
     assert document["gateway"]["public_url"] == "http://demo.test:9100"
     assert document["gateway"]["cookie_secure"] is False
     assert document["gateway"]["admin_token"] == "${GATEWAY_ADMIN_TOKEN}"  # never a value
@@ -174,16 +180,8 @@ def test_print_config_is_the_config_the_demo_runs(tmp_path: Path) -> None:
 
     # A starting point for a real config: with its variables set, check-config accepts it.
     path = tmp_path / "demo.toml"
-    path.write_text(shown.stdout, encoding="utf-8")
-    variables = {
-        name: "x" * 32
-        for name in (
-            "GATEWAY_COOKIE_SECRET",
-            "GATEWAY_ADMIN_TOKEN",
-            "OKTA_CLIENT_SECRET",
-            "OKTA_API_TOKEN",
-        )
-    }
+    path.write_text(print_config("--port", "9100"), encoding="utf-8")
+    variables = {name: "x" * 32 for name in SECRET_VARIABLES}
     checked = run_gateway("check-config", str(path), env={**os.environ, **variables})
     assert checked.returncode == 0, checked.stdout + checked.stderr
     missing = run_gateway("check-config", str(path), env={"PATH": os.environ.get("PATH", "")})
@@ -191,6 +189,22 @@ def test_print_config_is_the_config_the_demo_runs(tmp_path: Path) -> None:
     assert "gateway.admin_token: environment variable GATEWAY_ADMIN_TOKEN is not set" in (
         missing.stderr
     )
+
+
+def test_the_demos_plain_http_idp_off_this_machine_is_for_the_demo_only(tmp_path: Path) -> None:
+    """The demo's own IdP on a network address runs (a test above signs in through it), but as
+    a config of its own it is refused like any plain-http IdP, and the printed text says so."""
+    shown = print_config("--host", "demo.test")
+    assert "# plain http off this machine: only the demo takes it (a config: https)" in shown
+    path = tmp_path / "demo.toml"
+    path.write_text(shown, encoding="utf-8")
+    variables = {name: "x" * 32 for name in SECRET_VARIABLES}
+    checked = run_gateway("check-config", str(path), env={**os.environ, **variables})
+    assert checked.returncode == 1
+    assert checked.stderr.splitlines() == [
+        "identity_providers[0].config.okta_account: must be an https URL"
+    ]
+    assert "only the demo takes it" not in print_config()  # localhost: nothing to say
 
 
 def test_an_ipv6_host_is_refused_with_the_reason() -> None:

@@ -71,7 +71,9 @@ RISK_LEVELS_LIST: Schema = {
 }
 _OUT_BOOL: Schema = {"type": "boolean"}
 _URL_IN: Schema = _text(1, pattern=_URL)
-_OPTIONAL_URL_IN: Schema = {"anyOf": [{"const": ""}, _URL_IN]}
+# An identity provider's URLs: `url(..., secure=True)` (see _HTTPS_URL).
+_HTTPS_URL_IN: Schema = _text(1, pattern=_HTTPS_URL)
+_OPTIONAL_HTTPS_URL_IN: Schema = {"anyOf": [{"const": ""}, _HTTPS_URL_IN]}
 _DURATION_IN: Schema = {
     "anyOf": [
         {"type": "string", "pattern": _DURATION},
@@ -159,7 +161,7 @@ def _app_out() -> Schema:
 _IDP_CONFIG_IN: dict[str, Schema] = {
     "client_id": _text(1),
     "client_secret": _text(1, description="Write-only: never returned."),
-    "okta_account": _URL_IN,
+    "okta_account": _HTTPS_URL_IN,
     "authorization_server_id": _text(),
     "api_token": _text(description="Write-only: never returned. Okta API token (Groups API)."),
     "claims": _strings(),
@@ -173,11 +175,11 @@ _IDP_CONFIG_IN: dict[str, Schema] = {
         "type": "boolean",
         "description": "Okta only: accept Okta Universal Logout (Global Token Revocation).",
     },
-    "issuer": _OPTIONAL_URL_IN,
-    "auth_url": _OPTIONAL_URL_IN,
-    "token_url": _OPTIONAL_URL_IN,
-    "certs_url": _OPTIONAL_URL_IN,
-    "userinfo_url": _OPTIONAL_URL_IN,
+    "issuer": _OPTIONAL_HTTPS_URL_IN,
+    "auth_url": _OPTIONAL_HTTPS_URL_IN,
+    "token_url": _OPTIONAL_HTTPS_URL_IN,
+    "certs_url": _OPTIONAL_HTTPS_URL_IN,
+    "userinfo_url": _OPTIONAL_HTTPS_URL_IN,
     "scopes": _strings(),
 }
 _SCIM_CONFIG_IN: Schema = {
@@ -216,13 +218,13 @@ _RESERVED_HEADER = (
 )
 _SAML_CONFIG_IN: dict[str, Schema] = {
     "issuer_url": _text(1),
-    "sso_target_url": _URL_IN,
+    "sso_target_url": _HTTPS_URL_IN,
     "idp_public_certs": {
         "type": "array",
         "minItems": 1,
         "items": _text(1, pattern=_PEM_CERT, description="An X.509 certificate, PEM."),
     },
-    "metadata_url": _text(1, pattern=_HTTPS_URL),
+    "metadata_url": _HTTPS_URL_IN,
     "email_attribute_name": _text(),
     "attributes": _strings(),
     "sign_request": {"type": "boolean"},
@@ -264,11 +266,11 @@ def _idp_in(*, put: bool) -> Schema:
     oidc_config = obj(
         {
             **_IDP_CONFIG_IN,
-            "okta_account": _OPTIONAL_URL_IN,
-            "issuer": _URL_IN,
+            "okta_account": _OPTIONAL_HTTPS_URL_IN,
+            "issuer": _HTTPS_URL_IN,
             "universal_logout": {"const": False},  # only Okta sends it
         }
-        | {k: _URL_IN for k in ("auth_url", "token_url", "certs_url")},
+        | {k: _HTTPS_URL_IN for k in ("auth_url", "token_url", "certs_url")},
         ("client_id", *secrets, "issuer", "auth_url", "token_url", "certs_url"),
     )
     common = {"name": _text(1), "scim_config": _SCIM_CONFIG_IN}

@@ -337,5 +337,5 @@ def _unsplittable_urls(document: dict[str, Any], keys: tuple[str, ...]) -> list[
             urlsplit(value)
         except ValueError:
             problems.append(f"{key}: {_BAD_URL}")
-            table[name] = "http://invalid.invalid"
+            table[name] = "https://invalid.invalid"  # refused already: nothing more to say
     return problems

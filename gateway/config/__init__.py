@@ -366,10 +366,17 @@ def _check_references(settings: Settings, problems: list[str]) -> None:
                 problems.append(f"apps[{i}].allowed_idps[{j}]: no identity provider {allowed!r}")
 
 
-def parse_settings(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Settings:
-    """Validate a parsed document; raise ConfigError listing every problem."""
+def parse_settings(
+    data: Mapping[str, Any],
+    env: Mapping[str, str] | None = None,
+    *,
+    plain_http_hosts: frozenset[str] = frozenset(),
+) -> Settings:
+    """Validate a parsed document; raise ConfigError listing every problem. `plain_http_hosts`
+    is for `gateway demo` only (`Reader`): no configuration can name one."""
     problems: list[str] = []
-    root = Reader(data, "", problems, os.environ if env is None else env)
+    env = os.environ if env is None else env
+    root = Reader(data, "", problems, env, plain_http_hosts=plain_http_hosts)
     gateway = _gateway(root.table("gateway"))
     settings = Settings(
         gateway=gateway,

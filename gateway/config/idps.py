@@ -115,10 +115,13 @@ def _idp_config(reader: Reader, idp_type: str) -> IdPConfig:
     if idp_type == "saml":
         return _saml_config(reader)
     # Every key of both types is read and checked whatever the type, in this order: the file
-    # and the admin API have always taken them all (a key of the other type is ignored).
+    # and the admin API have always taken them all (a key of the other type is ignored). Every
+    # URL is `secure`: the gateway sends a browser there with a sign-in, or fetches what it
+    # trusts from it (discovery, tokens for a code, signing keys, claims); and OpenID Connect
+    # has the issuer an https URL.
     client_id = reader.string("client_id", required=True)
     client_secret = reader.string("client_secret", required=True)
-    okta_account = reader.url("okta_account", required=idp_type == "okta")
+    okta_account = reader.url("okta_account", required=idp_type == "okta", secure=True)
     authorization_server_id = reader.string("authorization_server_id")
     api_token = reader.string("api_token")
     claims = reader.strings("claims")
@@ -131,11 +134,11 @@ def _idp_config(reader: Reader, idp_type: str) -> IdPConfig:
             "universal_logout",
             "only Okta sends Universal Logout; for this type use backchannel_logout",
         )
-    issuer = reader.url("issuer", required=idp_type == "oidc", exact=True)
-    auth_url = reader.url("auth_url", required=idp_type == "oidc")
-    token_url = reader.url("token_url", required=idp_type == "oidc")
-    certs_url = reader.url("certs_url", required=idp_type == "oidc")
-    userinfo_url = reader.url("userinfo_url")
+    issuer = reader.url("issuer", required=idp_type == "oidc", exact=True, secure=True)
+    auth_url = reader.url("auth_url", required=idp_type == "oidc", secure=True)
+    token_url = reader.url("token_url", required=idp_type == "oidc", secure=True)
+    certs_url = reader.url("certs_url", required=idp_type == "oidc", secure=True)
+    userinfo_url = reader.url("userinfo_url", secure=True)
     scopes = reader.strings("scopes")
     reader.finish()
     if idp_type == "okta":
@@ -181,8 +184,12 @@ def _saml_config(reader: Reader) -> SamlConfig:
         reader.has(k) for k in ("issuer_url", "sso_target_url", "idp_public_certs")
     )
     # The issuer is compared to the assertion's <Issuer> character for character: kept exact.
+    # It is a name, never fetched: Okta's is http://www.okta.com/<id>.
     issuer_url = reader.string("issuer_url", required=not metadata_url)
-    sso_target_url = reader.url("sso_target_url", required=not metadata_url, exact=True)
+    # The browser carries the AuthnRequest there and the assertion back: `secure`.
+    sso_target_url = reader.url(
+        "sso_target_url", required=not metadata_url, exact=True, secure=True
+    )
     certs = reader.strings("idp_public_certs")
     if not certs and not metadata_url and reader.raw("idp_public_certs") in (None, []):
         reader.problem("idp_public_certs", "needs at least one certificate")

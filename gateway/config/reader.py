@@ -17,7 +17,6 @@ from gateway.authz.rules import Network
 
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 _IDENTIFIER = re.compile(r"[A-Za-z0-9._-]{1,64}")
-LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")  # where `url(..., secure=True)` takes http
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _MAX_DURATION = 87600 * 3600.0
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -37,16 +36,53 @@ def parse_duration(text: str) -> float:
     return total
 
 
+def is_loopback_host(host: str) -> bool:
+    """Whether `host` (a URL's hostname, lower case, IPv6 without brackets) is this machine:
+    `localhost`, 127.0.0.0/8 or ::1. A name ending in ".localhost" is not: the gateway resolves
+    it like any other, and a resolver may send it anywhere."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def is_secure_url(url: str) -> bool:
+    """Whether `url` is https, or plain http to a loopback host (a local test): the only URLs a
+    sign-in, what the gateway trusts, or what it tells of users may travel over."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        return False
+    return parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(host))
+
+
 T = TypeVar("T")
 
 
 class Reader:
-    """Reads one table, tracking its key path, the keys it used and every problem found."""
+    """Reads one table, tracking its key path, the keys it used and every problem found.
 
-    def __init__(self, data: Any, path: str, problems: list[str], env: Mapping[str, str]):
+    `plain_http_hosts`: hosts besides the loopback ones whose plain-http URLs `url(...,
+    secure=True)` takes. Only `gateway demo` names one (its development IdP, reached over the
+    network when it listens there); no configuration key can.
+    """
+
+    def __init__(
+        self,
+        data: Any,
+        path: str,
+        problems: list[str],
+        env: Mapping[str, str],
+        *,
+        plain_http_hosts: frozenset[str] = frozenset(),
+    ):
         self.path = path
         self.problems = problems
         self.env = env
+        self.plain_http_hosts = plain_http_hosts
         self.data: Mapping[str, Any] = data if isinstance(data, Mapping) else {}
         if not isinstance(data, Mapping):
             self.problem("", "must be a table")
@@ -159,9 +195,8 @@ class Reader:
         self, key: str, *, required: bool = False, exact: bool = False, secure: bool = False
     ) -> str:
         """An absolute http(s) URL; a trailing "/" is dropped unless `exact` (an issuer is
-        compared to the ID token's `iss` character for character). `secure`: https, or http to
-        a loopback host only (a local test), for a URL that what the gateway trusts or what it
-        tells of users travels over."""
+        compared to the ID token's `iss` character for character). `secure`: `is_secure_url`
+        (or plain http to one of `plain_http_hosts`)."""
         value = self.string(key, required=required)
         if value:
             try:
@@ -172,7 +207,9 @@ class Reader:
                 valid = False
             if not valid:
                 self.problem(key, "must be an absolute https or http URL")
-            elif secure and parts.scheme != "https" and parts.hostname not in LOOPBACK_HOSTS:
+            elif (
+                secure and not is_secure_url(value) and parts.hostname not in self.plain_http_hosts
+            ):
                 self.problem(key, "must be an https URL")
         return value if exact else value.rstrip("/")
 
@@ -186,7 +223,7 @@ class Reader:
 
     def table(self, key: str) -> Reader:
         value = self.raw(key)
-        return Reader({} if value is None else value, self.key_path(key), self.problems, self.env)
+        return self._child({} if value is None else value, self.key_path(key))
 
     def tables(self, key: str) -> list[Reader]:
         value = self.raw(key)
@@ -195,10 +232,10 @@ class Reader:
         if not isinstance(value, list):
             self.problem(key, "must be a list of tables")
             return []
-        return [
-            Reader(item, f"{self.key_path(key)}[{i}]", self.problems, self.env)
-            for i, item in enumerate(value)
-        ]
+        return [self._child(item, f"{self.key_path(key)}[{i}]") for i, item in enumerate(value)]
+
+    def _child(self, data: Any, path: str) -> Reader:
+        return Reader(data, path, self.problems, self.env, plain_http_hosts=self.plain_http_hosts)
 
     def finish(self) -> None:
         """Report every key of this table that nothing read: a typo must not pass silently."""

@@ -5,6 +5,8 @@ values, never the caller's), so what `--print-config` shows is exactly what runs
 can start a real config from it. Where the demo listens decides its names: the team host (also
 the demo app's host: a single-host deployment) and the development IdP's URL are the address a
 browser uses, which for a wildcard bind (`--host 0.0.0.0`) is the machine's own address.
+Only the demo takes its development IdP's plain-http URL on such an address: any other config
+needs https to an IdP off this machine, and the printed text says so next to it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import secrets
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from gateway.config.reader import is_loopback_host
 
 IDP_ID = "dev-okta"
 CLIENT_ID = "0oademo"
@@ -27,6 +31,8 @@ _WILDCARDS = ("0.0.0.0", "::", "")  # noqa: S104 - the addresses that mean "ever
 # Connecting a UDP socket sends nothing; it only asks the kernel which local address its route
 # to this (documentation) address leaves from: the machine's address on its main network.
 _ROUTE_PROBE = ("198.51.100.1", 9)
+# Plain http to an IdP off this machine is refused in any config but the demo's own (Reader).
+_PLAIN_HTTP_NOTE = "   # plain http off this machine: only the demo takes it (a config: https)"
 
 _TEMPLATE = """\
 # The configuration `gateway demo` runs (`gateway demo --print-config` prints it).
@@ -54,7 +60,7 @@ type = "okta"
 [identity_providers.config]
 client_id = "{client_id}"
 client_secret = "${{OKTA_CLIENT_SECRET}}"
-okta_account = "{idp_url}"
+okta_account = "{idp_url}"{idp_url_note}
 api_token = "${{OKTA_API_TOKEN}}"
 pkce_enabled = true
 [identity_providers.scim_config]   # the SCIM secret is generated at start and printed once
@@ -152,6 +158,7 @@ def demo_config_text(addresses: DemoAddresses) -> str:
         idp_id=IDP_ID,
         client_id=CLIENT_ID,
         idp_url=addresses.idp_url,
+        idp_url_note="" if is_loopback_host(addresses.url_host) else _PLAIN_HTTP_NOTE,
         app_domain=addresses.url_host,
         upstream_url=addresses.upstream_url,
     )

@@ -57,6 +57,7 @@ from saml2.xmldsig import SIG_RSA_SHA256
 from gateway.authn.providers import SignInRequest, SignInResult, shorten
 from gateway.authz.app_tokens import SigningKey, SigningKeys
 from gateway.config import IdentityProvider, SamlConfig
+from gateway.config.reader import is_secure_url
 from gateway.errors import GatewayError, IdPError, SignInError
 from gateway.state.store import Store
 
@@ -122,8 +123,9 @@ def _der_base64(pem: str) -> str:
 
 
 def parse_idp_metadata(xml: str) -> IdPMetadata:
-    """An IdP's metadata document (`metadata_url`): its entity id and HTTP-Redirect SSO URL.
-    Raises ValueError for anything else (DTDs refused, as for Responses)."""
+    """An IdP's metadata document (`metadata_url`): its entity id and HTTP-Redirect SSO URL
+    (https, as `sso_target_url`). Raises ValueError for anything else (DTDs refused, as for
+    Responses)."""
     try:
         root = parse_xml(xml, forbid_dtd=True)
     except (DefusedXmlException, SyntaxError) as exc:
@@ -138,6 +140,8 @@ def parse_idp_metadata(xml: str) -> IdPMetadata:
     ]
     if not entity_id or not sso or not sso[0]:
         raise ValueError("no entityID or no HTTP-Redirect SingleSignOnService")
+    if not is_secure_url(sso[0]):  # as `sso_target_url`: the browser signs in there
+        raise ValueError("the HTTP-Redirect SingleSignOnService must be an https URL")
     if not any(True for _ in root.iter(f"{{{_DS}}}X509Certificate")):
         raise ValueError("no signing certificate")
     return IdPMetadata(entity_id, sso[0], xml)
