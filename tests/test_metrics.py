@@ -15,8 +15,20 @@ import pytest
 import pytest_asyncio
 from clock import FakeClock
 from fake_okta import FakeOkta
-from harness import IDP_ID, TEAM, EchoUpstream, browser, free_port, running, settings_doc, sign_in
+from harness import (
+    IDP_ID,
+    TEAM,
+    WIKI,
+    EchoUpstream,
+    browser,
+    free_port,
+    running,
+    settings_doc,
+    sign_in,
+    sign_in_everywhere,
+)
 from prometheus_client.parser import text_string_to_metric_families
+from scim_harness import create_user, deactivate, new_secret, okta_client
 
 from gateway.app import Gateway, create_app
 from gateway.config import parse_settings
@@ -27,8 +39,8 @@ ADMIN_TOKEN = "metrics-admin-token-0123456789"
 BEARER = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
-def metrics_doc(upstream: str, admin_token: str = ADMIN_TOKEN) -> dict[str, Any]:
-    doc = settings_doc(upstream)
+def metrics_doc(upstream: str, admin_token: str = ADMIN_TOKEN, **idp: Any) -> dict[str, Any]:
+    doc = settings_doc(upstream, **idp)
     doc["gateway"]["admin_token"] = admin_token
     return doc
 
@@ -173,6 +185,77 @@ async def test_scim_requests_are_counted_by_outcome(client: httpx.AsyncClient) -
     assert value(samples, "gateway_scim_requests_total", outcome=outcome) == 1
 
 
+ENDINGS = (
+    "sign-out",
+    "admin revoke_user",
+    "SCIM deactivate",
+    "Universal Logout",
+    "back-channel sid",
+    "back-channel sub",
+)
+
+
+async def end_alices_sessions(
+    ending: str, app: Gateway, laptop: httpx.AsyncClient, okta: FakeOkta
+) -> httpx.Response:
+    """Alice's sessions end by her laptop's sign-out, the admin API, SCIM, or Okta's logout
+    pushes: a back-channel logout token naming her laptop's sid ends only the laptop's."""
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=TEAM) as team:
+        if ending == "sign-out":
+            return await laptop.get(f"{TEAM}/cdn-cgi/access/logout")
+        if ending == "admin revoke_user":
+            return await team.post(
+                "/api/revoke_user", json={"email": "alice@example.com"}, headers=BEARER
+            )
+        if ending == "SCIM deactivate":
+            async with okta_client(app, await new_secret(app)) as scim:
+                user = await create_user(scim)
+                return await scim.patch(f"/Users/{user['id']}", json=deactivate())
+        if ending == "Universal Logout":
+            path = f"/cdn-cgi/access/global-token-revocation/{IDP_ID}"
+            return await team.post(
+                path,
+                json={"sub_id": {"format": "email", "email": "alice@example.com"}},
+                headers={"Authorization": f"Bearer {okta.universal_logout_token(TEAM + path)}"},
+            )
+        sid = {"sid": "sid-laptop"} if ending == "back-channel sid" else {}
+        return await team.post(
+            f"/cdn-cgi/access/backchannel-logout/{IDP_ID}",
+            data={"logout_token": okta.logout_token(sub="00ualice", **sid)},
+        )
+
+
+@pytest.mark.parametrize("ending", ENDINGS)
+async def test_every_way_sessions_end_takes_exactly_them_off_the_active_gauge(
+    store: Store, upstream: EchoUpstream, okta: FakeOkta, ending: str
+) -> None:
+    """Alice on her laptop and her phone (two Okta sessions), Carol: two sessions each (the
+    global one, the wiki's). What ends on this instance leaves the gauge at once, and only that."""
+    doc = metrics_doc(upstream.url, backchannel_logout=True, universal_logout=True)
+    doc["identity_providers"][0]["scim_config"] = {"enabled": True, "user_deprovision": True}
+    okta.add_user("00ucarol", "carol@example.com", "Carol Example", ["Engineering"])
+    people = (("00ualice", "sid-laptop"), ("00ualice", "sid-phone"), ("00ucarol", "sid-carol"))
+    async with (
+        running(create_app(parse_settings(doc), store=store)) as app,
+        browser(app, WIKI) as laptop,
+        browser(app, WIKI) as phone,
+        browser(app, WIKI) as carol,
+        browser(app) as team,
+    ):
+        for person, (sub, sid) in zip((laptop, phone, carol), people, strict=True):
+            okta.id_token_claims["sid"] = sid
+            await sign_in_everywhere(person, okta, sub)
+        assert value(await scrape(team), "gateway_sessions_active") == 6
+
+        answer = await end_alices_sessions(ending, app, laptop, okta)
+        assert answer.is_success or answer.is_redirect, answer.text
+
+        samples = await scrape(team)
+    ended = 2 if ending == "back-channel sid" else 4  # the laptop's, or all of Alice's
+    assert value(samples, "gateway_sessions_revoked_total") == ended
+    assert value(samples, "gateway_sessions_active") == 6 - ended
+
+
 # --- who may read them ----------------------------------------------------------------------
 
 
@@ -226,18 +309,18 @@ async def test_each_gateway_has_its_own_registry(store: Store, upstream: EchoUps
 def test_live_sessions_end_by_expiry_and_by_revocation() -> None:
     clock = FakeClock()
     live = LiveSessions(clock)
-    live.add("alice", "", clock() + 100)
-    live.add("alice", "wiki", clock() + 10)
-    live.add("bob", "wiki", clock() + 100)
-    live.add("bob", "grafana", clock() + 100)
+    live.add("alice-global", clock() + 100)
+    live.add("alice-wiki", clock() + 10)
+    live.add("bob-wiki", clock() + 100)
+    live.add("bob-grafana", clock() + 100)
     assert live.count() == 4
     clock.advance(11)
     assert live.count() == 3  # alice's wiki session expired
-    live.drop_app("wiki")
+    live.drop(["bob-wiki", "alice-wiki"])  # the wiki's sessions revoked (alice's had expired)
     assert live.count() == 2
-    live.drop_user("alice")
+    live.drop(["alice-global"])  # one session ended: bob's stays
     assert live.count() == 1
-    live.drop_user("nobody")
+    live.drop(["made-by-another-instance"])
     clock.advance(100)
     assert live.count() == 0
 

@@ -6,6 +6,7 @@ Responses are tests/test_saml_refusals.py's; here, what the product adds around 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gc
 import json
@@ -50,7 +51,7 @@ from gateway.app import Gateway, create_app
 from gateway.authn.providers import saml as saml_provider
 from gateway.checks import check_idp, check_settings
 from gateway.config import parse_identity_provider, parse_settings
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, IdPError
 from gateway.state.store import Store
 from gateway.state.store.memory import MemoryStore
 
@@ -497,6 +498,48 @@ async def test_a_failing_metadata_url_is_read_again_after_a_pause_not_at_every_s
     clock.advance(saml_provider.METADATA_RETRY + 1)
     await provider.metadata_document()
     assert route.call_count == 3
+
+
+async def test_a_metadata_url_failing_from_the_start_is_read_once_per_pause_not_per_sign_in(
+    router: respx.MockRouter, http: httpx.AsyncClient, clock: FakeClock, saml_idp: SamlIdP
+) -> None:
+    """No good copy yet: a flood of sign-ins while the first read hangs makes one request to
+    the IdP, and those that follow within the pause get the error page without waiting."""
+    url = "https://idp.example/saml/metadata"
+    asked, answered = asyncio.Event(), asyncio.Event()
+
+    async def hanging_then_timing_out(request: httpx.Request) -> httpx.Response:
+        asked.set()
+        await answered.wait()
+        raise httpx.ConnectTimeout("timed out", request=request)
+
+    route = router.get(url).mock(side_effect=hanging_then_timing_out)
+    provider = saml_provider.SamlProvider(
+        parse_identity_provider(_saml(metadata_url=url)),
+        http,
+        MemoryStore(clock=clock),
+        acs_url=SP_ENTITY_ID,
+        clock=clock,
+    )
+    flood = [asyncio.create_task(provider.begin()) for _ in range(5)]
+    await asked.wait()  # the first sign-in's read is under way; the others queue behind it
+    answered.set()
+    outcomes = await asyncio.gather(*flood, return_exceptions=True)
+    assert [type(outcome) for outcome in outcomes] == [IdPError] * 5
+    assert all(outcome.status == 502 and outcome.step == "metadata" for outcome in outcomes)
+    assert route.call_count == 1
+
+    clock.advance(saml_provider.METADATA_RETRY - 1)
+    with pytest.raises(IdPError, match="metadata could not be read"):
+        await provider.begin()
+    with pytest.raises(IdPError):
+        await provider.metadata_document()
+    assert route.call_count == 1
+
+    route.mock(side_effect=None, return_value=httpx.Response(200, text=saml_idp.metadata_xml()))
+    clock.advance(2)  # the pause is over: read again, and this time it answers
+    assert (await provider.begin()).url.startswith(saml_idp.sso_url)
+    assert route.call_count == 2
 
 
 async def test_an_encrypted_assertion_is_decrypted_with_the_sp_key(

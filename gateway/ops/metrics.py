@@ -26,7 +26,7 @@ let Prometheus scrape each.
                                                    missing_secret, wrong_secret, unknown_idp,
                                                    scim_off
     gateway_sessions_created_total{kind}           global and app sessions created
-    gateway_sessions_revoked_total                 sessions revoked (logout, admin, SCIM)
+    gateway_sessions_revoked_total                 sessions revoked (logout, admin, SCIM, IdP)
     gateway_sessions_active                        see `LiveSessions`
     gateway_ssf_events_sent_total                  risk SETs Okta accepted (SPEC 8)
     gateway_ssf_events_failed_total{reason}        SETs given up on: "rejected" (Okta refused
@@ -44,6 +44,7 @@ the hot path.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import httpx
@@ -82,41 +83,26 @@ class LiveSessions:
     Sessions are counted where they are made, not read back from the store (Redis has no cheap
     count of them). Creation and revocation are exact for one process; with several instances
     each counts its own, so sum the gauge over instances, and a session revoked through another
-    instance than the one that created it stays counted there until it expires. Kept per user
-    so that revoking a user's sessions removes exactly those; pruned at scrape time.
+    instance than the one that created it stays counted there until it expires. Kept by session
+    id, so that every way sessions end here (sign-out, a user's or an app's revocation, an IdP
+    session's logout, one session ended) removes exactly those it ended; pruned at scrape time.
     """
 
     def __init__(self, clock: Clock):
         self._clock = clock
-        self._by_user: dict[str, list[tuple[float, str]]] = {}  # user -> [(expires, app id)]
+        self._expires: dict[str, float] = {}  # session id -> when it expires
 
-    def add(self, user_uuid: str, app_id: str, expires: float) -> None:
-        self._by_user.setdefault(user_uuid, []).append((expires, app_id))
+    def add(self, session_id: str, expires: float) -> None:
+        self._expires[session_id] = expires
 
-    def drop_user(self, user_uuid: str) -> None:
-        self._by_user.pop(user_uuid, None)
-
-    def drop_app(self, app_id: str) -> None:
-        for user_uuid, sessions in list(self._by_user.items()):
-            kept = [s for s in sessions if s[1] != app_id]
-            if len(kept) != len(sessions):
-                self._set(user_uuid, kept)
+    def drop(self, session_ids: Iterable[str]) -> None:
+        for session_id in session_ids:
+            self._expires.pop(session_id, None)
 
     def count(self) -> float:
         now = self._clock()
-        total = 0
-        for user_uuid, sessions in list(self._by_user.items()):
-            live = [s for s in sessions if s[0] > now]
-            if len(live) != len(sessions):
-                self._set(user_uuid, live)
-            total += len(live)
-        return total
-
-    def _set(self, user_uuid: str, sessions: list[tuple[float, str]]) -> None:
-        if sessions:
-            self._by_user[user_uuid] = sessions
-        else:
-            del self._by_user[user_uuid]
+        self.drop([i for i, expires in self._expires.items() if expires <= now])
+        return len(self._expires)
 
 
 class Metrics:
@@ -194,7 +180,7 @@ class Metrics:
         )
         self._sessions_revoked = Counter(
             "gateway_sessions_revoked",
-            "Sessions revoked (logout, admin API, SCIM deprovisioning).",
+            "Sessions revoked (sign-out, admin API, SCIM, back-channel and Universal Logout).",
             registry=registry,
         )
         self.live_sessions = LiveSessions(clock)
@@ -261,18 +247,15 @@ class Metrics:
         if seconds is not None:
             self._signin_seconds.labels(idp).observe(seconds)
 
-    def session_created(self, kind: str, user_uuid: str, app_id: str, expires: float) -> None:
+    def session_created(self, kind: str, session_id: str, expires: float) -> None:
         self._sessions_created.labels(kind).inc()
-        self.live_sessions.add(user_uuid, app_id, expires)
+        self.live_sessions.add(session_id, expires)
 
-    def sessions_revoked(self, count: int, *, user_uuid: str = "", app_id: str = "") -> None:
-        """`count` sessions revoked: every one of `user_uuid`'s, or every app session of
-        `app_id` (what `SessionManager.revoke_user` / `revoke_app` just did)."""
+    def sessions_revoked(self, count: int, session_ids: Iterable[str]) -> None:
+        """`count` live sessions revoked, of the `session_ids` a revocation deleted (those of
+        them that had already ended included)."""
         self._sessions_revoked.inc(count)
-        if user_uuid:
-            self.live_sessions.drop_user(user_uuid)
-        if app_id:
-            self.live_sessions.drop_app(app_id)
+        self.live_sessions.drop(session_ids)
 
     def scim_request(self, status: int) -> None:
         self._scim.labels(scim_outcome(status)).inc()

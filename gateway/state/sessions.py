@@ -27,7 +27,7 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, Protocol
@@ -183,9 +183,9 @@ class CookieSigner:
 class SessionObserver(Protocol):
     """Told about sessions made and ended (the metrics), whichever code path did it."""
 
-    def session_created(self, kind: str, user_uuid: str, app_id: str, expires: float) -> None: ...
+    def session_created(self, kind: str, session_id: str, expires: float) -> None: ...
 
-    def sessions_revoked(self, count: int, *, user_uuid: str = "", app_id: str = "") -> None: ...
+    def sessions_revoked(self, count: int, session_ids: Iterable[str]) -> None: ...
 
 
 class RiskSource(Protocol):
@@ -244,7 +244,7 @@ class SessionManager:
                 session = dataclasses.replace(session, risk=latest)
                 await self._rewrite(session.id, _with_risk(latest))
         if self.observer is not None:
-            self.observer.session_created(kind, identity.user_uuid, app_id, session.expires)
+            self.observer.session_created(kind, session.id, session.expires)
         return session, self.signer.sign(session.id)
 
     async def load(self, cookie_value: str | None) -> Session | None:
@@ -315,8 +315,8 @@ class SessionManager:
     async def end(self, session: Session) -> None:
         """Delete one session. Its id stays in the user's index until that is next revoked."""
         ended = await self.store.delete(_SESSION_KEY + session.id)
-        if ended and self.observer is not None:
-            self.observer.sessions_revoked(ended, user_uuid=session.identity.user_uuid)
+        if self.observer is not None:
+            self.observer.sessions_revoked(ended, (session.id,))
 
     async def revoke_user(self, user_uuid: str) -> int:
         """Delete every session of a user; returns how many were live."""
@@ -325,7 +325,7 @@ class SessionManager:
         revoked = await self.store.delete(*(_SESSION_KEY + i for i in ids)) if ids else 0
         await self.store.delete(index)
         if self.observer is not None:
-            self.observer.sessions_revoked(revoked, user_uuid=user_uuid)
+            self.observer.sessions_revoked(revoked, ids)
         return revoked
 
     async def revoke_idp_session(self, idp_id: str, sid: str, *, sub: str = "") -> int:
@@ -342,7 +342,7 @@ class SessionManager:
         revoked = await self.store.delete(*(_SESSION_KEY + i for i in ids))
         await self.store.remove_from_set(index, *ids)
         if self.observer is not None:
-            self.observer.sessions_revoked(revoked)
+            self.observer.sessions_revoked(revoked, ids)
         return revoked
 
     async def revoke_app(self, app_id: str) -> int:
@@ -353,7 +353,7 @@ class SessionManager:
         revoked = await self.store.delete(*(_SESSION_KEY + i for i in ids)) if ids else 0
         await self.store.delete(index)
         if self.observer is not None:
-            self.observer.sessions_revoked(revoked, app_id=app_id)
+            self.observer.sessions_revoked(revoked, ids)
         return revoked
 
     async def active_sessions(self, user_uuid: str) -> list[Session]:

@@ -69,7 +69,7 @@ REQUEST_ID = "request_id"  # the AuthnRequest's ID, kept in `SignInRequest.pendi
 SP_KEYS = "saml_sp_keys"  # the store key of the SP's key set
 LEEWAY = 180  # SPEC 10: NotBefore / NotOnOrAfter leeway of at most 3 minutes
 METADATA_TTL = 86400.0  # SPEC 10: a metadata_url is read again daily
-METADATA_RETRY = 300.0  # after a failed read, the last good metadata serves this long
+METADATA_RETRY = 300.0  # a failed metadata_url read is not tried again for this long
 MAX_RESPONSE = 256 * 1024  # bytes of base64 in SAMLResponse: Okta's are a few KiB
 _USED_KEY = "saml_assertion:"
 _KEY_DIR_PREFIX = "gateway-saml-"  # then the pid of the process whose SP key it holds
@@ -234,7 +234,8 @@ class SamlProvider:
         self._clock = clock
         self._lock = asyncio.Lock()
         self._metadata: IdPMetadata | None = None if config.metadata_url else idp_metadata(config)
-        self._metadata_at = -math.inf
+        self._metadata_due = -math.inf if config.metadata_url else math.inf  # next URL read
+        self._metadata_failure = ""  # why the last read failed, while there is no good copy
         self._files: _KeyFiles | None = None
         self._client: Saml2Client | None = None
         if xmlsec_binary() is None:  # said at start; every sign-in with it then fails (503)
@@ -497,35 +498,48 @@ class SamlProvider:
             return self._client, metadata
 
     async def _idp_metadata(self) -> IdPMetadata:
-        if self._metadata is not None and self._clock() - self._metadata_at < METADATA_TTL:
-            return self._metadata
-        if not self._config.metadata_url:
-            self._metadata_at = math.inf
-            assert self._metadata is not None  # noqa: S101 - built in __init__
+        """The IdP metadata: from the config, or from `metadata_url`, read when due (daily;
+        METADATA_RETRY seconds after a failed read). Until then the last good copy serves or,
+        without one, every sign-in fails at once: none waits for, or adds to, a failing URL.
+        Called under `_lock`, so sign-ins waiting for a read see its outcome, never read again."""
+        if self._clock() < self._metadata_due:
+            if self._metadata is None:
+                raise self._metadata_unreadable()
             return self._metadata
         try:
             response = await self._http.get(self._config.metadata_url)
             response.raise_for_status()
             fresh = parse_idp_metadata(response.text)
         except (httpx.HTTPError, ValueError) as exc:
-            if self._metadata is not None:  # keep the last good one until the next read
-                logger.warning("idp %s: metadata_url read failed: %s", self.idp.id, exc)
-                # ...which is in METADATA_RETRY seconds: no sign-in waits for the URL meanwhile.
-                self._metadata_at = self._clock() - METADATA_TTL + METADATA_RETRY
-                return self._metadata
-            raise IdPError(
-                f"The IdP metadata could not be read ({type(exc).__name__}).",
-                step="metadata",
-                hint="check metadata_url",
-            ) from exc
+            self._metadata_due = self._clock() + METADATA_RETRY
+            self._metadata_failure = type(exc).__name__
+            logger.warning(
+                "idp %s: metadata_url read failed: %s; read again in %d s%s",
+                self.idp.id,
+                exc,
+                METADATA_RETRY,
+                ", the last good copy serving meanwhile" if self._metadata is not None else "",
+            )
+            if self._metadata is None:
+                raise self._metadata_unreadable() from exc
+            return self._metadata
         if self._metadata is None or fresh.xml != self._metadata.xml:
             self._client = None
-        self._metadata, self._metadata_at = fresh, self._clock()
+        self._metadata, self._metadata_due = fresh, self._clock() + METADATA_TTL
         return fresh
+
+    def _metadata_unreadable(self) -> IdPError:
+        return IdPError(
+            f"The IdP metadata could not be read ({self._metadata_failure}).",
+            step="metadata",
+            hint=f"check metadata_url (read again every {METADATA_RETRY / 60:.0f} minutes until "
+            "it answers)",
+        )
 
     async def prepare(self) -> None:
         """At start: read the IdP metadata (a `metadata_url`) and the SP key now rather than at
-        the first sign-in. A failure is logged; the first sign-in tries again."""
+        the first sign-in. A failure is logged; a failed read is tried again METADATA_RETRY
+        seconds later."""
         try:
             await self._saml_client()
         except GatewayError as exc:
