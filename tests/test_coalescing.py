@@ -5,10 +5,14 @@ in one write, and holding writes never reorders, loses or alters a byte.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import gc
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+import pytest_asyncio
+import uvloop
 from starlette.types import Receive, Scope, Send
 
 from gateway.web.coalescing import HOLD_LIMIT, CoalescingTransport
@@ -221,3 +225,91 @@ async def test_a_streamed_response_still_leaves_as_it_is_sent(
         assert await reader.readuntil(b"0\r\n\r\n") == b"6\r\nsecond\r\n0\r\n\r\n"
     writer.close()
     await writer.wait_closed()
+
+
+class Sink:
+    """A loopback server that keeps what each connection sent, and wrapped connections to it."""
+
+    def __init__(self) -> None:
+        self.received: list[bytearray] = []
+        self.ended: list[asyncio.Event] = []
+        self.port = 0
+        self.opened: list[asyncio.Transport] = []
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received, ended = bytearray(), asyncio.Event()
+        self.received.append(received)
+        self.ended.append(ended)
+        while data := await reader.read(65536):
+            received += data
+        ended.set()
+        writer.close()
+
+    async def connect(self) -> CoalescingTransport:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1", self.port)
+        self.opened.append(transport)
+        return CoalescingTransport(transport)
+
+    async def all_ended(self) -> None:
+        async with asyncio.timeout(5):
+            for ended in self.ended:
+                await ended.wait()
+
+
+@pytest_asyncio.fixture
+async def sink() -> AsyncIterator[Sink]:
+    found = Sink()
+    server = await asyncio.start_server(found.handle, "127.0.0.1", 0)
+    found.port = server.sockets[0].getsockname()[1]
+    yield found
+    for transport in found.opened:
+        transport.abort()
+    server.close()
+
+
+async def test_a_write_after_eof_fails_in_the_writer_as_on_the_transport(sink: Sink) -> None:
+    """The transport refuses a write after `write_eof` when it is made; held, the refusal
+    would come at the end of the round instead, where the writer cannot see it."""
+    transport = await sink.connect()
+    transport.write(b"request")
+    transport.write_eof()
+    with pytest.raises(RuntimeError):
+        transport.write(b"after the end")
+    await sink.all_ended()
+    assert sink.received == [b"request"]
+
+
+async def test_a_failing_write_spares_the_other_connections_of_the_round(sink: Sink) -> None:
+    """A connection whose transport raises when its held bytes are sent is aborted; the
+    connections held after it in the same round are still sent, not stranded."""
+
+    class Failing(RecordingTransport):
+        def write(self, data: bytes | bytearray | memoryview) -> None:
+            raise RuntimeError("refused")
+
+    failing = Failing()
+    CoalescingTransport(failing).write(b"lost")
+    others = [await sink.connect() for _ in range(2)]
+    for n, other in enumerate(others):
+        other.write(b"request %d" % n)
+    await a_round_later()
+    assert failing.calls == [("abort", b"")]
+    for other in others:
+        other.close()
+    await sink.all_ended()
+    assert sorted(sink.received) == [b"request 0", b"request 1"]
+
+
+def test_a_loop_that_ran_connections_is_not_kept_alive() -> None:
+    async def a_connection() -> None:
+        CoalescingTransport(RecordingTransport()).write(b"request")
+        await a_round_later()
+
+    loop = uvloop.new_event_loop()
+    loop.run_until_complete(a_connection())
+    loop.close()
+    gone = weakref.ref(loop)
+    del loop
+    gc.collect()
+    assert gone() is None

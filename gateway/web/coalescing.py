@@ -17,12 +17,15 @@ current round of callbacks, not a timer. Everything else goes to the transport, 
 own buffer, and `get_write_buffer_size` counts it. Past `HOLD_LIMIT` bytes pending, they are sent
 at once: the transport's buffer limits, which pause a fast writer, then work as without holding.
 Bytes written to a transport that is closing by the time the round ends are dropped, as the
-transport would drop them.
+transport would drop them. A write after `write_eof` is refused when it is made, as the transport
+refuses it; should a transport still refuse held bytes at the round's end, that connection is
+aborted (its stream would have a hole) and the other connections of the round are sent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
 from typing import Any
 
@@ -30,33 +33,39 @@ from typing import Any
 # waiting, and the transport's own buffer limits (what makes a fast writer wait) see them.
 HOLD_LIMIT = 64 * 1024
 
+log = logging.getLogger(__name__)
+
 _rounds: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Round] = weakref.WeakKeyDictionary()
 
 
 class _Round:
-    """The connections of one loop with bytes pending, sent at the end of the current round."""
+    """The connections of one loop with bytes pending, sent at the end of the current round.
+    It holds no reference to its loop, which would keep the loop alive as a key of `_rounds`."""
 
-    __slots__ = ("_loop", "_waiting")
+    __slots__ = ("_waiting",)
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+    def __init__(self) -> None:
         self._waiting: list[CoalescingTransport] = []
 
-    def hold(self, transport: CoalescingTransport) -> None:
+    def hold(self, transport: CoalescingTransport, loop: asyncio.AbstractEventLoop) -> None:
         if not self._waiting:
-            self._loop.call_soon(self._send)
+            loop.call_soon(self._send)
         self._waiting.append(transport)
 
     def _send(self) -> None:
         waiting, self._waiting = self._waiting, []
         for transport in waiting:
-            transport.flush()
+            try:
+                transport.flush()
+            except Exception:  # that connection's bytes are lost: end it, and send the others
+                log.exception("held bytes not sent; the connection is aborted")
+                transport.abort()
 
 
 def _round_of(loop: asyncio.AbstractEventLoop) -> _Round:
     found = _rounds.get(loop)
     if found is None:
-        found = _rounds[loop] = _Round(loop)
+        found = _rounds[loop] = _Round()
     return found
 
 
@@ -64,16 +73,20 @@ class CoalescingTransport(asyncio.Transport):
     """`transport`, with its writes held to the end of the loop's round (module docstring).
     Made on the loop that runs the connection, in the protocol's `connection_made`."""
 
-    __slots__ = ("_held", "_pending", "_round", "_transport")
+    __slots__ = ("_eof", "_held", "_loop", "_pending", "_round", "_transport")
 
     def __init__(self, transport: asyncio.BaseTransport) -> None:
         super().__init__()
         self._transport: asyncio.Transport = transport  # type: ignore[assignment]
         self._pending: list[bytes] | None = None
         self._held = 0  # bytes in _pending
-        self._round = _round_of(asyncio.get_running_loop())
+        self._eof = False  # write_eof was called: the transport refuses writes from then on
+        self._loop = asyncio.get_running_loop()
+        self._round = _round_of(self._loop)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._eof:  # refused here, as the transport would: at the round's end, nobody sees it
+            raise RuntimeError("Cannot call write() after write_eof()")
         if not data:
             return
         # A caller may reuse a mutable buffer once write returns, as transports copy it.
@@ -81,7 +94,7 @@ class CoalescingTransport(asyncio.Transport):
         if self._pending is None:
             self._pending = [chunk]
             self._held = len(chunk)
-            self._round.hold(self)
+            self._round.hold(self, self._loop)
         else:
             self._pending.append(chunk)
             self._held += len(chunk)
@@ -103,6 +116,7 @@ class CoalescingTransport(asyncio.Transport):
 
     def write_eof(self) -> None:
         self.flush()
+        self._eof = True
         self._transport.write_eof()
 
     def abort(self) -> None:
