@@ -476,19 +476,26 @@ async def test_an_idp_given_by_its_metadata_url_signs_alice_in(
         assert (await c.get("/docs/page?x=1")).status_code == 200
 
 
-async def test_a_failing_metadata_url_is_read_again_after_a_pause_not_at_every_sign_in(
-    router: respx.MockRouter, http: httpx.AsyncClient, clock: FakeClock, saml_idp: SamlIdP
-) -> None:
-    """The last good metadata serves meanwhile: no sign-in waits for the dead URL's timeout."""
-    url = "https://idp.example/saml/metadata"
-    route = router.get(url).mock(return_value=httpx.Response(200, text=saml_idp.metadata_xml()))
-    provider = saml_provider.SamlProvider(
+def metadata_url_provider(
+    url: str, http: httpx.AsyncClient, clock: FakeClock
+) -> saml_provider.SamlProvider:
+    """A SAML provider that reads its IdP's metadata from `url`, on `clock`."""
+    return saml_provider.SamlProvider(
         parse_identity_provider(_saml(metadata_url=url)),
         http,
         MemoryStore(clock=clock),
         acs_url=SP_ENTITY_ID,
         clock=clock,
     )
+
+
+async def test_a_failing_metadata_url_is_read_again_after_a_pause_not_at_every_sign_in(
+    router: respx.MockRouter, http: httpx.AsyncClient, clock: FakeClock, saml_idp: SamlIdP
+) -> None:
+    """The last good metadata serves meanwhile: no sign-in waits for the dead URL's timeout."""
+    url = "https://idp.example/saml/metadata"
+    route = router.get(url).mock(return_value=httpx.Response(200, text=saml_idp.metadata_xml()))
+    provider = metadata_url_provider(url, http, clock)
     first = await provider.metadata_document()
     route.mock(return_value=httpx.Response(503))
     clock.advance(saml_provider.METADATA_TTL + 1)
@@ -514,13 +521,7 @@ async def test_a_metadata_url_failing_from_the_start_is_read_once_per_pause_not_
         raise httpx.ConnectTimeout("timed out", request=request)
 
     route = router.get(url).mock(side_effect=hanging_then_timing_out)
-    provider = saml_provider.SamlProvider(
-        parse_identity_provider(_saml(metadata_url=url)),
-        http,
-        MemoryStore(clock=clock),
-        acs_url=SP_ENTITY_ID,
-        clock=clock,
-    )
+    provider = metadata_url_provider(url, http, clock)
     flood = [asyncio.create_task(provider.begin()) for _ in range(5)]
     await asked.wait()  # the first sign-in's read is under way; the others queue behind it
     answered.set()
