@@ -103,17 +103,21 @@ def success_page(rt: Runtime, idp: IdentityProvider, signed_in: signin.SignedIn)
     result = signed_in.result
     log.info("idp test ok idp=%s user=%s", idp.id, signed_in.identity.user_uuid)
     config = idp.config
+    # What the page shows whichever protocol signed in.
+    learned: dict[str, Any] = {
+        "title": "Your connection works!",
+        "ok": True,
+        "idp_name": idp.name,
+        "idp_type": idp.type,
+        "identity_json": _pretty(signed_in.identity.to_json()),
+        "groups_source": _groups_source(result),
+        "groups_note": result.groups_note,
+    }
     if isinstance(config, SamlConfig):
         wanted = sorted(config.kept_attributes)
         return _page(
             200,
-            title="Your connection works!",
-            ok=True,
-            idp_name=idp.name,
-            idp_type=idp.type,
-            identity_json=_pretty(signed_in.identity.to_json()),
-            groups_source=_groups_source(result),
-            groups_note=result.groups_note,
+            **learned,
             email_source=f"The email address came from {result.email_source}.",
             attributes_json=_pretty(result.id_token_claims),
             claims_configured=bool(wanted),
@@ -123,13 +127,7 @@ def success_page(rt: Runtime, idp: IdentityProvider, signed_in: signin.SignedIn)
     kept = result.oidc_fields
     return _page(
         200,
-        title="Your connection works!",
-        ok=True,
-        idp_name=idp.name,
-        idp_type=idp.type,
-        identity_json=_pretty(signed_in.identity.to_json()),
-        groups_source=_groups_source(result),
-        groups_note=result.groups_note,
+        **learned,
         claims_configured=bool(config.claims),
         oidc_fields_json=_pretty(kept),
         claims_not_sent=[name for name in config.claims if name not in kept],
